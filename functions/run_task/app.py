@@ -1,0 +1,56 @@
+"""Consumes run requests from SQS and starts (or stops) ECS tasks, one record at a time.
+
+Thin adapter: parse, call the control plane, report per-record failures to SQS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ecs_control_plane.contract import MalformedRequestError, RunRequest
+from ecs_control_plane.runtime import control_plane
+from ecs_control_plane.services import RetryLater
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+copy_config_to_registered_loggers(source_logger=logger, include={"ecs_control_plane"})
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    plane = control_plane()
+    try:
+        request = RunRequest.from_message(record.body)
+    except MalformedRequestError as exc:
+        metrics.add_metric(name="MalformedRunRequests", unit=MetricUnit.Count, value=1)
+        if exc.key:
+            plane.fail_start(exc.key, "unknown", exc.reason, attempt=1)
+        logger.error("malformed run request", extra={"message_id": record.message_id, "reason": exc.reason})
+        raise
+    logger.append_keys(task_key=request.key, attempt=request.attempt, kind=request.kind)
+    try:
+        result = plane.handle_request(request, receive_count=int(record.attributes.approximate_receive_count))
+    except RetryLater as later:
+        metrics.add_metric(name="RunTaskRetriesLater", unit=MetricUnit.Count, value=1)
+        plane.queue.delay_redelivery(record.receipt_handle, later.delay_seconds)
+        raise
+    finally:
+        logger.remove_keys(["task_key", "attempt", "kind"])
+    metrics.add_metric(name=f"RunRequest{result.outcome.value.title().replace('_', '')}", unit=MetricUnit.Count,
+                       value=1)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

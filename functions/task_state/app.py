@@ -1,0 +1,38 @@
+"""Applies "ECS Task State Change" events from EventBridge to the state table.
+
+Thin adapter: parse the event's detail, call the control plane.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ecs_control_plane.ecs_events import EcsTask
+from ecs_control_plane.runtime import control_plane
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+copy_config_to_registered_loggers(source_logger=logger, include={"ecs_control_plane"})
+
+
+class EcsTaskStateChange(EventBridgeModel):  # type: ignore[misc]
+    detail: EcsTask
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=EcsTaskStateChange)
+def lambda_handler(event: EcsTaskStateChange, context: LambdaContext) -> dict[str, Any]:
+    result = control_plane().handle_task_change(event.detail)
+    metrics.add_metric(name=f"TaskEvent{result.outcome.value.title().replace('_', '')}", unit=MetricUnit.Count,
+                       value=1)
+    return {"outcome": result.outcome.value, "key": result.key, "reason": result.reason}

@@ -1,0 +1,316 @@
+"""Contract v1 between the Airflow executor and the control plane.
+
+Both sides import these definitions; nothing here may be defined a second time elsewhere.
+The module is pure: no boto3, no Airflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, unquote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONTRACT_VERSION = 1
+
+#: Container environment variables that travel with every ECS task the control plane starts.
+TASK_KEY_ENV = "ECSCP_TASK_KEY"
+ATTEMPT_ENV = "ECSCP_ATTEMPT"
+OWNER_ENV = "ECSCP_OWNER"
+EXECUTOR_CONTAINER_ENV = "AIRFLOW_IS_EXECUTOR_CONTAINER"
+RESERVED_ENV_NAMES = frozenset({TASK_KEY_ENV, ATTEMPT_ENV, OWNER_ENV, EXECUTOR_CONTAINER_ENV})
+
+#: EventBridge identity of the failed-start event.
+EVENT_SOURCE = "airflow.ecs-control-plane"
+FAILED_START_DETAIL_TYPE = "Airflow Task Start Failed"
+
+#: Name of the state table's owner index.
+OWNER_INDEX = "owner-updated_at-index"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TaskState(str, Enum):
+    """Lifecycle of one Airflow task try in the control plane."""
+
+    QUEUED = "QUEUED"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILED})
+ACTIVE_STATES = frozenset({TaskState.QUEUED, TaskState.STARTING, TaskState.RUNNING})
+
+# ---------------------------------------------------------------------------------------------
+# Task key
+# ---------------------------------------------------------------------------------------------
+
+_SEP = "|"
+# Characters Airflow allows in ids stay readable; everything else (and the separator) is quoted.
+_SAFE = "-_.~:+@=,"
+
+
+def _q(part: str) -> str:
+    return quote(part, safe=_SAFE)
+
+
+class InvalidTaskKeyError(ValueError):
+    """A string that is not a task key of this contract."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskKey:
+    """Identifies one Airflow task try, or one executor callback.
+
+    Encoded as ``ti|dag|task|run|map_index|try`` (parts percent-quoted), so it is stable,
+    reversible and computable from a TaskInstance again when a scheduler adopts the task.
+    """
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int = -1
+    try_number: int = 1
+    kind: Literal["ti", "cb"] = "ti"
+
+    @classmethod
+    def for_callback(cls, callback_id: str) -> TaskKey:
+        return cls(dag_id="", task_id=str(callback_id), run_id="", kind="cb")
+
+    def encode(self) -> str:
+        if self.kind == "cb":
+            return _SEP.join(("cb", _q(self.task_id)))
+        return _SEP.join(
+            ("ti", _q(self.dag_id), _q(self.task_id), _q(self.run_id), str(self.map_index),
+             str(self.try_number))
+        )
+
+    @classmethod
+    def parse(cls, value: str) -> TaskKey:
+        parts = value.split(_SEP)
+        try:
+            if parts[0] == "cb" and len(parts) == 2:
+                return cls.for_callback(unquote(parts[1]))
+            if parts[0] == "ti" and len(parts) == 6:
+                return cls(
+                    dag_id=unquote(parts[1]),
+                    task_id=unquote(parts[2]),
+                    run_id=unquote(parts[3]),
+                    map_index=int(parts[4]),
+                    try_number=int(parts[5]),
+                )
+        except ValueError as exc:
+            raise InvalidTaskKeyError(f"not a task key: {value!r} ({exc})") from exc
+        raise InvalidTaskKeyError(f"not a task key: {value!r}")
+
+    def describe(self) -> str:
+        """A short human label for logs and alerts."""
+        if self.kind == "cb":
+            return f"callback {self.task_id}"
+        mapped = f"[{self.map_index}]" if self.map_index >= 0 else ""
+        return f"{self.dag_id}.{self.task_id}{mapped} run {self.run_id} try {self.try_number}"
+
+    def __str__(self) -> str:
+        return self.encode()
+
+
+def client_token(key: str, attempt: int) -> str:
+    """ECS ``clientToken`` (at most 64 characters) for one start attempt of one task try.
+
+    The same (key, attempt) always gives the same token, so a redelivered run request makes
+    ECS return the task it already started instead of starting a second one.
+    """
+    return hashlib.sha256(f"{key}#{attempt}".encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Run requests (SQS message bodies)
+# ---------------------------------------------------------------------------------------------
+
+ExecutorConfig = dict[str, Any]
+
+
+class RunRequest(BaseModel):
+    """A request to start (``run``) or stop (``stop``) the ECS task of one task try."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = CONTRACT_VERSION
+    kind: Literal["run", "stop"]
+    key: Annotated[str, Field(min_length=1, max_length=1024)]
+    owner: Annotated[str, Field(min_length=1, max_length=256)]
+    command: list[str] = Field(default_factory=list, repr=False)
+    queue: str | None = None
+    executor_config: ExecutorConfig = Field(default_factory=dict)
+    attempt: Annotated[int, Field(ge=1)] = 1
+    sent_at: int = Field(default_factory=now_ms)
+    reason: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_a_task_key(cls, value: str) -> str:
+        TaskKey.parse(value)
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_strings_non_empty(cls, value: list[str]) -> list[str]:
+        if any(not part for part in value):
+            raise ValueError("command parts must be non-empty strings")
+        return value
+
+    @model_validator(mode="after")
+    def _run_needs_command(self) -> RunRequest:
+        if self.kind == "run" and not self.command:
+            raise ValueError("a run request needs a non-empty command")
+        return self
+
+    @property
+    def task_key(self) -> TaskKey:
+        return TaskKey.parse(self.key)
+
+    def redacted(self) -> dict[str, Any]:
+        """What may be logged: everything but the command, which carries the workload token."""
+        return self.model_dump(exclude={"command"}) | {"command_parts": len(self.command)}
+
+    @classmethod
+    def from_message(cls, body: str) -> RunRequest:
+        """Parse an SQS message body; a bad one raises with the key when the key is readable."""
+        try:
+            return cls.model_validate_json(body)
+        except ValidationError as exc:
+            key: str | None = None
+            try:
+                raw = json.loads(body)
+                candidate = raw.get("key") if isinstance(raw, dict) else None
+                if isinstance(candidate, str):
+                    TaskKey.parse(candidate)
+                    key = candidate
+            except (ValueError, InvalidTaskKeyError):
+                key = None
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+            )
+            raise MalformedRequestError(f"malformed run request: {problems}", key) from exc
+
+
+class MalformedRequestError(ValueError):
+    """A message that is not a run request of this contract; ``key`` is set when readable."""
+
+    def __init__(self, reason: str, key: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.key = key
+
+
+# ---------------------------------------------------------------------------------------------
+# State items (DynamoDB)
+# ---------------------------------------------------------------------------------------------
+
+
+class TaskStateItem(BaseModel):
+    """One row of the state table: the control plane's view of one task try."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    key: str
+    owner: str
+    state: TaskState
+    attempt: int = 1
+    task_arn: str | None = None
+    ecs_last_status: str | None = None
+    ecs_version: int | None = None
+    stop_code: str | None = None
+    stopped_reason: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    queue: str | None = None
+    stop_requested: bool = False
+    #: The task's executor_config (no secrets of ours: the command is never stored), kept so
+    #: that a start retried from an ECS event is made with the same run_task call.
+    executor_config: ExecutorConfig = Field(default_factory=dict)
+    #: Set when the try failed to start, and once the failed-start event has been put.
+    start_failed: bool = False
+    alerted: bool = False
+    updated_at: int = Field(default_factory=now_ms)
+    created_at: int | None = None
+    expires_at: int | None = None
+
+    @field_validator("executor_config", mode="before")
+    @classmethod
+    def _config_from_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
+
+
+# ---------------------------------------------------------------------------------------------
+# Failed-start event (EventBridge)
+# ---------------------------------------------------------------------------------------------
+
+
+class FailedStartDetail(BaseModel):
+    """Detail of the ``Airflow Task Start Failed`` event; names the task for a human reader."""
+
+    key: str
+    owner: str
+    attempt: int
+    reason: str
+    cluster: str
+    control_plane: str
+    task_arn: str | None = None
+    dag_id: str = ""
+    task_id: str = ""
+    run_id: str = ""
+    map_index: int = -1
+    try_number: int = 0
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        key: str,
+        owner: str,
+        attempt: int,
+        reason: str,
+        cluster: str,
+        control_plane: str,
+        task_arn: str | None = None,
+    ) -> FailedStartDetail:
+        names: dict[str, Any] = {}
+        try:
+            parsed = TaskKey.parse(key)
+            names = {
+                "dag_id": parsed.dag_id,
+                "task_id": parsed.task_id,
+                "run_id": parsed.run_id,
+                "map_index": parsed.map_index,
+                "try_number": parsed.try_number,
+            }
+        except InvalidTaskKeyError:
+            pass
+        return cls(
+            key=key,
+            owner=owner,
+            attempt=attempt,
+            reason=reason,
+            cluster=cluster,
+            control_plane=control_plane,
+            task_arn=task_arn,
+            **names,
+        )

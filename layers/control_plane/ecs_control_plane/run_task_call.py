@@ -1,0 +1,213 @@
+"""Building the ECS ``run_task`` call for one run request (pure).
+
+Precedence, lowest first: defaults, template parameters, ``RunTaskKwargs``, then the task's
+``executor_config`` — a recursive merge where nested dicts merge and anything else (lists
+included) is replaced, as the provider's executor does. The Airflow container is found by
+name; its ``command`` is always the workload's and can never be overridden.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .contract import (
+    ATTEMPT_ENV,
+    EXECUTOR_CONTAINER_ENV,
+    OWNER_ENV,
+    RESERVED_ENV_NAMES,
+    TASK_KEY_ENV,
+    RunRequest,
+    client_token,
+)
+from .settings import ControlPlaneSettings
+
+#: ECS refuses container overrides whose JSON is longer than this.
+MAX_CONTAINER_OVERRIDES_CHARS = 8192
+
+#: RunTask parameters a task may set; anything else is refused by name.
+ALLOWED_RUN_TASK_KEYS = frozenset(
+    {
+        "capacityProviderStrategy",
+        "enableECSManagedTags",
+        "enableExecuteCommand",
+        "group",
+        "launchType",
+        "networkConfiguration",
+        "overrides",
+        "placementConstraints",
+        "placementStrategy",
+        "platformVersion",
+        "propagateTags",
+        "referenceId",
+        "tags",
+        "taskDefinition",
+        "volumeConfigurations",
+    }
+)
+#: Parameters the control plane owns, with the reason a user may not set them.
+OWNED_RUN_TASK_KEYS = {
+    "cluster": "the cluster is the stack's Cluster parameter (IAM and the event rule are scoped to it)",
+    "startedBy": "startedBy marks the control plane's own tasks",
+    "clientToken": "clientToken makes starts idempotent and is derived from the task key",
+    "count": "one ECS task runs one Airflow task",
+}
+ALLOWED_OVERRIDE_KEYS = frozenset(
+    {
+        "containerOverrides",
+        "cpu",
+        "memory",
+        "taskRoleArn",
+        "executionRoleArn",
+        "ephemeralStorage",
+        "inferenceAcceleratorOverrides",
+    }
+)
+ALLOWED_CONTAINER_OVERRIDE_KEYS = frozenset(
+    {"name", "environment", "environmentFiles", "cpu", "memory", "memoryReservation", "resourceRequirements"}
+)
+
+
+class RunTaskConfigError(ValueError):
+    """The run_task configuration, or a task's executor_config, is not acceptable."""
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive ``dict.update``: nested dicts merge, every other value is replaced."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def check_run_task_overrides(config: Mapping[str, Any], container_name: str, source: str) -> None:
+    """Refuse keys the control plane owns or does not know, naming the key and the source."""
+    if not isinstance(config, Mapping):
+        raise RunTaskConfigError(f"{source} must be a JSON object, not {type(config).__name__}")
+    for key in config:
+        if key in OWNED_RUN_TASK_KEYS:
+            raise RunTaskConfigError(f"{source} may not set {key!r}: {OWNED_RUN_TASK_KEYS[key]}")
+        if key == "command":
+            raise RunTaskConfigError(f"{source} may not set 'command': the command is the Airflow workload")
+        if key == "name":
+            raise RunTaskConfigError(
+                f"{source} may not set 'name': the Airflow container is always {container_name!r}"
+            )
+        if key not in ALLOWED_RUN_TASK_KEYS:
+            raise RunTaskConfigError(
+                f"{source} sets unknown run_task parameter {key!r}; allowed: {sorted(ALLOWED_RUN_TASK_KEYS)}"
+            )
+    overrides = config.get("overrides", {})
+    if not isinstance(overrides, Mapping):
+        raise RunTaskConfigError(f"{source}: 'overrides' must be an object")
+    for key in overrides:
+        if key not in ALLOWED_OVERRIDE_KEYS:
+            raise RunTaskConfigError(
+                f"{source} sets unknown override {key!r}; allowed: {sorted(ALLOWED_OVERRIDE_KEYS)}"
+            )
+    containers = overrides.get("containerOverrides", [])
+    if not isinstance(containers, list) or not all(isinstance(c, Mapping) for c in containers):
+        raise RunTaskConfigError(f"{source}: 'overrides.containerOverrides' must be a list of objects")
+    if containers and not any(c.get("name") == container_name for c in containers):
+        raise RunTaskConfigError(
+            f"{source} replaces containerOverrides without the Airflow container {container_name!r}: "
+            "the container name cannot be changed (add an entry named "
+            f"{container_name!r} to override it)"
+        )
+    for container in containers:
+        if "name" not in container:
+            raise RunTaskConfigError(f"{source}: every containerOverrides entry needs a 'name'")
+        if container.get("name") == container_name and "command" in container:
+            raise RunTaskConfigError(
+                f"{source} may not set the command of container {container_name!r}: "
+                "it is the Airflow workload"
+            )
+        unknown = set(container) - ALLOWED_CONTAINER_OVERRIDE_KEYS - {"command"}
+        if unknown:
+            raise RunTaskConfigError(f"{source} sets unknown container override keys {sorted(unknown)}")
+        for env in container.get("environment", []):
+            if not isinstance(env, Mapping) or "name" not in env:
+                raise RunTaskConfigError(f"{source}: environment entries need 'name' and 'value'")
+            if env["name"] in RESERVED_ENV_NAMES:
+                raise RunTaskConfigError(f"{source} may not set reserved environment variable {env['name']!r}")
+
+
+def stack_run_task_kwargs(settings: ControlPlaneSettings) -> dict[str, Any]:
+    """Defaults, then template parameters, then ``RunTaskKwargs``: the call before any task."""
+    check_run_task_overrides(settings.run_task_kwargs, settings.container_name, "RunTaskKwargs")
+    kwargs: dict[str, Any] = {
+        "taskDefinition": settings.task_definition,
+        "overrides": {"containerOverrides": [{"name": settings.container_name}]},
+    }
+    if settings.capacity_provider_strategy:
+        kwargs["capacityProviderStrategy"] = settings.capacity_provider_strategy
+    elif settings.launch_type:
+        kwargs["launchType"] = settings.launch_type
+    if settings.platform_version and (
+        settings.launch_type == "FARGATE" or settings.capacity_provider_strategy
+    ):
+        kwargs["platformVersion"] = settings.platform_version
+    if settings.subnets:
+        awsvpc: dict[str, Any] = {
+            "subnets": settings.subnets,
+            "assignPublicIp": "ENABLED" if settings.assign_public_ip else "DISABLED",
+        }
+        if settings.security_groups:
+            awsvpc["securityGroups"] = settings.security_groups
+        kwargs["networkConfiguration"] = {"awsvpcConfiguration": awsvpc}
+    return _resolve_placement(kwargs, settings.run_task_kwargs)
+
+
+def _resolve_placement(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge, letting the later level's launch type or capacity provider strategy win."""
+    merged = deep_merge(base, update)
+    if "capacityProviderStrategy" in update and "launchType" not in update:
+        merged.pop("launchType", None)
+    elif "launchType" in update and "capacityProviderStrategy" not in update:
+        merged.pop("capacityProviderStrategy", None)
+    if merged.get("launchType") in ("EC2", "EXTERNAL") and "platformVersion" not in update:
+        merged.pop("platformVersion", None)
+    return merged
+
+
+def build_run_task_call(
+    settings: ControlPlaneSettings, request: RunRequest, attempt: int | None = None
+) -> dict[str, Any]:
+    """The complete ``ecs.run_task`` keyword arguments for one start attempt of ``request``."""
+    attempt = attempt or request.attempt
+    check_run_task_overrides(request.executor_config, settings.container_name, "executor_config")
+    kwargs = _resolve_placement(stack_run_task_kwargs(settings), request.executor_config)
+
+    containers = kwargs.setdefault("overrides", {}).setdefault("containerOverrides", [])
+    airflow = next((c for c in containers if c.get("name") == settings.container_name), None)
+    if airflow is None:
+        airflow = {"name": settings.container_name}
+        containers.append(airflow)
+    airflow["command"] = list(request.command)
+    environment = [e for e in airflow.get("environment", []) if e.get("name") not in RESERVED_ENV_NAMES]
+    environment += [
+        {"name": TASK_KEY_ENV, "value": request.key},
+        {"name": ATTEMPT_ENV, "value": str(attempt)},
+        {"name": OWNER_ENV, "value": request.owner},
+        {"name": EXECUTOR_CONTAINER_ENV, "value": "true"},
+    ]
+    airflow["environment"] = environment
+
+    size = len(json.dumps(containers, separators=(",", ":")))
+    if size > MAX_CONTAINER_OVERRIDES_CHARS:
+        raise RunTaskConfigError(
+            f"container overrides are {size} characters, more than the {MAX_CONTAINER_OVERRIDES_CHARS} "
+            "ECS accepts: shrink executor_config's environment or the workload"
+        )
+    kwargs.update(
+        cluster=settings.cluster,
+        startedBy=settings.control_plane_id,
+        clientToken=client_token(request.key, attempt),
+        count=1,
+    )
+    return kwargs

@@ -1,0 +1,34 @@
+"""Wiring for the Lambda functions: clients with botocore's retry modes, made once per container."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import boto3
+from botocore.config import Config
+
+from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue
+from .services import ControlPlane
+from .settings import ControlPlaneSettings
+from .store import StateTable
+
+#: ECS throttling is common at scale: let botocore's adaptive mode pace RunTask a little before
+#: the control plane's own visibility backoff takes over.
+ECS_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 4}, connect_timeout=5, read_timeout=20)
+AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+
+
+@functools.lru_cache(maxsize=1)
+def control_plane() -> ControlPlane:
+    """The control plane of this function's stack, from its environment."""
+    settings = ControlPlaneSettings.from_env()
+    session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    return ControlPlane(
+        settings=settings,
+        table=StateTable(session.client("dynamodb", config=AWS_CONFIG), settings.state_table,
+                         settings.item_retention_days),
+        ecs=EcsGateway(session.client("ecs", config=ECS_CONFIG)),
+        queue=RunRequestQueue(session.client("sqs", config=AWS_CONFIG), settings.queue_url),
+        alerts=FailedStartAlerts(session.client("events", config=AWS_CONFIG), settings.event_bus),
+    )

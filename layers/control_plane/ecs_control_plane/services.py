@@ -1,0 +1,256 @@
+"""The control plane's use cases: handle one run request, handle one ECS task state change.
+
+The handlers parse events and call these; these decide with the pure modules and act through
+the adapters they are given.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from .contract import FailedStartDetail, RunRequest, TaskState, TaskStateItem
+from .ecs_events import Action, EcsTask, plan_transition
+from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue
+from .retry import FailureClass, transient_delay_seconds
+from .run_task_call import RunTaskConfigError, build_run_task_call
+from .settings import ControlPlaneSettings
+from .store import StateTable
+
+logger = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):  # noqa: N818 - it is a signal, not an error
+    """Leave the message on the queue and look at it again after ``delay_seconds``."""
+
+    def __init__(self, reason: str, delay_seconds: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay_seconds = delay_seconds
+
+
+class Outcome(str, Enum):
+    STARTED = "STARTED"
+    DUPLICATE = "DUPLICATE"
+    DROPPED = "DROPPED"
+    FAILED = "FAILED"
+    STOP_SENT = "STOP_SENT"
+    STOP_RECORDED = "STOP_RECORDED"
+    APPLIED = "APPLIED"
+    IGNORED = "IGNORED"
+    RETRY_QUEUED = "RETRY_QUEUED"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    key: str
+    reason: str | None = None
+    task_arn: str | None = None
+    attempt: int | None = None
+
+
+class _Plan(str, Enum):
+    START = "START"
+    DROP = "DROP"
+    FAIL = "FAIL"
+    WAIT = "WAIT"
+
+
+def plan_run(item: TaskStateItem, request: RunRequest) -> tuple[_Plan, int, str]:
+    """What to do with a run request whose item exists already: (plan, attempt, why)."""
+    if item.is_terminal:
+        return _Plan.DROP, item.attempt, f"already {item.state.value}"
+    if item.stop_requested:
+        return _Plan.FAIL, item.attempt, "stopped before it started"
+    if item.state == TaskState.QUEUED:
+        return _Plan.START, max(item.attempt, request.attempt), "queued"
+    if request.attempt > item.attempt:
+        # A start retry sent just before its item moved to QUEUED: look again shortly.
+        return _Plan.WAIT, request.attempt, f"item still {item.state.value} at attempt {item.attempt}"
+    return _Plan.DROP, item.attempt, f"duplicate: attempt {item.attempt} already {item.state.value}"
+
+
+class ControlPlane:
+    """Both use cases, over one set of adapters."""
+
+    def __init__(
+        self,
+        settings: ControlPlaneSettings,
+        table: StateTable,
+        ecs: EcsGateway,
+        queue: RunRequestQueue,
+        alerts: FailedStartAlerts,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self.ecs = ecs
+        self.queue = queue
+        self.alerts = alerts
+
+    # -- run requests ---------------------------------------------------------------------------
+
+    def handle_request(self, request: RunRequest, *, receive_count: int = 1) -> Result:
+        if request.kind == "stop":
+            return self._stop(request)
+        return self._run(request, receive_count)
+
+    def _run(self, request: RunRequest, receive_count: int) -> Result:
+        key = request.key
+        try:
+            build_run_task_call(self.settings, request)
+        except RunTaskConfigError as exc:
+            return self.fail_start(key, request.owner, str(exc), attempt=request.attempt)
+
+        item = self.table.create_queued(key, request.owner, request.attempt, request.queue, request.executor_config)
+        attempt = request.attempt
+        if item is None:
+            existing = self.table.get(key)
+            if existing is None:  # expired between the two calls: the next delivery creates it
+                raise RetryLater("item vanished while claiming", 1)
+            plan, attempt, why = plan_run(existing, request)
+            if plan is _Plan.DROP:
+                logger.info("run request dropped", extra={"key": key, "reason": why})
+                return Result(Outcome.DUPLICATE, key, why, existing.task_arn, existing.attempt)
+            if plan is _Plan.FAIL:
+                failed = self.table.mark_failed(key, existing.owner, why, create=False)
+                return Result(Outcome.FAILED if failed else Outcome.DROPPED, key, why, attempt=existing.attempt)
+            if plan is _Plan.WAIT:
+                raise RetryLater(why, 2)
+            if attempt > existing.attempt:
+                self.table.advance_queued_attempt(key, attempt)
+            item = existing
+        return self._start(request, item, attempt, receive_count)
+
+    def _start(self, request: RunRequest, item: TaskStateItem, attempt: int, receive_count: int) -> Result:
+        key = request.key
+        call = build_run_task_call(self.settings, request, attempt)
+        outcome = self.ecs.run_task(call)
+        if outcome.task_arn is not None:
+            recorded = self.table.record_started(key, attempt, outcome.task_arn)
+            if recorded is not None and recorded.stop_requested:
+                self.ecs.stop_task(self.settings.cluster, outcome.task_arn, "Airflow asked to stop this task")
+            logger.info("ECS task started", extra={"key": key, "attempt": attempt, "task_arn": outcome.task_arn})
+            return Result(Outcome.STARTED, key, task_arn=outcome.task_arn, attempt=attempt)
+
+        reason = outcome.reason or "unknown RunTask failure"
+        if outcome.failure is FailureClass.TRANSIENT:
+            delay = transient_delay_seconds(receive_count)
+            logger.warning("RunTask throttled or unavailable; no attempt spent", extra={"key": key, "reason": reason})
+            raise RetryLater(f"ECS unavailable: {reason}", delay)
+        if outcome.failure is FailureClass.RETRY_ATTEMPT and attempt < self.settings.max_run_task_attempts:
+            why = f"start attempt {attempt} of {self.settings.max_run_task_attempts} failed: {reason}"
+            if self.table.schedule_retry(key, attempt, why) is None:
+                raise RetryLater(f"item moved while scheduling a retry: {why}", 1)
+            logger.warning("start failed; retrying with backoff", extra={"key": key, "reason": why})
+            raise RetryLater(why, self.settings.backoff_seconds(attempt))
+        if outcome.failure is FailureClass.RETRY_ATTEMPT:
+            reason = f"task failed to start after {attempt} attempt(s): {reason}"
+        return self.fail_start(key, item.owner, reason, attempt=attempt)
+
+    def _stop(self, request: RunRequest) -> Result:
+        key = request.key
+        why = request.reason or "Airflow asked to stop this task"
+        item = self.table.request_stop(key, request.owner)
+        if item is None:
+            return Result(Outcome.DROPPED, key, "already finished")
+        if item.task_arn and item.state in (TaskState.STARTING, TaskState.RUNNING):
+            self.ecs.stop_task(self.settings.cluster, item.task_arn, why)
+            return Result(Outcome.STOP_SENT, key, why, item.task_arn, item.attempt)
+        self.table.mark_failed(key, item.owner, f"stopped before it started: {why}", create=False)
+        return Result(Outcome.STOP_RECORDED, key, why, attempt=item.attempt)
+
+    def fail_start(
+        self, key: str, owner: str, reason: str, *, attempt: int, task_arn: str | None = None,
+        changes: dict[str, object] | None = None,
+    ) -> Result:
+        """FAILED for good, then the failed-start event (exactly once per item, retried if it fails)."""
+        item = self.table.mark_failed(
+            key, owner, reason, attempt=attempt, start_failed=True, changes=dict(changes or {})
+        ) or self.table.get(key)
+        logger.error("task failed to start", extra={"key": key, "attempt": attempt, "reason": reason})
+        if item is not None and item.state == TaskState.FAILED and item.start_failed and not item.alerted:
+            self.alerts.publish(
+                FailedStartDetail.build(
+                    key=key,
+                    owner=item.owner,
+                    attempt=item.attempt,
+                    reason=item.reason or reason,
+                    cluster=self.settings.cluster,
+                    control_plane=self.settings.control_plane_id,
+                    task_arn=task_arn or item.task_arn,
+                )
+            )
+            self.table.mark_alerted(key)
+        return Result(Outcome.FAILED, key, reason, task_arn, attempt)
+
+    # -- ECS task state changes -----------------------------------------------------------------
+
+    def handle_task_change(self, task: EcsTask) -> Result:
+        container = self.settings.container_name
+        key = task.task_key(container)
+        if not key:
+            logger.info("ECS task without a task key ignored", extra={"task_arn": task.task_arn})
+            return Result(Outcome.IGNORED, "", "no task key in the container environment", task.task_arn)
+        item = self.table.get(key)
+        plan = plan_transition(item, task, container_name=container, max_attempts=self.settings.max_run_task_attempts)
+        if plan.action is Action.IGNORE or item is None:
+            logger.info("ECS event ignored", extra={"key": key, "reason": plan.reason, "version": task.version})
+            return Result(Outcome.IGNORED, key, plan.reason, task.task_arn)
+        assert plan.state is not None  # every non-IGNORE plan names a state
+
+        if plan.action is Action.GIVE_UP:
+            applied = self.table.apply_progress(key, item.attempt, TaskState.FAILED, plan.changes, reason=plan.reason)
+            if applied is None:
+                return Result(Outcome.IGNORED, key, "lost a race to another event", task.task_arn)
+            return self.fail_start(key, item.owner, plan.reason or "failed to start", attempt=item.attempt,
+                                   task_arn=task.task_arn)
+        if plan.action is Action.RETRY_START:
+            return self._retry_start(item, task, plan.reason or "failed to start")
+
+        applied = self.table.apply_progress(
+            key, item.attempt, plan.state, plan.changes, exit_code=plan.exit_code, reason=plan.reason
+        )
+        if applied is None:
+            return Result(Outcome.IGNORED, key, "stale: a newer event was applied first", task.task_arn)
+        logger.info(
+            "task state applied",
+            extra={"key": key, "state": applied.state.value, "ecs_status": task.last_status, "version": task.version},
+        )
+        return Result(Outcome.APPLIED, key, plan.reason, task.task_arn, item.attempt)
+
+    def _retry_start(self, item: TaskStateItem, task: EcsTask, reason: str) -> Result:
+        """Re-enqueue the try with attempt + 1 after ECS stopped it before it ran."""
+        container = self.settings.container_name
+        override = task.container_override(container)
+        command = override.command if override else None
+        if not command:  # events may omit overrides: ECS still has them
+            described = self.ecs.describe_tasks(self.settings.cluster, [task.task_arn])
+            found = described[0].container_override(container) if described else None
+            command = found.command if found else None
+        if not command:
+            return self.fail_start(
+                item.key, item.owner, f"{reason}; cannot retry: the task's command is unknown",
+                attempt=item.attempt, task_arn=task.task_arn,
+            )
+        retry = RunRequest(
+            kind="run",
+            key=item.key,
+            owner=item.owner,
+            command=command,
+            queue=item.queue,
+            executor_config=item.executor_config,
+            attempt=item.attempt + 1,
+            reason=reason,
+        )
+        # Send first: a retry message without its QUEUED item waits (plan_run); an item moved to
+        # QUEUED with no message would wait forever.
+        self.queue.send(retry, delay_seconds=self.settings.backoff_seconds(item.attempt))
+        moved = self.table.schedule_retry(item.key, item.attempt, reason, {
+            "stop_code": task.stop_code, "stopped_reason": task.stopped_reason})
+        if moved is None:
+            return Result(Outcome.IGNORED, item.key, "another event moved the item first", task.task_arn)
+        logger.warning("start failed; re-enqueued", extra={"key": item.key, "attempt": item.attempt + 1,
+                                                            "reason": reason})
+        return Result(Outcome.RETRY_QUEUED, item.key, reason, task.task_arn, item.attempt + 1)

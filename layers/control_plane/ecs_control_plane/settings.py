@@ -1,0 +1,143 @@
+"""The functions' configuration: template parameters, passed as environment variables.
+
+Validated once at the boundary so that a misconfigured stack fails with a message naming the
+setting, never with a silent default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Environment variable names (template.yaml sets them from its parameters).
+ENV_CLUSTER = "ECSCP_CLUSTER"
+ENV_CONTAINER_NAME = "ECSCP_CONTAINER_NAME"
+ENV_TASK_DEFINITION = "ECSCP_TASK_DEFINITION"
+ENV_LAUNCH_TYPE = "ECSCP_LAUNCH_TYPE"
+ENV_CAPACITY_PROVIDER_STRATEGY = "ECSCP_CAPACITY_PROVIDER_STRATEGY"
+ENV_PLATFORM_VERSION = "ECSCP_PLATFORM_VERSION"
+ENV_ASSIGN_PUBLIC_IP = "ECSCP_ASSIGN_PUBLIC_IP"
+ENV_SECURITY_GROUPS = "ECSCP_SECURITY_GROUPS"
+ENV_SUBNETS = "ECSCP_SUBNETS"
+ENV_RUN_TASK_KWARGS = "ECSCP_RUN_TASK_KWARGS"
+ENV_MAX_RUN_TASK_ATTEMPTS = "ECSCP_MAX_RUN_TASK_ATTEMPTS"
+ENV_START_RETRY_BASE_SECONDS = "ECSCP_START_RETRY_BASE_SECONDS"
+ENV_START_RETRY_MAX_SECONDS = "ECSCP_START_RETRY_MAX_SECONDS"
+ENV_STATE_TABLE = "ECSCP_STATE_TABLE"
+ENV_QUEUE_URL = "ECSCP_QUEUE_URL"
+ENV_CONTROL_PLANE_ID = "ECSCP_CONTROL_PLANE_ID"
+ENV_EVENT_BUS = "ECSCP_EVENT_BUS"
+ENV_ITEM_RETENTION_DAYS = "ECSCP_ITEM_RETENTION_DAYS"
+
+ALL_ENV = {
+    "cluster": ENV_CLUSTER,
+    "container_name": ENV_CONTAINER_NAME,
+    "task_definition": ENV_TASK_DEFINITION,
+    "launch_type": ENV_LAUNCH_TYPE,
+    "capacity_provider_strategy": ENV_CAPACITY_PROVIDER_STRATEGY,
+    "platform_version": ENV_PLATFORM_VERSION,
+    "assign_public_ip": ENV_ASSIGN_PUBLIC_IP,
+    "security_groups": ENV_SECURITY_GROUPS,
+    "subnets": ENV_SUBNETS,
+    "run_task_kwargs": ENV_RUN_TASK_KWARGS,
+    "max_run_task_attempts": ENV_MAX_RUN_TASK_ATTEMPTS,
+    "start_retry_base_seconds": ENV_START_RETRY_BASE_SECONDS,
+    "start_retry_max_seconds": ENV_START_RETRY_MAX_SECONDS,
+    "state_table": ENV_STATE_TABLE,
+    "queue_url": ENV_QUEUE_URL,
+    "control_plane_id": ENV_CONTROL_PLANE_ID,
+    "event_bus": ENV_EVENT_BUS,
+    "item_retention_days": ENV_ITEM_RETENTION_DAYS,
+}
+
+
+class SettingsError(ValueError):
+    """The function's environment does not describe a usable control plane."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _parse_json(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        return json.loads(text)
+    return value
+
+
+class ControlPlaneSettings(BaseModel):
+    """Everything the functions need to know about the stack they run in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cluster: str = Field(min_length=1)
+    container_name: str = Field(min_length=1)
+    task_definition: str = Field(min_length=1)
+    launch_type: Literal["FARGATE", "EC2", "EXTERNAL"] | None = "FARGATE"
+    capacity_provider_strategy: list[dict[str, Any]] | None = None
+    platform_version: str | None = "LATEST"
+    assign_public_ip: bool = False
+    security_groups: list[str] = Field(default_factory=list)
+    subnets: list[str] = Field(default_factory=list)
+    run_task_kwargs: dict[str, Any] = Field(default_factory=dict)
+    max_run_task_attempts: int = Field(default=3, ge=1, le=20)
+    start_retry_base_seconds: int = Field(default=10, ge=0, le=900)
+    start_retry_max_seconds: int = Field(default=300, ge=0, le=900)
+    state_table: str = Field(min_length=1)
+    queue_url: str = Field(min_length=1)
+    control_plane_id: str = Field(min_length=1, max_length=128)
+    event_bus: str = "default"
+    item_retention_days: int = Field(default=7, ge=1)
+
+    @field_validator("security_groups", "subnets", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("launch_type", "platform_version", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("capacity_provider_strategy", "run_task_kwargs", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        try:
+            parsed = _parse_json(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from exc
+        return {} if parsed is None and isinstance(value, str) and value.strip() == "" else parsed
+
+    @field_validator("run_task_kwargs", mode="after")
+    @classmethod
+    def _kwargs_default(cls, value: dict[str, Any] | None) -> dict[str, Any]:
+        return value or {}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
+        """Read the settings from the environment, naming the variable that is wrong."""
+        env = os.environ if environ is None else environ
+        values = {field: env[var] for field, var in ALL_ENV.items() if var in env}
+        if values.get("run_task_kwargs", None) == "":
+            values.pop("run_task_kwargs")
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ALL_ENV.get(str(err['loc'][0]), err['loc'][0]) if err['loc'] else '?'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise SettingsError(f"invalid control plane settings: {problems}") from exc
+
+    def backoff_seconds(self, attempt: int) -> int:
+        """Delay before start attempt ``attempt + 1``: exponential, capped (SQS allows 900 s)."""
+        return min(self.start_retry_max_seconds, self.start_retry_base_seconds * 2 ** max(0, attempt - 1))

@@ -1,0 +1,328 @@
+"""The state table adapter: the only code that reads or writes task items.
+
+Every write is conditional, so concurrent functions, late events and a second scheduler can
+never move an item backwards. Takes its DynamoDB client; makes none.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from .contract import ACTIVE_STATES, OWNER_INDEX, TaskState, TaskStateItem, now_ms
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+_ACTIVE = [s.value for s in ACTIVE_STATES]
+BATCH_GET_LIMIT = 100
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def item_from_dynamodb(raw: dict[str, Any]) -> TaskStateItem:
+    return TaskStateItem.model_validate({k: _plain(_de.deserialize(v)) for k, v in raw.items()})
+
+
+class _Update:
+    """Builds an UpdateExpression with named placeholders."""
+
+    def __init__(self) -> None:
+        self.sets: list[str] = []
+        self.removes: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def name(self, attr: str) -> str:
+        placeholder = f"#{attr}"
+        self.names[placeholder] = attr
+        return placeholder
+
+    def value(self, label: str, value: Any) -> str:
+        placeholder = f":{label}"
+        self.values[placeholder] = _ser.serialize(value)
+        return placeholder
+
+    def set(self, attr: str, value: Any) -> None:
+        if value is None:
+            self.removes.append(self.name(attr))
+        else:
+            self.sets.append(f"{self.name(attr)} = {self.value('v_' + attr, value)}")
+
+    def set_if_missing(self, attr: str, value: Any) -> None:
+        n = self.name(attr)
+        self.sets.append(f"{n} = if_not_exists({n}, {self.value('v_' + attr, value)})")
+
+    def expression(self) -> str:
+        parts = []
+        if self.sets:
+            parts.append("SET " + ", ".join(self.sets))
+        if self.removes:
+            parts.append("REMOVE " + ", ".join(self.removes))
+        return " ".join(parts)
+
+
+class StateTable:
+    """Reads and conditional writes of task items in the state table."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str, retention_days: int = 7) -> None:
+        self._client = client
+        self.table_name = table_name
+        self._retention_s = retention_days * 86400
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, key: str) -> TaskStateItem | None:
+        response = self._client.get_item(TableName=self.table_name, Key={"key": {"S": key}}, ConsistentRead=True)
+        raw = response.get("Item")
+        return item_from_dynamodb(raw) if raw else None
+
+    def batch_get(self, keys: Iterable[str]) -> list[TaskStateItem]:
+        """Read many items, 100 keys a call, retrying unprocessed keys with a short backoff."""
+        items: list[TaskStateItem] = []
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {
+                self.table_name: {"Keys": [{"key": {"S": k}} for k in unique[start : start + BATCH_GET_LIMIT]]}
+            }
+            delay = 0.05
+            while request:
+                response = self._client.batch_get_item(RequestItems=request)
+                items.extend(item_from_dynamodb(raw) for raw in response["Responses"].get(self.table_name, []))
+                request = dict(response.get("UnprocessedKeys") or {})
+                if request:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        return items
+
+    def changed_since(self, owner: str, since_ms: int) -> Iterator[TaskStateItem]:
+        """Items of ``owner`` written after ``since_ms``, through the owner index."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": OWNER_INDEX,
+            "KeyConditionExpression": "#o = :o AND #u > :u",
+            "ExpressionAttributeNames": {"#o": "owner", "#u": "updated_at"},
+            "ExpressionAttributeValues": {":o": {"S": owner}, ":u": {"N": str(since_ms)}},
+        }
+        while True:
+            response = self._client.query(**kwargs)
+            for raw in response.get("Items", []):
+                yield item_from_dynamodb(raw)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _stamp(self, update: _Update) -> int:
+        now = now_ms()
+        update.set("updated_at", now)
+        update.set("expires_at", int(time.time()) + self._retention_s)
+        return now
+
+    def _update(self, key: str, update: _Update, condition: str, *, create: bool = False) -> TaskStateItem | None:
+        """Apply ``update`` if ``condition`` holds; the new item, or None when it did not."""
+        if not create:
+            condition = f"attribute_exists(#key) AND ({condition})"
+            update.names["#key"] = "key"
+        try:
+            response = self._client.update_item(
+                TableName=self.table_name,
+                Key={"key": {"S": key}},
+                UpdateExpression=update.expression(),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=update.names,
+                ExpressionAttributeValues=update.values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return item_from_dynamodb(response["Attributes"])
+
+    def create_queued(
+        self, key: str, owner: str, attempt: int, queue: str | None, executor_config: dict[str, Any]
+    ) -> TaskStateItem | None:
+        """Create the item of a new task try; None if it exists already."""
+        u = _Update()
+        u.set("owner", owner)
+        u.set("executor_config", json.dumps(executor_config, separators=(",", ":")))
+        u.set("state", TaskState.QUEUED.value)
+        u.set("attempt", attempt)
+        u.set("queue", queue)
+        now = self._stamp(u)
+        u.set("created_at", now)
+        u.names["#key"] = "key"
+        return self._update(key, u, "attribute_not_exists(#key)", create=True)
+
+    def advance_queued_attempt(self, key: str, attempt: int) -> TaskStateItem | None:
+        """Raise a QUEUED item's attempt to ``attempt`` (a re-enqueued start retry arrived first)."""
+        u = _Update()
+        u.set("attempt", attempt)
+        self._stamp(u)
+        u.values.update({":q": _ser.serialize(TaskState.QUEUED.value), ":a": _ser.serialize(attempt)})
+        return self._update(key, u, f"{u.name('state')} = :q AND #attempt < :a")
+
+    def record_started(self, key: str, attempt: int, task_arn: str) -> TaskStateItem | None:
+        """RunTask accepted attempt ``attempt``: STARTING, unless events already moved it on."""
+        u = _Update()
+        u.set("state", TaskState.STARTING.value)
+        u.set("task_arn", task_arn)
+        u.set("reason", None)
+        self._stamp(u)
+        u.values.update({":q": _ser.serialize(TaskState.QUEUED.value), ":a": _ser.serialize(attempt)})
+        started = self._update(key, u, f"{u.name('state')} = :q AND {u.name('attempt')} = :a")
+        if started is not None:
+            return started
+        # An event got there first (RUNNING, or already stopped): only fill in the ARN.
+        u = _Update()
+        u.set_if_missing("task_arn", task_arn)
+        self._stamp(u)
+        u.values[":a"] = _ser.serialize(attempt)
+        return self._update(key, u, f"{u.name('attempt')} = :a")
+
+    def schedule_retry(self, key: str, from_attempt: int, reason: str, changes: dict[str, Any] | None = None) -> TaskStateItem | None:
+        """Back to QUEUED with attempt + 1, forgetting the failed ECS task."""
+        u = _Update()
+        u.set("state", TaskState.QUEUED.value)
+        u.set("attempt", from_attempt + 1)
+        u.set("reason", reason)
+        for attr in ("task_arn", "ecs_version", "ecs_last_status", "exit_code"):
+            u.set(attr, None)
+        for attr in ("stop_code", "stopped_reason"):
+            u.set(attr, (changes or {}).get(attr))
+        self._stamp(u)
+        u.values.update(
+            {":a": _ser.serialize(from_attempt), ":active0": _ser.serialize(_ACTIVE[0]),
+             ":active1": _ser.serialize(_ACTIVE[1]), ":active2": _ser.serialize(_ACTIVE[2])}
+        )
+        return self._update(key, u, "#attempt = :a AND #state IN (:active0, :active1, :active2)")
+
+    def apply_progress(
+        self,
+        key: str,
+        attempt: int,
+        state: TaskState,
+        changes: dict[str, Any],
+        *,
+        exit_code: int | None = None,
+        reason: str | None = None,
+    ) -> TaskStateItem | None:
+        """Apply an ECS event: only if it is for this attempt and task, newer, and not final."""
+        u = _Update()
+        u.set("state", state.value)
+        for attr, value in changes.items():
+            u.set(attr, value)
+        if exit_code is not None:
+            u.set("exit_code", exit_code)
+        if reason is not None:
+            u.set("reason", reason)
+        self._stamp(u)
+        u.values.update(
+            {
+                ":a": _ser.serialize(attempt),
+                ":ver": _ser.serialize(changes["ecs_version"]),
+                ":arn": _ser.serialize(changes["task_arn"]),
+                ":active0": _ser.serialize(_ACTIVE[0]),
+                ":active1": _ser.serialize(_ACTIVE[1]),
+                ":active2": _ser.serialize(_ACTIVE[2]),
+            }
+        )
+        attempt_n, state_n = u.name("attempt"), u.name("state")
+        version_n, arn_n = u.name("ecs_version"), u.name("task_arn")
+        condition = (
+            f"{attempt_n} = :a AND {state_n} IN (:active0, :active1, :active2)"
+            f" AND (attribute_not_exists({version_n}) OR {version_n} < :ver)"
+            f" AND (attribute_not_exists({arn_n}) OR {arn_n} = :arn)"
+        )
+        return self._update(key, u, condition)
+
+    def mark_failed(
+        self,
+        key: str,
+        owner: str,
+        reason: str,
+        *,
+        attempt: int | None = None,
+        create: bool = True,
+        start_failed: bool = False,
+        changes: dict[str, Any] | None = None,
+    ) -> TaskStateItem | None:
+        """FAILED with a readable reason, unless already final; creates the item if asked."""
+        u = _Update()
+        u.set("state", TaskState.FAILED.value)
+        u.set("reason", reason)
+        for attr, value in (changes or {}).items():
+            u.set(attr, value)
+        if start_failed:
+            u.set("start_failed", True)
+        u.set_if_missing("owner", owner)
+        if attempt is not None:
+            u.set_if_missing("attempt", attempt)
+        now = self._stamp(u)
+        u.set_if_missing("created_at", now)
+        u.names["#key"] = "key"
+        u.values.update({":s": _ser.serialize(TaskState.SUCCESS.value), ":f": _ser.serialize(TaskState.FAILED.value)})
+        condition = "NOT #state IN (:s, :f)"
+        if create:
+            condition = f"attribute_not_exists(#key) OR ({condition})"
+        return self._update(key, u, condition, create=create)
+
+    def mark_alerted(self, key: str) -> None:
+        """Record that the failed-start event of this item has been put."""
+        u = _Update()
+        u.set("alerted", True)
+        self._stamp(u)
+        u.names["#key"] = "key"
+        self._update(key, u, "attribute_exists(#key)", create=True)
+
+    def request_stop(self, key: str, owner: str) -> TaskStateItem | None:
+        """Mark a task try as to be stopped; a run request arriving later will be dropped."""
+        u = _Update()
+        u.set("stop_requested", True)
+        u.set_if_missing("owner", owner)
+        u.set_if_missing("state", TaskState.QUEUED.value)
+        u.set_if_missing("attempt", 1)
+        now = self._stamp(u)
+        u.set_if_missing("created_at", now)
+        u.names["#key"] = "key"
+        u.values.update({":s": _ser.serialize(TaskState.SUCCESS.value), ":f": _ser.serialize(TaskState.FAILED.value)})
+        return self._update(key, u, f"attribute_not_exists(#key) OR NOT {u.name('state')} IN (:s, :f)", create=True)
+
+    def transfer_owner(self, key: str, new_owner: str) -> TaskStateItem | None:
+        """Adopt a task try: move it to ``new_owner`` if it is still in flight."""
+        u = _Update()
+        u.set("owner", new_owner)
+        self._stamp(u)
+        u.values.update(
+            {":active0": _ser.serialize(_ACTIVE[0]), ":active1": _ser.serialize(_ACTIVE[1]),
+             ":active2": _ser.serialize(_ACTIVE[2])}
+        )
+        return self._update(key, u, f"{u.name('state')} IN (:active0, :active1, :active2)")
+
+    def describe(self) -> dict[str, Any]:
+        """The table's description (health checks)."""
+        return dict(self._client.describe_table(TableName=self.table_name)["Table"])
+
