@@ -21,11 +21,11 @@ from ecs_control_plane.services import RetryLater
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch where every record failed is still a partial response: SQS handles each record.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 copy_config_to_registered_loggers(source_logger=logger, include={"ecs_control_plane"})
 
 
-@tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     plane = control_plane()
     try:
@@ -45,12 +45,16 @@ def record_handler(record: SQSRecord) -> None:
         raise
     finally:
         logger.remove_keys(["task_key", "attempt", "kind"])
-    metrics.add_metric(name=f"RunRequest{result.outcome.value.title().replace('_', '')}", unit=MetricUnit.Count,
-                       value=1)
+    metrics.add_metric(
+        name=f"RunRequest{result.outcome.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1
+    )
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    return dict(response)

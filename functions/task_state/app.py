@@ -23,7 +23,7 @@ metrics = Metrics()
 copy_config_to_registered_loggers(source_logger=logger, include={"ecs_control_plane"})
 
 
-class EcsTaskStateChange(EventBridgeModel):  # type: ignore[misc]
+class EcsTaskStateChange(EventBridgeModel):
     detail: EcsTask
 
 
@@ -33,6 +33,7 @@ class EcsTaskStateChange(EventBridgeModel):  # type: ignore[misc]
 @event_parser(model=EcsTaskStateChange)
 def lambda_handler(event: EcsTaskStateChange, context: LambdaContext) -> dict[str, Any]:
     result = control_plane().handle_task_change(event.detail)
-    metrics.add_metric(name=f"TaskEvent{result.outcome.value.title().replace('_', '')}", unit=MetricUnit.Count,
-                       value=1)
+    metrics.add_metric(
+        name=f"TaskEvent{result.outcome.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1
+    )
     return {"outcome": result.outcome.value, "key": result.key, "reason": result.reason}

@@ -94,8 +94,14 @@ class TaskKey:
         if self.kind == "cb":
             return _SEP.join(("cb", _q(self.task_id)))
         return _SEP.join(
-            ("ti", _q(self.dag_id), _q(self.task_id), _q(self.run_id), str(self.map_index),
-             str(self.try_number))
+            (
+                "ti",
+                _q(self.dag_id),
+                _q(self.task_id),
+                _q(self.run_id),
+                str(self.map_index),
+                str(self.try_number),
+            )
         )
 
     @classmethod
@@ -148,7 +154,7 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: Literal[1] = CONTRACT_VERSION
+    version: Literal[1] = 1
     kind: Literal["run", "stop"]
     key: Annotated[str, Field(min_length=1, max_length=1024)]
     owner: Annotated[str, Field(min_length=1, max_length=256)]

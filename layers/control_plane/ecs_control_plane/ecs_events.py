@@ -171,13 +171,17 @@ def plan_transition(
     if exit_code == 0:
         return Transition(Action.FINISH, state=TaskState.SUCCESS, exit_code=0, changes=changes)
     if exit_code is None:
-        reason = f"ECS task stopped without an exit code: {task.stopped_reason or task.stop_code or 'unknown'}"
+        reason = (
+            f"ECS task stopped without an exit code: {task.stopped_reason or task.stop_code or 'unknown'}"
+        )
     else:
         reason = f"container {container_name!r} exited with code {exit_code}"
         detail = task.container_reason(container_name) or task.stopped_reason
         if detail:
             reason += f" ({detail})"
-    return Transition(Action.FINISH, state=TaskState.FAILED, exit_code=exit_code, reason=reason, changes=changes)
+    return Transition(
+        Action.FINISH, state=TaskState.FAILED, exit_code=exit_code, reason=reason, changes=changes
+    )
 
 
 def describe_start_failure(task: EcsTask, container_name: str) -> str:

@@ -57,11 +57,17 @@ class EcsGateway:
         if tasks:
             return RunTaskOutcome(task_arn=tasks[0]["taskArn"])
         failures = response.get("failures") or []
-        reasons = "; ".join(f"{f.get('reason', '?')}{': ' + f['detail'] if f.get('detail') else ''}" for f in failures)
+        reasons = "; ".join(
+            f"{f.get('reason', '?')}{': ' + f['detail'] if f.get('detail') else ''}" for f in failures
+        )
         if not failures:
-            return RunTaskOutcome(failure=FailureClass.RETRY_ATTEMPT, reason="RunTask returned no task and no failure")
+            return RunTaskOutcome(
+                failure=FailureClass.RETRY_ATTEMPT, reason="RunTask returned no task and no failure"
+            )
         classes = {classify_run_task_failure(str(f.get("reason", ""))) for f in failures}
-        failure = FailureClass.PERMANENT if classes == {FailureClass.PERMANENT} else FailureClass.RETRY_ATTEMPT
+        failure = (
+            FailureClass.PERMANENT if classes == {FailureClass.PERMANENT} else FailureClass.RETRY_ATTEMPT
+        )
         return RunTaskOutcome(failure=failure, reason=reasons)
 
     def stop_task(self, cluster: str, task_arn: str, reason: str) -> None:
@@ -70,7 +76,9 @@ class EcsGateway:
     def describe_tasks(self, cluster: str, task_arns: Sequence[str]) -> list[EcsTask]:
         tasks: list[EcsTask] = []
         for start in range(0, len(task_arns), 100):
-            response = self._client.describe_tasks(cluster=cluster, tasks=list(task_arns[start : start + 100]))
+            response = self._client.describe_tasks(
+                cluster=cluster, tasks=list(task_arns[start : start + 100])
+            )
             tasks.extend(EcsTask.model_validate(t) for t in response.get("tasks", []))
         return tasks
 
@@ -109,7 +117,9 @@ class RunRequestQueue:
                 continue
             result.sent += len(response.get("Successful", []))
             for failed in response.get("Failed", []):
-                result.failed.append((chunk[int(failed["Id"])], f"{failed.get('Code')}: {failed.get('Message', '')}"))
+                result.failed.append(
+                    (chunk[int(failed["Id"])], f"{failed.get('Code')}: {failed.get('Message', '')}")
+                )
         return result
 
     def delay_redelivery(self, receipt_handle: str, seconds: int) -> None:
@@ -120,9 +130,8 @@ class RunRequestQueue:
         )
 
     def attributes(self) -> dict[str, str]:
-        return dict(
-            self._client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["All"]).get("Attributes", {})
-        )
+        response = self._client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["All"])
+        return {str(k): v for k, v in response.get("Attributes", {}).items()}
 
 
 class FailedStartAlerts:
@@ -145,4 +154,6 @@ class FailedStartAlerts:
         )
         if response.get("FailedEntryCount"):
             entry = response["Entries"][0]
-            raise RuntimeError(f"failed-start event not accepted: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}")
+            raise RuntimeError(
+                f"failed-start event not accepted: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}"
+            )

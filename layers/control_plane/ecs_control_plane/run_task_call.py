@@ -134,7 +134,9 @@ def check_run_task_overrides(config: Mapping[str, Any], container_name: str, sou
             if not isinstance(env, Mapping) or "name" not in env:
                 raise RunTaskConfigError(f"{source}: environment entries need 'name' and 'value'")
             if env["name"] in RESERVED_ENV_NAMES:
-                raise RunTaskConfigError(f"{source} may not set reserved environment variable {env['name']!r}")
+                raise RunTaskConfigError(
+                    f"{source} may not set reserved environment variable {env['name']!r}"
+                )
 
 
 def stack_run_task_kwargs(settings: ControlPlaneSettings) -> dict[str, Any]:

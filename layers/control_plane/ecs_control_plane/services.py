@@ -103,7 +103,9 @@ class ControlPlane:
         except RunTaskConfigError as exc:
             return self.fail_start(key, request.owner, str(exc), attempt=request.attempt)
 
-        item = self.table.create_queued(key, request.owner, request.attempt, request.queue, request.executor_config)
+        item = self.table.create_queued(
+            key, request.owner, request.attempt, request.queue, request.executor_config
+        )
         attempt = request.attempt
         if item is None:
             existing = self.table.get(key)
@@ -115,7 +117,9 @@ class ControlPlane:
                 return Result(Outcome.DUPLICATE, key, why, existing.task_arn, existing.attempt)
             if plan is _Plan.FAIL:
                 failed = self.table.mark_failed(key, existing.owner, why, create=False)
-                return Result(Outcome.FAILED if failed else Outcome.DROPPED, key, why, attempt=existing.attempt)
+                return Result(
+                    Outcome.FAILED if failed else Outcome.DROPPED, key, why, attempt=existing.attempt
+                )
             if plan is _Plan.WAIT:
                 raise RetryLater(why, 2)
             if attempt > existing.attempt:
@@ -131,13 +135,17 @@ class ControlPlane:
             recorded = self.table.record_started(key, attempt, outcome.task_arn)
             if recorded is not None and recorded.stop_requested:
                 self.ecs.stop_task(self.settings.cluster, outcome.task_arn, "Airflow asked to stop this task")
-            logger.info("ECS task started", extra={"key": key, "attempt": attempt, "task_arn": outcome.task_arn})
+            logger.info(
+                "ECS task started", extra={"key": key, "attempt": attempt, "task_arn": outcome.task_arn}
+            )
             return Result(Outcome.STARTED, key, task_arn=outcome.task_arn, attempt=attempt)
 
         reason = outcome.reason or "unknown RunTask failure"
         if outcome.failure is FailureClass.TRANSIENT:
             delay = transient_delay_seconds(receive_count)
-            logger.warning("RunTask throttled or unavailable; no attempt spent", extra={"key": key, "reason": reason})
+            logger.warning(
+                "RunTask throttled or unavailable; no attempt spent", extra={"key": key, "reason": reason}
+            )
             raise RetryLater(f"ECS unavailable: {reason}", delay)
         if outcome.failure is FailureClass.RETRY_ATTEMPT and attempt < self.settings.max_run_task_attempts:
             why = f"start attempt {attempt} of {self.settings.max_run_task_attempts} failed: {reason}"
@@ -162,7 +170,13 @@ class ControlPlane:
         return Result(Outcome.STOP_RECORDED, key, why, attempt=item.attempt)
 
     def fail_start(
-        self, key: str, owner: str, reason: str, *, attempt: int, task_arn: str | None = None,
+        self,
+        key: str,
+        owner: str,
+        reason: str,
+        *,
+        attempt: int,
+        task_arn: str | None = None,
         changes: dict[str, object] | None = None,
     ) -> Result:
         """FAILED for good, then the failed-start event (exactly once per item, retried if it fails)."""
@@ -194,18 +208,29 @@ class ControlPlane:
             logger.info("ECS task without a task key ignored", extra={"task_arn": task.task_arn})
             return Result(Outcome.IGNORED, "", "no task key in the container environment", task.task_arn)
         item = self.table.get(key)
-        plan = plan_transition(item, task, container_name=container, max_attempts=self.settings.max_run_task_attempts)
+        plan = plan_transition(
+            item, task, container_name=container, max_attempts=self.settings.max_run_task_attempts
+        )
         if plan.action is Action.IGNORE or item is None:
-            logger.info("ECS event ignored", extra={"key": key, "reason": plan.reason, "version": task.version})
+            logger.info(
+                "ECS event ignored", extra={"key": key, "reason": plan.reason, "version": task.version}
+            )
             return Result(Outcome.IGNORED, key, plan.reason, task.task_arn)
         assert plan.state is not None  # every non-IGNORE plan names a state
 
         if plan.action is Action.GIVE_UP:
-            applied = self.table.apply_progress(key, item.attempt, TaskState.FAILED, plan.changes, reason=plan.reason)
+            applied = self.table.apply_progress(
+                key, item.attempt, TaskState.FAILED, plan.changes, reason=plan.reason
+            )
             if applied is None:
                 return Result(Outcome.IGNORED, key, "lost a race to another event", task.task_arn)
-            return self.fail_start(key, item.owner, plan.reason or "failed to start", attempt=item.attempt,
-                                   task_arn=task.task_arn)
+            return self.fail_start(
+                key,
+                item.owner,
+                plan.reason or "failed to start",
+                attempt=item.attempt,
+                task_arn=task.task_arn,
+            )
         if plan.action is Action.RETRY_START:
             return self._retry_start(item, task, plan.reason or "failed to start")
 
@@ -216,7 +241,12 @@ class ControlPlane:
             return Result(Outcome.IGNORED, key, "stale: a newer event was applied first", task.task_arn)
         logger.info(
             "task state applied",
-            extra={"key": key, "state": applied.state.value, "ecs_status": task.last_status, "version": task.version},
+            extra={
+                "key": key,
+                "state": applied.state.value,
+                "ecs_status": task.last_status,
+                "version": task.version,
+            },
         )
         return Result(Outcome.APPLIED, key, plan.reason, task.task_arn, item.attempt)
 
@@ -231,8 +261,11 @@ class ControlPlane:
             command = found.command if found else None
         if not command:
             return self.fail_start(
-                item.key, item.owner, f"{reason}; cannot retry: the task's command is unknown",
-                attempt=item.attempt, task_arn=task.task_arn,
+                item.key,
+                item.owner,
+                f"{reason}; cannot retry: the task's command is unknown",
+                attempt=item.attempt,
+                task_arn=task.task_arn,
             )
         retry = RunRequest(
             kind="run",
@@ -247,10 +280,16 @@ class ControlPlane:
         # Send first: a retry message without its QUEUED item waits (plan_run); an item moved to
         # QUEUED with no message would wait forever.
         self.queue.send(retry, delay_seconds=self.settings.backoff_seconds(item.attempt))
-        moved = self.table.schedule_retry(item.key, item.attempt, reason, {
-            "stop_code": task.stop_code, "stopped_reason": task.stopped_reason})
+        moved = self.table.schedule_retry(
+            item.key,
+            item.attempt,
+            reason,
+            {"stop_code": task.stop_code, "stopped_reason": task.stopped_reason},
+        )
         if moved is None:
             return Result(Outcome.IGNORED, item.key, "another event moved the item first", task.task_arn)
-        logger.warning("start failed; re-enqueued", extra={"key": item.key, "attempt": item.attempt + 1,
-                                                            "reason": reason})
+        logger.warning(
+            "start failed; re-enqueued",
+            extra={"key": item.key, "attempt": item.attempt + 1, "reason": reason},
+        )
         return Result(Outcome.RETRY_QUEUED, item.key, reason, task.task_arn, item.attempt + 1)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 # Environment variable names (template.yaml sets them from its parameters).
 ENV_CLUSTER = "ECSCP_CLUSTER"
@@ -110,24 +110,21 @@ class ControlPlaneSettings(BaseModel):
 
     @field_validator("capacity_provider_strategy", "run_task_kwargs", mode="before")
     @classmethod
-    def _json(cls, value: Any) -> Any:
+    def _json(cls, value: Any, info: ValidationInfo) -> Any:
         try:
             parsed = _parse_json(value)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not valid JSON: {exc}") from exc
-        return {} if parsed is None and isinstance(value, str) and value.strip() == "" else parsed
-
-    @field_validator("run_task_kwargs", mode="after")
-    @classmethod
-    def _kwargs_default(cls, value: dict[str, Any] | None) -> dict[str, Any]:
-        return value or {}
+        if info.field_name == "run_task_kwargs":
+            return parsed or {}
+        return parsed or None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
         """Read the settings from the environment, naming the variable that is wrong."""
         env = os.environ if environ is None else environ
         values = {field: env[var] for field, var in ALL_ENV.items() if var in env}
-        if values.get("run_task_kwargs", None) == "":
+        if values.get("run_task_kwargs") == "":
             values.pop("run_task_kwargs")
         try:
             return cls.model_validate(values)
@@ -140,4 +137,6 @@ class ControlPlaneSettings(BaseModel):
 
     def backoff_seconds(self, attempt: int) -> int:
         """Delay before start attempt ``attempt + 1``: exponential, capped (SQS allows 900 s)."""
-        return min(self.start_retry_max_seconds, self.start_retry_base_seconds * 2 ** max(0, attempt - 1))
+        return int(
+            min(self.start_retry_max_seconds, self.start_retry_base_seconds * 2 ** max(0, attempt - 1))
+        )

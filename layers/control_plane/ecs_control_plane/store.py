@@ -93,7 +93,9 @@ class StateTable:
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, key: str) -> TaskStateItem | None:
-        response = self._client.get_item(TableName=self.table_name, Key={"key": {"S": key}}, ConsistentRead=True)
+        response = self._client.get_item(
+            TableName=self.table_name, Key={"key": {"S": key}}, ConsistentRead=True
+        )
         raw = response.get("Item")
         return item_from_dynamodb(raw) if raw else None
 
@@ -103,12 +105,16 @@ class StateTable:
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), BATCH_GET_LIMIT):
             request: dict[str, Any] = {
-                self.table_name: {"Keys": [{"key": {"S": k}} for k in unique[start : start + BATCH_GET_LIMIT]]}
+                self.table_name: {
+                    "Keys": [{"key": {"S": k}} for k in unique[start : start + BATCH_GET_LIMIT]]
+                }
             }
             delay = 0.05
             while request:
                 response = self._client.batch_get_item(RequestItems=request)
-                items.extend(item_from_dynamodb(raw) for raw in response["Responses"].get(self.table_name, []))
+                items.extend(
+                    item_from_dynamodb(raw) for raw in response["Responses"].get(self.table_name, [])
+                )
                 request = dict(response.get("UnprocessedKeys") or {})
                 if request:
                     time.sleep(delay)
@@ -141,7 +147,9 @@ class StateTable:
         update.set("expires_at", int(time.time()) + self._retention_s)
         return now
 
-    def _update(self, key: str, update: _Update, condition: str, *, create: bool = False) -> TaskStateItem | None:
+    def _update(
+        self, key: str, update: _Update, condition: str, *, create: bool = False
+    ) -> TaskStateItem | None:
         """Apply ``update`` if ``condition`` holds; the new item, or None when it did not."""
         if not create:
             condition = f"attribute_exists(#key) AND ({condition})"
@@ -203,7 +211,9 @@ class StateTable:
         u.values[":a"] = _ser.serialize(attempt)
         return self._update(key, u, f"{u.name('attempt')} = :a")
 
-    def schedule_retry(self, key: str, from_attempt: int, reason: str, changes: dict[str, Any] | None = None) -> TaskStateItem | None:
+    def schedule_retry(
+        self, key: str, from_attempt: int, reason: str, changes: dict[str, Any] | None = None
+    ) -> TaskStateItem | None:
         """Back to QUEUED with attempt + 1, forgetting the failed ECS task."""
         u = _Update()
         u.set("state", TaskState.QUEUED.value)
@@ -215,8 +225,12 @@ class StateTable:
             u.set(attr, (changes or {}).get(attr))
         self._stamp(u)
         u.values.update(
-            {":a": _ser.serialize(from_attempt), ":active0": _ser.serialize(_ACTIVE[0]),
-             ":active1": _ser.serialize(_ACTIVE[1]), ":active2": _ser.serialize(_ACTIVE[2])}
+            {
+                ":a": _ser.serialize(from_attempt),
+                ":active0": _ser.serialize(_ACTIVE[0]),
+                ":active1": _ser.serialize(_ACTIVE[1]),
+                ":active2": _ser.serialize(_ACTIVE[2]),
+            }
         )
         return self._update(key, u, "#attempt = :a AND #state IN (:active0, :active1, :active2)")
 
@@ -284,7 +298,9 @@ class StateTable:
         now = self._stamp(u)
         u.set_if_missing("created_at", now)
         u.names["#key"] = "key"
-        u.values.update({":s": _ser.serialize(TaskState.SUCCESS.value), ":f": _ser.serialize(TaskState.FAILED.value)})
+        u.values.update(
+            {":s": _ser.serialize(TaskState.SUCCESS.value), ":f": _ser.serialize(TaskState.FAILED.value)}
+        )
         condition = "NOT #state IN (:s, :f)"
         if create:
             condition = f"attribute_not_exists(#key) OR ({condition})"
@@ -308,8 +324,12 @@ class StateTable:
         now = self._stamp(u)
         u.set_if_missing("created_at", now)
         u.names["#key"] = "key"
-        u.values.update({":s": _ser.serialize(TaskState.SUCCESS.value), ":f": _ser.serialize(TaskState.FAILED.value)})
-        return self._update(key, u, f"attribute_not_exists(#key) OR NOT {u.name('state')} IN (:s, :f)", create=True)
+        u.values.update(
+            {":s": _ser.serialize(TaskState.SUCCESS.value), ":f": _ser.serialize(TaskState.FAILED.value)}
+        )
+        return self._update(
+            key, u, f"attribute_not_exists(#key) OR NOT {u.name('state')} IN (:s, :f)", create=True
+        )
 
     def transfer_owner(self, key: str, new_owner: str) -> TaskStateItem | None:
         """Adopt a task try: move it to ``new_owner`` if it is still in flight."""
@@ -317,12 +337,14 @@ class StateTable:
         u.set("owner", new_owner)
         self._stamp(u)
         u.values.update(
-            {":active0": _ser.serialize(_ACTIVE[0]), ":active1": _ser.serialize(_ACTIVE[1]),
-             ":active2": _ser.serialize(_ACTIVE[2])}
+            {
+                ":active0": _ser.serialize(_ACTIVE[0]),
+                ":active1": _ser.serialize(_ACTIVE[1]),
+                ":active2": _ser.serialize(_ACTIVE[2]),
+            }
         )
         return self._update(key, u, f"{u.name('state')} IN (:active0, :active1, :active2)")
 
     def describe(self) -> dict[str, Any]:
         """The table's description (health checks)."""
         return dict(self._client.describe_table(TableName=self.table_name)["Table"])
-

@@ -1,0 +1,34 @@
+"""Test-wide settings: fake AWS credentials, no tracing, and the moto control plane fixture."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Before anything makes a boto3 client: never reach a real account from the tests.
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_SERVICE_NAME": "ecscp-tests",
+    "POWERTOOLS_METRICS_NAMESPACE": "EcsControlPlaneTests",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture
+def control_plane_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A complete control plane on moto (table, queue, cluster, alerts), with the real handlers."""
+    from tests.support.aws import mocked_control_plane  # noqa: PLC0415 - after the env is set
+
+    with mocked_control_plane(monkeypatch) as plane:
+        yield plane

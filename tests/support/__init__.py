@@ -1,0 +1,1 @@
+"""Shared test support: sample events, the moto control plane, in-process handlers."""
