@@ -1,0 +1,73 @@
+"""The executor's AWS clients, made from the Airflow AWS connection (as the provider's executor does).
+
+Only SQS (send run/stop requests) and DynamoDB (read and adopt state items) are needed: the
+scheduler never calls ECS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.config import Config
+from botocore.exceptions import ClientError, NoCredentialsError
+from ecs_control_plane.gateways import RunRequestQueue
+from ecs_control_plane.store import StateTable
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
+
+#: botocore's standard retry mode: throttling and 5xx are retried with jittered backoff inside
+#: each call, so a sync rarely sees them.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=15)
+
+#: Error codes that mean "these credentials no longer work": the clients are made again.
+CREDENTIAL_ERROR_CODES = frozenset(
+    {
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "RequestExpired",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+    }
+)
+
+
+def is_credential_error(exc: BaseException) -> bool:
+    if isinstance(exc, NoCredentialsError):
+        return True
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) in CREDENTIAL_ERROR_CODES
+    return False
+
+
+def mentions_credential_error(reason: str) -> bool:
+    """Whether a send failure's text (as RunRequestQueue.send_batch reports it) is a credential error."""
+    return any(code in reason for code in CREDENTIAL_ERROR_CODES) or "NoCredentialsError" in reason
+
+
+@dataclass(frozen=True)
+class ControlPlaneClients:
+    queue: RunRequestQueue
+    table: StateTable
+
+
+def _client(service: str, conn_id: str | None, region_name: str | None) -> Any:
+    # Imported here: the provider's hook module is heavy and only needed once the executor starts.
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook  # noqa: PLC0415
+
+    hook = AwsBaseHook(
+        aws_conn_id=conn_id, region_name=region_name, client_type=service, config=CLIENT_CONFIG
+    )
+    return hook.get_client_type(region_name=region_name)
+
+
+def make_clients(
+    *, queue_url: str, state_table: str, conn_id: str | None, region_name: str | None
+) -> ControlPlaneClients:
+    """Fresh clients (and so freshly resolved credentials) for the queue and the state table."""
+    sqs: SQSClient = _client("sqs", conn_id, region_name)
+    dynamodb: DynamoDBClient = _client("dynamodb", conn_id, region_name)
+    return ControlPlaneClients(queue=RunRequestQueue(sqs, queue_url), table=StateTable(dynamodb, state_table))

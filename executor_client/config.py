@@ -1,0 +1,129 @@
+"""The executor's Airflow configuration section ``[ecs_control_plane]``: keys, defaults, docs.
+
+Pure data (no Airflow import): ``provider.py`` publishes ``OPTIONS`` to Airflow so that
+``airflow config list`` shows them, and the executor reads them with ``conf.get(SECTION, KEY,
+fallback=DEFAULTS[KEY])``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+SECTION: Final = "ecs_control_plane"
+
+QUEUE_URL: Final = "queue_url"
+STATE_TABLE: Final = "state_table"
+REGION_NAME: Final = "region_name"
+CONN_ID: Final = "conn_id"
+CONTAINER_NAME: Final = "container_name"
+CHECK_HEALTH_ON_STARTUP: Final = "check_health_on_startup"
+OWNER_ID: Final = "owner_id"
+SYNC_OVERLAP_SECONDS: Final = "sync_overlap_seconds"
+FULL_RESYNC_INTERVAL_SECONDS: Final = "full_resync_interval_seconds"
+MISSING_ITEM_GRACE_SECONDS: Final = "missing_item_grace_seconds"
+MAX_SEND_ATTEMPTS: Final = "max_send_attempts"
+END_TIMEOUT_SECONDS: Final = "end_timeout_seconds"
+
+
+def env_name(key: str) -> str:
+    """The environment variable that sets ``key`` (Airflow's ``AIRFLOW__SECTION__KEY`` form)."""
+    return f"AIRFLOW__{SECTION.upper()}__{key.upper()}"
+
+
+#: provider.yaml-style option metadata; ``default`` is a string (or None), as Airflow expects.
+OPTIONS: dict[str, dict[str, Any]] = {
+    QUEUE_URL: {
+        "description": "URL of the control plane's run-request SQS queue (stack output RunRequestQueueUrl). "
+        "Required.\n",
+        "type": "string",
+        "example": "https://sqs.us-east-1.amazonaws.com/123456789012/airflow-ecscp-run-requests",
+        "default": None,
+    },
+    STATE_TABLE: {
+        "description": "Name of the control plane's DynamoDB state table (stack output StateTableName). "
+        "Required.\n",
+        "type": "string",
+        "example": "airflow-ecscp-state",
+        "default": None,
+    },
+    REGION_NAME: {
+        "description": "AWS region of the control plane stack. Empty: the region of the AWS connection "
+        "or of the environment.\n",
+        "type": "string",
+        "example": "us-east-1",
+        "default": None,
+    },
+    CONN_ID: {
+        "description": "Airflow AWS connection whose credentials the scheduler uses for SQS and DynamoDB. "
+        "Empty: boto3's default credential chain.\n",
+        "type": "string",
+        "example": "aws_default",
+        "default": "aws_default",
+    },
+    CONTAINER_NAME: {
+        "description": "Name of the Airflow container in the task definition; must match the stack's "
+        "ContainerName parameter. Used to refuse a task's executor_config before it is sent.\n",
+        "type": "string",
+        "example": "airflow",
+        "default": "airflow",
+    },
+    CHECK_HEALTH_ON_STARTUP: {
+        "description": "Check at scheduler start that the queue and the table (with its owner index) are "
+        "reachable, and refuse to start otherwise.\n",
+        "type": "boolean",
+        "example": "True",
+        "default": "True",
+    },
+    OWNER_ID: {
+        "description": "Identity this executor writes into run requests; it only reads state items of "
+        "this owner. Must be unique per running scheduler. Empty: generated per executor instance "
+        "(hostname, pid, scheduler job id when known, short random suffix).\n",
+        "type": "string",
+        "example": "scheduler-a",
+        "default": None,
+    },
+    SYNC_OVERLAP_SECONDS: {
+        "description": "Each sync reads the items changed since the last one minus this overlap, so "
+        "writes with slightly older timestamps (clock skew, index lag) are not missed. Duplicates "
+        "are filtered.\n",
+        "type": "integer",
+        "example": "30",
+        "default": "30",
+    },
+    FULL_RESYNC_INTERVAL_SECONDS: {
+        "description": "Every this many seconds the executor re-reads every task it tracks by key "
+        "(BatchGetItem), a safety net under the incremental read.\n",
+        "type": "integer",
+        "example": "60",
+        "default": "60",
+    },
+    MISSING_ITEM_GRACE_SECONDS: {
+        "description": "A task sent this long ago that still has no state item is reported in the "
+        "logs and the task's audit log (the request may be stuck or in the dead-letter queue). "
+        "Airflow's [scheduler] task_queued_timeout still decides when it fails.\n",
+        "type": "integer",
+        "example": "300",
+        "default": "300",
+    },
+    MAX_SEND_ATTEMPTS: {
+        "description": "Heartbeats on which a run request may fail to be sent to SQS before its task "
+        "is failed. Failures caused by expired credentials do not count.\n",
+        "type": "integer",
+        "example": "10",
+        "default": "10",
+    },
+    END_TIMEOUT_SECONDS: {
+        "description": "On scheduler shutdown, how long end() waits for tracked tasks to finish "
+        "(syncing meanwhile) before it returns and leaves them to be adopted.\n",
+        "type": "integer",
+        "example": "60",
+        "default": "60",
+    },
+}
+
+DEFAULTS: dict[str, str | None] = {key: option["default"] for key, option in OPTIONS.items()}
+
+SECTION_DESCRIPTION = (
+    "Settings of executor_client.EcsControlPlaneExecutor, which hands Airflow tasks to the "
+    "event-driven ECS control plane (SQS run requests, DynamoDB state table).\n"
+)
