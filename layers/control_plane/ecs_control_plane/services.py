@@ -219,17 +219,13 @@ class ControlPlane:
         assert plan.state is not None  # every non-IGNORE plan names a state
 
         if plan.action is Action.GIVE_UP:
-            applied = self.table.apply_progress(
-                key, item.attempt, TaskState.FAILED, plan.changes, reason=plan.reason
-            )
-            if applied is None:
-                return Result(Outcome.IGNORED, key, "lost a race to another event", task.task_arn)
             return self.fail_start(
                 key,
                 item.owner,
                 plan.reason or "failed to start",
                 attempt=item.attempt,
                 task_arn=task.task_arn,
+                changes=plan.changes,
             )
         if plan.action is Action.RETRY_START:
             return self._retry_start(item, task, plan.reason or "failed to start")
