@@ -1,0 +1,116 @@
+"""Contract v1: task keys, run requests, client tokens, the failed-start detail."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ecs_control_plane.contract import (
+    FailedStartDetail,
+    InvalidTaskKeyError,
+    MalformedRequestError,
+    RunRequest,
+    TaskKey,
+    TaskStateItem,
+    client_token,
+)
+from tests.support.requests import SECRET_TOKEN, run_request, task_key
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        TaskKey("etl", "extract", "manual__2026-11-25T10:00:00+00:00"),
+        TaskKey("etl", "group.extract", "scheduled__2026-11-25T00:00:00+00:00", map_index=17, try_number=3),
+        TaskKey("d", "t", "run|with|pipes and spaces/%/ü", map_index=0, try_number=1),
+        TaskKey.for_callback("0190b7c2-0000-7000-8000-000000000000"),
+    ],
+    ids=["plain", "mapped", "odd-run-id", "callback"],
+)
+def test_task_key_round_trips(key: TaskKey) -> None:
+    assert TaskKey.parse(key.encode()) == key
+
+
+def test_task_key_is_readable_for_ordinary_ids() -> None:
+    key = TaskKey("etl", "extract", "manual__2026-11-25T10:00:00+00:00", 2, 1)
+    assert key.encode() == "ti|etl|extract|manual__2026-11-25T10:00:00+00:00|2|1"
+    assert key.describe() == "etl.extract[2] run manual__2026-11-25T10:00:00+00:00 try 1"
+
+
+@pytest.mark.parametrize("value", ["", "ti|a|b", "xx|a|b|c|1|1", "ti|a|b|c|one|1", "cb"])
+def test_task_key_parse_refuses_other_strings(value: str) -> None:
+    with pytest.raises(InvalidTaskKeyError):
+        TaskKey.parse(value)
+
+
+def test_client_token_is_stable_per_attempt_and_fits_ecs() -> None:
+    key = task_key()
+    assert client_token(key, 1) == client_token(key, 1)
+    assert client_token(key, 1) != client_token(key, 2)
+    assert len(client_token(key, 1)) <= 64
+
+
+def test_run_request_repr_and_redaction_hide_the_command() -> None:
+    request = run_request()
+    assert SECRET_TOKEN not in repr(request)
+    assert SECRET_TOKEN not in json.dumps(request.redacted())
+
+
+@pytest.mark.parametrize(
+    ("body", "readable_key", "mentions"),
+    [
+        ("{not json", False, "body"),
+        (
+            json.dumps(
+                {"version": 1, "kind": "run", "key": task_key(), "owner": "o", "command": ["x"], "attempt": 0}
+            ),
+            True,
+            "attempt",
+        ),
+        (
+            json.dumps({"version": 1, "kind": "run", "key": task_key(), "owner": "o", "command": []}),
+            True,
+            "command",
+        ),
+        (
+            json.dumps({"version": 2, "kind": "run", "key": task_key(), "owner": "o", "command": ["x"]}),
+            True,
+            "version",
+        ),
+        (
+            json.dumps({"version": 1, "kind": "run", "key": "nope", "owner": "o", "command": ["x"]}),
+            False,
+            "key",
+        ),
+    ],
+    ids=["not-json", "attempt-0", "run-without-command", "future-version", "bad-key"],
+)
+def test_malformed_messages_are_refused_with_the_key_when_readable(
+    body: str, readable_key: bool, mentions: str
+) -> None:
+    with pytest.raises(MalformedRequestError) as caught:
+        RunRequest.from_message(body)
+    assert (caught.value.key == task_key()) is readable_key
+    assert mentions in caught.value.reason
+
+
+def test_stop_request_needs_no_command() -> None:
+    request = RunRequest.from_message(json.dumps({"kind": "stop", "key": task_key(), "owner": "o"}))
+    assert request.kind == "stop"
+    assert request.command == []
+
+
+def test_state_item_reads_executor_config_stored_as_json() -> None:
+    item = TaskStateItem.model_validate(
+        {"key": task_key(), "owner": "o", "state": "QUEUED", "executor_config": '{"overrides": {}}'}
+    )
+    assert item.executor_config == {"overrides": {}}
+    assert not item.is_terminal
+
+
+def test_failed_start_detail_names_the_task() -> None:
+    detail = FailedStartDetail.build(
+        key=task_key("load", try_number=2), owner="o", attempt=3, reason="r", cluster="c", control_plane="p"
+    )
+    assert (detail.dag_id, detail.task_id, detail.try_number) == ("example", "load", 2)

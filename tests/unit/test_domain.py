@@ -1,0 +1,217 @@
+"""Retry classification and the mapping of ECS task events to task states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ecs_control_plane.contract import TaskState, TaskStateItem
+from ecs_control_plane.ecs_events import Action, EcsTask, plan_transition
+from ecs_control_plane.retry import FailureClass, classify_api_error, classify_run_task_failure
+from ecs_control_plane.services import _Plan, plan_run
+from tests.support.events import load_event
+from tests.support.requests import run_request, task_key
+
+KEY = task_key()
+ARN = "arn:aws:ecs:us-east-1:123456789012:task/airflow-cluster/0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("ThrottlingException", 400, FailureClass.TRANSIENT),
+        ("ServerException", 500, FailureClass.TRANSIENT),
+        ("SomethingNew", 503, FailureClass.TRANSIENT),
+        ("SomethingNew", 429, FailureClass.TRANSIENT),
+        ("LimitExceededException", 400, FailureClass.RETRY_ATTEMPT),
+        ("InvalidParameterException", 400, FailureClass.PERMANENT),
+        ("ClusterNotFoundException", 400, FailureClass.PERMANENT),
+        ("AccessDeniedException", 400, FailureClass.PERMANENT),
+        ("ClientException", 400, FailureClass.PERMANENT),
+        ("SomethingNew", 400, FailureClass.PERMANENT),
+    ],
+)
+def test_classify_api_error(code: str, status: int, expected: FailureClass) -> None:
+    assert classify_api_error(code, status) is expected
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("RESOURCE:MEMORY", FailureClass.RETRY_ATTEMPT),
+        ("RESOURCE:CPU", FailureClass.RETRY_ATTEMPT),
+        ("RESOURCE:ENI", FailureClass.RETRY_ATTEMPT),
+        ("AGENT", FailureClass.RETRY_ATTEMPT),
+        (
+            "Capacity is unavailable at this time. Please try again later or in a different zone",
+            FailureClass.RETRY_ATTEMPT,
+        ),
+        ("MISSING", FailureClass.PERMANENT),
+        ("INACTIVE", FailureClass.PERMANENT),
+        ("ATTRIBUTE", FailureClass.PERMANENT),
+        ("a reason nobody has seen yet", FailureClass.RETRY_ATTEMPT),
+    ],
+)
+def test_classify_run_task_failure(reason: str, expected: FailureClass) -> None:
+    assert classify_run_task_failure(reason) is expected
+
+
+def item(state: TaskState = TaskState.STARTING, **fields: Any) -> TaskStateItem:
+    return TaskStateItem(key=KEY, owner="o", state=state, **({"attempt": 1, "task_arn": ARN} | fields))
+
+
+def task(
+    status: str, version: int, *, exit_code: int | None = None, attempt: int = 1, **detail: Any
+) -> EcsTask:
+    containers: list[dict[str, Any]] = [{"name": "airflow", "lastStatus": status}]
+    if exit_code is not None:
+        containers[0]["exitCode"] = exit_code
+    body = {
+        "taskArn": ARN,
+        "lastStatus": status,
+        "version": version,
+        "containers": containers,
+        "overrides": {
+            "containerOverrides": [
+                {
+                    "name": "airflow",
+                    "environment": [
+                        {"name": "ECSCP_TASK_KEY", "value": KEY},
+                        {"name": "ECSCP_ATTEMPT", "value": str(attempt)},
+                    ],
+                }
+            ]
+        },
+    }
+    if status in ("RUNNING", "STOPPED") and detail.pop("started", True):
+        body["startedAt"] = "2026-11-25T10:00:00Z"
+    return EcsTask.model_validate(body | detail)
+
+
+def plan(current: TaskStateItem | None, event: EcsTask, max_attempts: int = 3) -> Any:
+    return plan_transition(current, event, container_name="airflow", max_attempts=max_attempts)
+
+
+@pytest.mark.parametrize(
+    ("current", "event", "action", "state"),
+    [
+        (item(TaskState.QUEUED, task_arn=None), task("PROVISIONING", 1), Action.PROGRESS, TaskState.STARTING),
+        (item(), task("PENDING", 2), Action.PROGRESS, TaskState.STARTING),
+        (item(), task("RUNNING", 3), Action.PROGRESS, TaskState.RUNNING),
+        (item(TaskState.RUNNING, ecs_version=3), task("PENDING", 4), Action.PROGRESS, TaskState.RUNNING),
+        (item(TaskState.RUNNING, ecs_version=3), task("DEACTIVATING", 4), Action.PROGRESS, TaskState.RUNNING),
+        (item(TaskState.RUNNING), task("STOPPED", 5, exit_code=0), Action.FINISH, TaskState.SUCCESS),
+        (item(TaskState.RUNNING), task("STOPPED", 5, exit_code=1), Action.FINISH, TaskState.FAILED),
+        (
+            item(TaskState.RUNNING),
+            task("STOPPED", 5, stopCode="SpotInterruption"),
+            Action.FINISH,
+            TaskState.FAILED,
+        ),
+        (
+            item(),
+            task("STOPPED", 5, stopCode="TaskFailedToStart", started=False),
+            Action.RETRY_START,
+            TaskState.QUEUED,
+        ),
+        (item(), task("STOPPED", 5, started=False), Action.RETRY_START, TaskState.QUEUED),
+        (
+            item(attempt=3),
+            task("STOPPED", 5, attempt=3, stopCode="TaskFailedToStart", started=False),
+            Action.GIVE_UP,
+            TaskState.FAILED,
+        ),
+    ],
+    ids=[
+        "provisioning",
+        "pending",
+        "running",
+        "late-pending",
+        "deactivating",
+        "exit-0",
+        "exit-1",
+        "no-exit-code",
+        "failed-to-start",
+        "stopped-never-started",
+        "last-attempt",
+    ],
+)
+def test_plan_transition_maps_ecs_status_to_state(
+    current: TaskStateItem, event: EcsTask, action: Action, state: TaskState
+) -> None:
+    result = plan(current, event)
+    assert (result.action, result.state) == (action, state)
+
+
+@pytest.mark.parametrize(
+    ("current", "event", "why"),
+    [
+        (None, task("RUNNING", 3), "no item"),
+        (item(TaskState.SUCCESS), task("RUNNING", 9), "already SUCCESS"),
+        (item(TaskState.RUNNING, ecs_version=5), task("RUNNING", 5), "not newer"),
+        (item(TaskState.RUNNING, ecs_version=5), task("PENDING", 2), "not newer"),
+        (item(attempt=2), task("STOPPED", 9, exit_code=1, attempt=1), "attempt 1"),
+        (item(task_arn=ARN + "-other"), task("RUNNING", 3), "another ECS task"),
+    ],
+    ids=["unknown", "terminal", "duplicate", "older", "old-attempt", "other-task"],
+)
+def test_plan_transition_ignores_stale_duplicate_and_foreign_events(
+    current: TaskStateItem | None, event: EcsTask, why: str
+) -> None:
+    result = plan(current, event)
+    assert result.action is Action.IGNORE
+    assert why in (result.reason or "")
+
+
+def test_exit_code_reason_names_the_container_and_ecs_reason() -> None:
+    result = plan(
+        item(TaskState.RUNNING), task("STOPPED", 5, exit_code=137, stoppedReason="OutOfMemoryError")
+    )
+    assert result.reason == "container 'airflow' exited with code 137 (OutOfMemoryError)"
+
+
+@pytest.mark.parametrize(
+    ("current", "attempt", "expected"),
+    [
+        (item(TaskState.QUEUED, task_arn=None), 1, (_Plan.START, 1)),
+        (item(TaskState.QUEUED, task_arn=None, attempt=2), 1, (_Plan.START, 2)),
+        (item(TaskState.QUEUED, task_arn=None), 2, (_Plan.START, 2)),
+        (item(TaskState.STARTING), 1, (_Plan.DROP, 1)),
+        (item(TaskState.RUNNING), 2, (_Plan.WAIT, 2)),
+        (item(TaskState.SUCCESS), 1, (_Plan.DROP, 1)),
+        (item(TaskState.QUEUED, task_arn=None, stop_requested=True), 1, (_Plan.FAIL, 1)),
+    ],
+    ids=[
+        "new",
+        "retry-in-progress",
+        "retry-message",
+        "duplicate",
+        "retry-before-item-moved",
+        "finished",
+        "stopped",
+    ],
+)
+def test_plan_run_for_an_existing_item(
+    current: TaskStateItem, attempt: int, expected: tuple[_Plan, int]
+) -> None:
+    planned, planned_attempt, _ = plan_run(current, run_request(KEY, attempt=attempt))
+    assert (planned, planned_attempt) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "exit_code"),
+    [
+        ("ecs_task_provisioning", "PROVISIONING", None),
+        ("ecs_task_running", "RUNNING", None),
+        ("ecs_task_stopped_exit0", "STOPPED", 0),
+        ("ecs_task_stopped_exit1", "STOPPED", 1),
+        ("ecs_task_failed_to_start", "STOPPED", None),
+    ],
+)
+def test_sample_events_parse_into_ecs_tasks(name: str, status: str, exit_code: int | None) -> None:
+    parsed = EcsTask.model_validate(load_event(name)["detail"])
+    assert parsed.last_status == status
+    assert parsed.exit_code("airflow") == exit_code
+    assert parsed.task_key("airflow")
+    assert parsed.attempt("airflow") == 1

@@ -1,0 +1,235 @@
+"""Building the run_task call: precedence, the Airflow container, refusals, limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ecs_control_plane.contract import client_token
+from ecs_control_plane.run_task_call import RunTaskConfigError, build_run_task_call, deep_merge
+from ecs_control_plane.settings import ControlPlaneSettings, SettingsError
+from tests.support.requests import run_request, task_key
+
+BASE_ENV = {
+    "ECSCP_CLUSTER": "cluster",
+    "ECSCP_CONTAINER_NAME": "airflow",
+    "ECSCP_TASK_DEFINITION": "airflow:7",
+    "ECSCP_STATE_TABLE": "table",
+    "ECSCP_QUEUE_URL": "https://sqs/q",
+    "ECSCP_CONTROL_PLANE_ID": "ecscp-stack",
+}
+
+
+def settings(**env: str) -> ControlPlaneSettings:
+    return ControlPlaneSettings.from_env(BASE_ENV | env)
+
+
+def container(call: dict[str, Any], name: str = "airflow") -> dict[str, Any]:
+    return next(c for c in call["overrides"]["containerOverrides"] if c["name"] == name)
+
+
+def test_defaults_give_a_fargate_call_for_the_airflow_container() -> None:
+    request = run_request()
+    call = build_run_task_call(settings(), request)
+    assert call["cluster"] == "cluster"
+    assert call["taskDefinition"] == "airflow:7"
+    assert call["launchType"] == "FARGATE"
+    assert call["platformVersion"] == "LATEST"
+    assert call["startedBy"] == "ecscp-stack"
+    assert call["count"] == 1
+    assert call["clientToken"] == client_token(request.key, 1)
+    assert container(call)["command"] == request.command
+    env = {e["name"]: e["value"] for e in container(call)["environment"]}
+    assert env == {
+        "ECSCP_TASK_KEY": request.key,
+        "ECSCP_ATTEMPT": "1",
+        "ECSCP_OWNER": "scheduler-a",
+        "AIRFLOW_IS_EXECUTOR_CONTAINER": "true",
+    }
+    assert "networkConfiguration" not in call
+
+
+@pytest.mark.parametrize(
+    ("env", "executor_config", "expected"),
+    [
+        # template parameters beat defaults
+        ({"ECSCP_LAUNCH_TYPE": "EC2"}, {}, {"launchType": "EC2", "platformVersion": None}),
+        # RunTaskKwargs beat template parameters
+        ({"ECSCP_RUN_TASK_KWARGS": '{"taskDefinition": "other:1"}'}, {}, {"taskDefinition": "other:1"}),
+        # executor_config beats RunTaskKwargs
+        (
+            {"ECSCP_RUN_TASK_KWARGS": '{"taskDefinition": "other:1"}'},
+            {"taskDefinition": "mine:2"},
+            {"taskDefinition": "mine:2"},
+        ),
+        # a capacity provider strategy replaces the launch type, at any level
+        (
+            {"ECSCP_CAPACITY_PROVIDER_STRATEGY": '[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]'},
+            {},
+            {
+                "launchType": None,
+                "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+            },
+        ),
+        (
+            {},
+            {"capacityProviderStrategy": [{"capacityProvider": "cp"}]},
+            {"launchType": None, "capacityProviderStrategy": [{"capacityProvider": "cp"}]},
+        ),
+        # ... and a launch type set later replaces a strategy set earlier
+        (
+            {"ECSCP_CAPACITY_PROVIDER_STRATEGY": '[{"capacityProvider": "cp"}]'},
+            {"launchType": "EC2"},
+            {"launchType": "EC2", "capacityProviderStrategy": None},
+        ),
+        # subnets, security groups, public IP become the awsvpc configuration
+        (
+            {
+                "ECSCP_SUBNETS": "subnet-1, subnet-2",
+                "ECSCP_SECURITY_GROUPS": "sg-1",
+                "ECSCP_ASSIGN_PUBLIC_IP": "true",
+            },
+            {},
+            {
+                "networkConfiguration": {
+                    "awsvpcConfiguration": {
+                        "subnets": ["subnet-1", "subnet-2"],
+                        "assignPublicIp": "ENABLED",
+                        "securityGroups": ["sg-1"],
+                    }
+                }
+            },
+        ),
+        # nested dicts merge recursively (the seed's semantics)
+        (
+            {"ECSCP_SUBNETS": "subnet-1"},
+            {"networkConfiguration": {"awsvpcConfiguration": {"assignPublicIp": "ENABLED"}}},
+            {
+                "networkConfiguration": {
+                    "awsvpcConfiguration": {"subnets": ["subnet-1"], "assignPublicIp": "ENABLED"}
+                }
+            },
+        ),
+    ],
+    ids=[
+        "param-launch-type",
+        "kwargs-over-params",
+        "exec-config-over-kwargs",
+        "capacity-param",
+        "capacity-exec",
+        "launch-type-after-capacity",
+        "network",
+        "recursive-merge",
+    ],
+)
+def test_precedence_defaults_params_kwargs_executor_config(
+    env: dict[str, str], executor_config: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    call = build_run_task_call(settings(**env), run_request(executor_config=executor_config))
+    for key, value in expected.items():
+        assert call.get(key) == value, key
+
+
+def test_executor_config_container_overrides_keep_the_command_and_add_environment() -> None:
+    executor_config = {
+        "overrides": {
+            "containerOverrides": [
+                {"name": "airflow", "memory": 2048, "environment": [{"name": "FLAG", "value": "1"}]},
+                {"name": "sidecar", "cpu": 128},
+            ]
+        }
+    }
+    request = run_request(executor_config=executor_config)
+    call = build_run_task_call(settings(), request)
+    airflow = container(call)
+    assert airflow["memory"] == 2048
+    assert airflow["command"] == request.command
+    assert {"name": "FLAG", "value": "1"} in airflow["environment"]
+    assert container(call, "sidecar") == {"name": "sidecar", "cpu": 128}
+
+
+@pytest.mark.parametrize(
+    ("executor_config", "message"),
+    [
+        ({"command": ["x"]}, "may not set 'command'"),
+        ({"name": "x"}, "may not set 'name'"),
+        (
+            {"overrides": {"containerOverrides": [{"name": "airflow", "command": ["x"]}]}},
+            "may not set the command",
+        ),
+        ({"overrides": {"containerOverrides": [{"name": "other"}]}}, "container name cannot be changed"),
+        ({"overrides": {"containerOverrides": [{"memory": 1}]}}, "container name cannot be changed"),
+        ({"cluster": "x"}, "may not set 'cluster'"),
+        ({"startedBy": "x"}, "may not set 'startedBy'"),
+        ({"count": 5}, "may not set 'count'"),
+        ({"clientToken": "x"}, "may not set 'clientToken'"),
+        ({"launchTypo": "EC2"}, "unknown run_task parameter 'launchTypo'"),
+        (
+            {
+                "overrides": {
+                    "containerOverrides": [
+                        {"name": "airflow", "environment": [{"name": "ECSCP_TASK_KEY", "value": "x"}]}
+                    ]
+                }
+            },
+            "reserved",
+        ),
+        ({"overrides": {"taskRole": "x"}}, "unknown override 'taskRole'"),
+        ([], "must be a JSON object"),
+    ],
+)
+def test_executor_config_refusals_name_the_problem(executor_config: Any, message: str) -> None:
+    with pytest.raises(RunTaskConfigError, match=message.replace("(", r"\(")):
+        build_run_task_call(settings(), run_request().model_copy(update={"executor_config": executor_config}))
+
+
+def test_run_task_kwargs_are_checked_too() -> None:
+    with pytest.raises(RunTaskConfigError, match="RunTaskKwargs may not set 'cluster'"):
+        build_run_task_call(settings(ECSCP_RUN_TASK_KWARGS='{"cluster": "x"}'), run_request())
+
+
+def test_oversized_overrides_are_refused_before_calling_ecs() -> None:
+    env = [{"name": f"V{i}", "value": "x" * 200} for i in range(50)]
+    config = {"overrides": {"containerOverrides": [{"name": "airflow", "environment": env}]}}
+    with pytest.raises(RunTaskConfigError, match="8192"):
+        build_run_task_call(settings(), run_request(executor_config=config))
+
+
+def test_attempt_changes_only_the_token_and_attempt_variable() -> None:
+    request = run_request(key=task_key())
+    first, second = build_run_task_call(settings(), request, 1), build_run_task_call(settings(), request, 2)
+    assert first["clientToken"] != second["clientToken"]
+    assert {"name": "ECSCP_ATTEMPT", "value": "2"} in container(second)["environment"]
+
+
+def test_deep_merge_replaces_lists_and_merges_dicts() -> None:
+    assert deep_merge({"a": {"b": 1, "c": [1]}, "d": 1}, {"a": {"c": [2]}, "e": 2}) == {
+        "a": {"b": 1, "c": [2]},
+        "d": 1,
+        "e": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ECSCP_CLUSTER": ""}, "ECSCP_CLUSTER"),
+        ({"ECSCP_RUN_TASK_KWARGS": "{nope"}, "ECSCP_RUN_TASK_KWARGS"),
+        ({"ECSCP_LAUNCH_TYPE": "SPACESHIP"}, "ECSCP_LAUNCH_TYPE"),
+        ({"ECSCP_MAX_RUN_TASK_ATTEMPTS": "0"}, "ECSCP_MAX_RUN_TASK_ATTEMPTS"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        settings(**env)
+
+
+def test_missing_settings_name_the_variable() -> None:
+    with pytest.raises(SettingsError, match="ECSCP_QUEUE_URL"):
+        ControlPlaneSettings.from_env({k: v for k, v in BASE_ENV.items() if k != "ECSCP_QUEUE_URL"})
+
+
+@pytest.mark.parametrize(("attempt", "delay"), [(1, 10), (2, 20), (3, 40), (10, 300)])
+def test_start_retry_backoff_is_exponential_and_capped(attempt: int, delay: int) -> None:
+    assert settings().backoff_seconds(attempt) == delay
