@@ -1,0 +1,630 @@
+"""Deploy the project's SAM template into moto, as ``sam package`` + ``sam deploy`` would.
+
+Everything is driven by the template and the deployed stack (resource types, logical ids,
+parameters, outputs), never by hard-coded resource names:
+
+1. the ECS side that the stack only refers to (cluster, VPC, subnet, security group, task
+   definition, task and execution roles) is created first, as it exists before a real deploy;
+2. ``CodeUri``/``ContentUri`` directories are zipped into moto's S3;
+3. ``samtranslator`` (offline) turns the SAM template into CloudFormation;
+4. moto's CloudFormation creates the stack with local parameter values;
+5. what moto's CloudFormation silently skips and matters is applied (DynamoDB TTL and PITR,
+   function layers); resource types moto cannot create (alarms) are reported;
+6. the wiring the local runtime needs is read back from moto: functions with their deployed
+   configuration, SQS event source mappings, EventBridge rules and their targets.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+from .moto_server import delivery_queue_name
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation.client import CloudFormationClient
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_BUCKET = "ecscp-local-artifacts"
+ALERT_CAPTURE_QUEUE = "ecscp-local-alert-capture"
+FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+URI_PROPERTIES = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
+#: The Airflow container's task definition: moto needs container-level memory.
+CONTAINER_NAME = "airflow"
+TASK_FAMILY = "airflow"
+AIRFLOW_IMAGE = "apache/airflow:3.3.2-python3.11"
+_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_RATE_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+class DeployError(RuntimeError):
+    """The template could not be deployed into the local stack."""
+
+
+class _OfflinePolicyLoader:
+    """samtranslator resolves managed policy names from its bundled map; nothing to fetch."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def aws_client(service: str, endpoint_url: str, region: str, *, retries: int = 3) -> Any:
+    """A boto3 client for the local endpoint, with fake credentials."""
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=Config(
+            retries={"mode": "standard", "total_max_attempts": retries}, connect_timeout=5, read_timeout=60
+        ),
+        **FAKE_CREDENTIALS,
+    )
+
+
+@dataclass(frozen=True)
+class EcsSetup:
+    """The ECS side the stack runs tasks in: created before the stack, like on a real account."""
+
+    cluster_name: str
+    cluster_arn: str
+    subnet_id: str
+    security_group_id: str
+    task_definition: str
+    task_definition_arn: str
+    task_role_arn: str
+    execution_role_arn: str
+    container_name: str = CONTAINER_NAME
+
+
+@dataclass(frozen=True)
+class SqsSource:
+    """An SQS event source mapping of one function."""
+
+    uuid: str
+    queue_arn: str
+    queue_url: str
+    batch_size: int
+    report_batch_item_failures: bool
+    maximum_batching_window_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class RuleSource:
+    """An EventBridge rule target that invokes one function (through its delivery queue)."""
+
+    rule_name: str
+    rule_arn: str
+    target_id: str
+    delivery_queue_url: str
+
+
+@dataclass(frozen=True)
+class ScheduleSource:
+    """A ``rate(...)`` rule that invokes one function on a schedule."""
+
+    rule_name: str
+    rule_arn: str
+    target: dict[str, Any]
+    every_seconds: int
+
+
+@dataclass
+class FunctionSpec:
+    """One deployed function and everything its local worker needs to run it."""
+
+    logical_id: str
+    name: str
+    arn: str
+    handler: str
+    code_dir: Path
+    layer_dirs: list[Path]
+    environment: dict[str, str]
+    memory_mb: int
+    timeout_seconds: int
+    #: Where asynchronous invocations (EventBridge, schedules) go after their retries failed.
+    dead_letter_arn: str | None = None
+    sqs_sources: list[SqsSource] = field(default_factory=list)
+    rule_sources: list[RuleSource] = field(default_factory=list)
+    schedules: list[ScheduleSource] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "logical_id": self.logical_id,
+            "name": self.name,
+            "arn": self.arn,
+            "handler": self.handler,
+            "code_dir": str(self.code_dir),
+            "layer_dirs": [str(p) for p in self.layer_dirs],
+            "environment": self.environment,
+            "memory_mb": self.memory_mb,
+            "timeout_seconds": self.timeout_seconds,
+            "dead_letter_arn": self.dead_letter_arn,
+            "sqs_sources": [s.__dict__ for s in self.sqs_sources],
+            "rule_sources": [s.__dict__ for s in self.rule_sources],
+            "schedules": [s.__dict__ for s in self.schedules],
+        }
+
+
+@dataclass
+class Deployment:
+    """The stack as deployed in moto, and how the local runtime wires it."""
+
+    stack_name: str
+    ecs: EcsSetup
+    parameters: dict[str, str]
+    outputs: dict[str, str]
+    functions: list[FunctionSpec]
+    alert_capture_queue_url: str | None
+    #: Resources of the translated template that moto's CloudFormation did not create.
+    skipped_resources: dict[str, str]
+    #: What was applied by hand because moto's CloudFormation ignores it.
+    fixups: list[str]
+
+
+def zip_directory(path: Path) -> bytes:
+    """The directory as a deployment package (no build: the local runtime runs the sources)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                archive.write(file, file.relative_to(path).as_posix())
+    return buffer.getvalue()
+
+
+def load_sam_template(path: Path) -> dict[str, Any]:
+    template: dict[str, Any] = yaml_parse(path.read_text())
+    return template
+
+
+def local_dirs(template: dict[str, Any], base: Path) -> dict[str, Path]:
+    """Logical id -> local directory of every function's CodeUri and layer's ContentUri."""
+    dirs: dict[str, Path] = {}
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        prop = URI_PROPERTIES.get(resource.get("Type", ""))
+        uri = (resource.get("Properties") or {}).get(prop) if prop else None
+        if isinstance(uri, str) and not uri.startswith("s3://"):
+            dirs[logical_id] = (base / uri).resolve()
+    return dirs
+
+
+def create_ecs_setup(endpoint_url: str, region: str, cluster_name: str) -> EcsSetup:
+    """Cluster, network, roles and the Airflow task definition, shaped so moto's RunTask works."""
+    ec2 = aws_client("ec2", endpoint_url, region)
+    ecs = aws_client("ecs", endpoint_url, region)
+    iam = aws_client("iam", endpoint_url, region)
+    vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": True})
+    # moto's awsvpc RunTask fails with HTTP 500 without DNS hostnames.
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.42.1.0/24", AvailabilityZone=f"{region}a")[
+        "Subnet"
+    ]["SubnetId"]
+    group_id = ec2.create_security_group(
+        GroupName=f"{cluster_name}-tasks", Description="Airflow tasks (local)", VpcId=vpc_id
+    )["GroupId"]
+    cluster_arn = ecs.create_cluster(clusterName=cluster_name)["cluster"]["clusterArn"]
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+    task_role = iam.create_role(RoleName=f"{cluster_name}-task", AssumeRolePolicyDocument=trust)["Role"][
+        "Arn"
+    ]
+    execution_role = iam.create_role(RoleName=f"{cluster_name}-execution", AssumeRolePolicyDocument=trust)[
+        "Role"
+    ]["Arn"]
+    task_definition = ecs.register_task_definition(
+        family=TASK_FAMILY,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="512",
+        memory="1024",
+        taskRoleArn=task_role,
+        executionRoleArn=execution_role,
+        containerDefinitions=[
+            # Container-level memory: moto's RunTask fails (HTTP 500) with task-level memory only.
+            {"name": CONTAINER_NAME, "image": AIRFLOW_IMAGE, "essential": True, "memory": 1024}
+        ],
+    )["taskDefinition"]
+    return EcsSetup(
+        cluster_name=cluster_name,
+        cluster_arn=cluster_arn,
+        subnet_id=subnet_id,
+        security_group_id=group_id,
+        task_definition=TASK_FAMILY,
+        task_definition_arn=task_definition["taskDefinitionArn"],
+        task_role_arn=task_role,
+        execution_role_arn=execution_role,
+    )
+
+
+def _candidates(ecs: EcsSetup, settings: dict[str, str]) -> dict[str, list[str]]:
+    """Local values for the parameters a control-plane template may declare, best first."""
+    return {
+        "cluster": [ecs.cluster_name, ecs.cluster_arn],
+        "clustername": [ecs.cluster_name],
+        "clusterarn": [ecs.cluster_arn],
+        "subnets": [ecs.subnet_id],
+        "subnetids": [ecs.subnet_id],
+        "securitygroups": [ecs.security_group_id],
+        "securitygroupids": [ecs.security_group_id],
+        "taskdefinition": [ecs.task_definition, ecs.task_definition_arn],
+        "taskdefinitionarn": [ecs.task_definition_arn],
+        "containername": [ecs.container_name],
+        "launchtype": ["FARGATE"],
+        "assignpublicip": ["false", "DISABLED", "False"],
+        "taskrolearn": [ecs.task_role_arn],
+        "executionrolearn": [ecs.execution_role_arn],
+        **{name.lower(): [value] for name, value in settings.items()},
+    }
+
+
+def _acceptable(spec: dict[str, Any], value: str) -> bool:
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in [str(v) for v in allowed]:
+        return False
+    pattern = spec.get("AllowedPattern")
+    return not (pattern and not re.fullmatch(str(pattern), value))
+
+
+def parameter_values(
+    template: dict[str, Any], ecs: EcsSetup, settings: dict[str, str], overrides: dict[str, str]
+) -> dict[str, str]:
+    """Values for the template's parameters: overrides, then local candidates, then defaults.
+
+    A candidate is used only if it satisfies the parameter's AllowedValues/AllowedPattern (a
+    ``Cluster`` parameter that wants a name gets the name, one that wants an ARN the ARN).
+    """
+    declared: dict[str, Any] = template.get("Parameters") or {}
+    candidates = _candidates(ecs, settings)
+    values: dict[str, str] = {}
+    missing: list[str] = []
+    for name, spec in declared.items():
+        if name in overrides:
+            values[name] = overrides[name]
+            continue
+        chosen = next((v for v in candidates.get(name.lower(), []) if _acceptable(spec, v)), None)
+        if chosen is not None:
+            values[name] = chosen
+        elif "Default" in spec:
+            values[name] = str(spec["Default"])
+        else:
+            missing.append(name)
+    if missing:
+        raise DeployError(
+            f"no local value for template parameter(s) {missing}; pass them in LocalStackConfig.parameters"
+        )
+    return values
+
+
+def package(
+    template: dict[str, Any], dirs: dict[str, Path], s3: Any, bucket: str = ARTIFACT_BUCKET
+) -> dict[str, Any]:
+    """Zip every local CodeUri/ContentUri into S3 and point the template at it."""
+    packaged = copy.deepcopy(template)
+    s3.create_bucket(Bucket=bucket)
+    for logical_id, path in dirs.items():
+        if not path.is_dir():
+            raise DeployError(f"{logical_id}: {path} is not a directory")
+        resource = packaged["Resources"][logical_id]
+        key = f"{logical_id}.zip"
+        s3.put_object(Bucket=bucket, Key=key, Body=zip_directory(path))
+        resource["Properties"][URI_PROPERTIES[resource["Type"]]] = f"s3://{bucket}/{key}"
+    return packaged
+
+
+def translate(packaged: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """SAM -> CloudFormation, offline (the managed policy map ships with samtranslator)."""
+    translated: dict[str, Any] = transform(packaged, dict(parameters), _OfflinePolicyLoader())
+    return translated
+
+
+def _stack_resources(cfn: CloudFormationClient, stack_name: str) -> list[dict[str, Any]]:
+    resources: list[dict[str, Any]] = []
+    for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name):
+        resources.extend(dict(r) for r in page["StackResourceSummaries"])
+    return resources
+
+
+def _active_logical_ids(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, str]:
+    """Logical id -> type of every resource whose Condition does not obviously exclude it."""
+    conditions = template.get("Conditions") or {}
+
+    def holds(name: str) -> bool | None:
+        expr = conditions.get(name)
+        return _evaluate(expr, conditions, parameters) if expr is not None else None
+
+    active: dict[str, str] = {}
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        condition = resource.get("Condition")
+        if condition and holds(condition) is False:
+            continue
+        active[logical_id] = resource.get("Type", "")
+    return active
+
+
+def _evaluate(expr: Any, conditions: dict[str, Any], parameters: dict[str, str]) -> bool | None:
+    """A small evaluator for Fn::Equals/Not/And/Or/Condition over parameters; None if unknown."""
+    if not isinstance(expr, dict) or len(expr) != 1:
+        return None
+    ((op, args),) = expr.items()
+    if op == "Condition":
+        inner = conditions.get(args)
+        return _evaluate(inner, conditions, parameters) if inner is not None else None
+    if op == "Fn::Equals":
+        left, right = (_value(a, parameters) for a in args)
+        return None if left is None or right is None else left == right
+    results = [_evaluate(a, conditions, parameters) for a in args]
+    if op == "Fn::Not":
+        return None if results[0] is None else not results[0]
+    if any(r is None for r in results):
+        return None
+    if op == "Fn::And":
+        return all(results)
+    if op == "Fn::Or":
+        return any(results)
+    return None
+
+
+def _value(arg: Any, parameters: dict[str, str]) -> str | None:
+    if isinstance(arg, str):
+        return arg
+    if isinstance(arg, dict) and set(arg) == {"Ref"}:
+        return parameters.get(arg["Ref"])
+    return None
+
+
+class StackDeployer:
+    """Creates the stack in moto and reads back what the local runtime needs."""
+
+    def __init__(self, endpoint_url: str, region: str) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self._client = {
+            name: aws_client(name, endpoint_url, region)
+            for name in ("s3", "cloudformation", "lambda", "events", "sqs", "sns", "dynamodb")
+        }
+
+    def deploy(
+        self,
+        template_path: Path,
+        stack_name: str,
+        cluster_name: str,
+        settings: dict[str, str],
+        overrides: dict[str, str],
+    ) -> Deployment:
+        sam = load_sam_template(template_path)
+        dirs = local_dirs(sam, template_path.parent)
+        ecs = create_ecs_setup(self.endpoint_url, self.region, cluster_name)
+        parameters = parameter_values(sam, ecs, settings, overrides)
+        translated = translate(package(sam, dirs, self._client["s3"]), parameters)
+        cfn = self._client["cloudformation"]
+        cfn.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(translated),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        if stack["StackStatus"] != "CREATE_COMPLETE":
+            raise DeployError(
+                f"stack {stack_name} is {stack['StackStatus']}: {stack.get('StackStatusReason')}"
+            )
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        resources = _stack_resources(cfn, stack_name)
+        physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
+        active = _active_logical_ids(translated, parameters)
+        skipped = {lid: rtype for lid, rtype in active.items() if lid not in physical}
+        for lid, rtype in skipped.items():
+            logger.warning("moto's CloudFormation did not create %s (%s)", lid, rtype)
+        fixups = self._apply_skipped_properties(translated, physical)
+        functions = self._functions(sam, translated, physical, dirs)
+        fixups += self._attach_layers(translated, functions)
+        alert_queue = self._capture_alerts(translated, physical)
+        return Deployment(
+            stack_name=stack_name,
+            ecs=ecs,
+            parameters=parameters,
+            outputs=outputs,
+            functions=functions,
+            alert_capture_queue_url=alert_queue,
+            skipped_resources=skipped,
+            fixups=fixups,
+        )
+
+    # -- what moto's CloudFormation ignores ---------------------------------------------------
+
+    def _apply_skipped_properties(self, translated: dict[str, Any], physical: dict[str, str]) -> list[str]:
+        ddb = self._client["dynamodb"]
+        done: list[str] = []
+        for lid, resource in translated["Resources"].items():
+            if resource.get("Type") != "AWS::DynamoDB::Table" or not physical.get(lid):
+                continue
+            props = resource.get("Properties") or {}
+            ttl = props.get("TimeToLiveSpecification")
+            if isinstance(ttl, dict) and ttl.get("Enabled") in (True, "true"):
+                ddb.update_time_to_live(
+                    TableName=physical[lid],
+                    TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+                )
+                done.append(f"{lid}: TTL on {ttl['AttributeName']}")
+            pitr = props.get("PointInTimeRecoverySpecification")
+            if isinstance(pitr, dict) and pitr.get("PointInTimeRecoveryEnabled") in (True, "true"):
+                ddb.update_continuous_backups(
+                    TableName=physical[lid],
+                    PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+                )
+                done.append(f"{lid}: point-in-time recovery")
+        return done
+
+    def _attach_layers(self, translated: dict[str, Any], functions: list[FunctionSpec]) -> list[str]:
+        """moto drops a function's Layers; attach the deployed layer versions by logical id."""
+        lam = self._client["lambda"]
+        versions: dict[str, str] = {}
+        for layer in lam.list_layers().get("Layers", []):
+            for lid, resource in translated["Resources"].items():
+                if resource.get("Type") == "AWS::Lambda::LayerVersion" and f"-{lid}" in layer["LayerName"]:
+                    versions[lid] = layer["LatestMatchingVersion"]["LayerVersionArn"]
+        done: list[str] = []
+        for function in functions:
+            refs = translated["Resources"][function.logical_id]["Properties"].get("Layers") or []
+            arns = [versions[r["Ref"]] for r in refs if isinstance(r, dict) and r.get("Ref") in versions]
+            if arns:
+                lam.update_function_configuration(FunctionName=function.name, Layers=arns)
+                done.append(f"{function.logical_id}: layers {', '.join(a.split(':')[-2] for a in arns)}")
+        return done
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    def _functions(
+        self,
+        sam: dict[str, Any],
+        translated: dict[str, Any],
+        physical: dict[str, str],
+        dirs: dict[str, Path],
+    ) -> list[FunctionSpec]:
+        lam, sqs, events = self._client["lambda"], self._client["sqs"], self._client["events"]
+        layer_dirs = self._layer_dirs(translated, dirs)
+        by_arn: dict[str, FunctionSpec] = {}
+        for lid, resource in translated["Resources"].items():
+            if resource.get("Type") != "AWS::Lambda::Function" or not physical.get(lid):
+                continue
+            if lid not in dirs:
+                raise DeployError(f"function {lid} has no local CodeUri directory to run")
+            config = lam.get_function_configuration(FunctionName=physical[lid])
+            refs = resource["Properties"].get("Layers") or []
+            variables = (config.get("Environment") or {}).get("Variables") or {}
+            spec = FunctionSpec(
+                logical_id=lid,
+                name=config["FunctionName"],
+                arn=config["FunctionArn"],
+                handler=config["Handler"],
+                code_dir=dirs[lid],
+                layer_dirs=[
+                    layer_dirs[r["Ref"]] for r in refs if isinstance(r, dict) and r.get("Ref") in layer_dirs
+                ],
+                environment={k: str(v) for k, v in variables.items()},
+                dead_letter_arn=(config.get("DeadLetterConfig") or {}).get("TargetArn"),
+                memory_mb=int(config.get("MemorySize") or 128),
+                timeout_seconds=int(config.get("Timeout") or 3),
+            )
+            by_arn[spec.arn] = spec
+            for mapping in lam.list_event_source_mappings(FunctionName=spec.name).get(
+                "EventSourceMappings", []
+            ):
+                source_arn = mapping.get("EventSourceArn", "")
+                if ":sqs:" not in source_arn or mapping.get("State") not in (
+                    "Enabled",
+                    "Enabling",
+                    "Creating",
+                ):
+                    continue
+                spec.sqs_sources.append(
+                    SqsSource(
+                        uuid=mapping["UUID"],
+                        queue_arn=source_arn,
+                        queue_url=sqs.get_queue_url(QueueName=source_arn.rsplit(":", 1)[-1])["QueueUrl"],
+                        batch_size=int(mapping.get("BatchSize") or 10),
+                        report_batch_item_failures="ReportBatchItemFailures"
+                        in (mapping.get("FunctionResponseTypes") or []),
+                        maximum_batching_window_seconds=int(
+                            mapping.get("MaximumBatchingWindowInSeconds") or 0
+                        ),
+                    )
+                )
+        for bus in events.list_event_buses().get("EventBuses", []):
+            for rule in events.list_rules(EventBusName=bus["Name"]).get("Rules", []):
+                if rule.get("State") != "ENABLED":
+                    continue
+                targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus["Name"]).get(
+                    "Targets", []
+                )
+                for target in targets:
+                    spec_for = by_arn.get(unqualified_function_arn(target["Arn"]))
+                    if spec_for is None:
+                        continue
+                    schedule = rule.get("ScheduleExpression")
+                    if schedule:
+                        every = rate_seconds(schedule)
+                        if every is None:
+                            logger.warning(
+                                "rule %s: schedule %s is not run locally (only rate(...))",
+                                rule["Name"],
+                                schedule,
+                            )
+                            continue
+                        spec_for.schedules.append(
+                            ScheduleSource(rule["Name"], rule["Arn"], dict(target), every)
+                        )
+                        continue
+                    queue_name = delivery_queue_name(rule["Arn"], target["Id"])
+                    url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+                    spec_for.rule_sources.append(RuleSource(rule["Name"], rule["Arn"], target["Id"], url))
+        return list(by_arn.values())
+
+    @staticmethod
+    def _layer_dirs(translated: dict[str, Any], dirs: dict[str, Path]) -> dict[str, Path]:
+        """Translated layer logical id (SAM adds a hash) -> its local ContentUri directory."""
+        found: dict[str, Path] = {}
+        for lid, resource in translated["Resources"].items():
+            if resource.get("Type") != "AWS::Lambda::LayerVersion":
+                continue
+            content = (resource.get("Properties") or {}).get("Content") or {}
+            key = str(content.get("S3Key", ""))
+            sam_id = key[: -len(".zip")] if key.endswith(".zip") else ""
+            if sam_id in dirs:
+                found[lid] = dirs[sam_id]
+        return found
+
+    def _capture_alerts(self, translated: dict[str, Any], physical: dict[str, str]) -> str | None:
+        """Subscribe a queue to every topic of the stack, so the alerts can be read back."""
+        topics = [
+            physical[lid]
+            for lid, r in translated["Resources"].items()
+            if r.get("Type") == "AWS::SNS::Topic" and physical.get(lid)
+        ]
+        if not topics:
+            return None
+        sqs, sns = self._client["sqs"], self._client["sns"]
+        url = sqs.create_queue(QueueName=ALERT_CAPTURE_QUEUE)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for topic in topics:
+            sns.subscribe(
+                TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+            )
+        return str(url)
+
+
+def rate_seconds(expression: str) -> int | None:
+    """Seconds between runs of a ``rate(N unit)`` schedule; None for anything else."""
+    match = _RATE.match(expression.strip())
+    if not match:
+        return None
+    unit = match.group(2).rstrip("s")
+    return int(match.group(1)) * _RATE_SECONDS[unit]
+
+
+def unqualified_function_arn(arn: str) -> str:
+    """A Lambda function ARN without its version or alias qualifier."""
+    return ":".join(arn.split(":")[:7])

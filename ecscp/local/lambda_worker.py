@@ -1,0 +1,346 @@
+"""One local "Lambda container": runs one deployed function's real handler.
+
+Started by the local stack as ``python -m ecscp.local.lambda_worker SPEC.json`` with the
+function's deployed environment (plus the local endpoint and fake credentials), its stdout and
+stderr going to the function's log file. Like a Lambda container it has its own process, its
+own environment and its own module-level state, and it runs one invocation at a time.
+
+It polls what invokes the function on AWS, read from the deployed stack:
+
+- SQS event source mappings: batches of up to ``BatchSize`` records shaped as Lambda delivers
+  them; with ``ReportBatchItemFailures`` only the records not reported as failed are deleted;
+  a handler error leaves the whole batch to reappear after the visibility timeout.
+- EventBridge rules targeting the function: the delivery queue moto's patched EventBridge
+  fills; each event is one asynchronous invocation, retried twice, then sent to the
+  function's dead-letter queue when it has one.
+- ``rate(...)`` schedules: a Scheduled Event on time.
+
+It exits when its stdin reaches end of file (the stack went away) or on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .moto_server import render_target_input
+
+#: Asynchronous invocations (EventBridge) are tried this many times before the DLQ, as on AWS.
+ASYNC_ATTEMPTS = 3
+#: Delay before an asynchronous invocation is retried (AWS waits about a minute; locally short).
+ASYNC_RETRY_SECONDS = 1
+IDLE_SLEEP_MIN = 0.05
+IDLE_SLEEP_MAX = 0.4
+
+log = logging.getLogger("ecscp.local.lambda")
+Handler = Callable[[Any, Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """What Lambda passes as the handler's ``context``."""
+
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    aws_request_id: str
+    log_group_name: str
+    log_stream_name: str
+    deadline: float
+    identity: Any = None
+    client_context: Any = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.time()) * 1000))
+
+
+def load_handler(code_dir: Path, handler: str, unique_name: str) -> Handler:
+    """Import ``module.function`` from the function's code directory under a unique name."""
+    module_path, _, function_name = handler.rpartition(".")
+    file = code_dir / (module_path.replace(".", "/") + ".py")
+    if not file.is_file():
+        file = code_dir / module_path.replace(".", "/") / "__init__.py"
+    spec = importlib.util.spec_from_file_location(unique_name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load handler module {module_path!r} from {code_dir}")
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    sys.modules[unique_name] = module
+    spec.loader.exec_module(module)
+    function: Handler = getattr(module, function_name)
+    return function
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """An SQS message as a Lambda SQS event record."""
+    attributes: dict[str, Any] = {}
+    for name, value in (message.get("MessageAttributes") or {}).items():
+        attribute: dict[str, Any] = {
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": value.get("DataType", "String"),
+        }
+        if "StringValue" in value:
+            attribute["stringValue"] = value["StringValue"]
+        if "BinaryValue" in value:
+            attribute["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+        attributes[name] = attribute
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": attributes,
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def failed_message_ids(response: Any, records: list[dict[str, Any]]) -> set[str] | None:
+    """Ids reported in ``batchItemFailures``; None when the response fails the whole batch."""
+    ids = {r["messageId"] for r in records}
+    if not isinstance(response, dict) or not response.get("batchItemFailures"):
+        return set()
+    failed: set[str] = set()
+    for failure in response["batchItemFailures"]:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not identifier or identifier not in ids:
+            return None  # AWS treats an unusable identifier as a failure of the whole batch
+        failed.add(identifier)
+    return failed
+
+
+class Worker:
+    """Polls the function's event sources and invokes its handler, one invocation at a time."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.account = spec["arn"].split(":")[4]
+        self.sqs = boto3.client(
+            "sqs",
+            region_name=self.region,
+            config=Config(retries={"mode": "standard", "total_max_attempts": 5}),
+        )
+        for directory in reversed([spec["code_dir"], *spec["layer_dirs"]]):
+            if directory not in sys.path:
+                sys.path.insert(0, directory)
+        self.handler = load_handler(
+            Path(spec["code_dir"]), spec["handler"], f"ecscp_local_function_{spec['logical_id']}"
+        )
+        now = time.monotonic()
+        self.next_run = {s["rule_arn"]: now + s["every_seconds"] for s in spec["schedules"]}
+        self.stopping = threading.Event()
+
+    # -- invoking -------------------------------------------------------------------------------
+
+    def context(self) -> LambdaContext:
+        name = self.spec["name"]
+        return LambdaContext(
+            function_name=name,
+            function_version="$LATEST",
+            invoked_function_arn=self.spec["arn"],
+            memory_limit_in_mb=int(self.spec["memory_mb"]),
+            aws_request_id=str(uuid.uuid4()),
+            log_group_name=f"/aws/lambda/{name}",
+            log_stream_name=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "local"),
+            deadline=time.time() + int(self.spec["timeout_seconds"]),
+        )
+
+    def invoke(self, event: Any, what: str) -> tuple[bool, Any]:
+        """Run the handler once; (succeeded, response). Errors are logged as Lambda logs them."""
+        context = self.context()
+        started = time.monotonic()
+        try:
+            response = self.handler(event, context)
+        except Exception as exc:  # noqa: BLE001 - a handler error is an invocation result
+            log.error(
+                "invocation %s (%s) failed: %s: %s\n%s",
+                context.aws_request_id,
+                what,
+                type(exc).__name__,
+                exc,
+                traceback.format_exc(),
+            )
+            return False, None
+        finally:
+            elapsed = time.monotonic() - started
+            if elapsed > int(self.spec["timeout_seconds"]):
+                log.warning(
+                    "invocation %s took %.1f s, over the function timeout of %s s (AWS would stop it)",
+                    context.aws_request_id,
+                    elapsed,
+                    self.spec["timeout_seconds"],
+                )
+        return True, response
+
+    # -- sources --------------------------------------------------------------------------------
+
+    def poll_sqs(self, source: dict[str, Any]) -> int:
+        messages: list[dict[str, Any]] = []
+        wanted = int(source["batch_size"])
+        deadline = time.monotonic() + int(source.get("maximum_batching_window_seconds") or 0)
+        while len(messages) < wanted:
+            got = self.sqs.receive_message(
+                QueueUrl=source["queue_url"],
+                MaxNumberOfMessages=min(10, wanted - len(messages)),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            messages.extend(dict(m) for m in got)
+            if not got and (not messages or time.monotonic() >= deadline):
+                break
+            if len(got) < 10 and time.monotonic() >= deadline:
+                break
+        if not messages:
+            return 0
+        records = [sqs_record(m, source["queue_arn"], self.region) for m in messages]
+        ok, response = self.invoke({"Records": records}, f"{len(records)} SQS record(s)")
+        if not ok:
+            return len(records)  # the whole batch becomes visible again after its timeout
+        failed = failed_message_ids(response, records) if source["report_batch_item_failures"] else set()
+        if failed is None:
+            log.error("batchItemFailures names an unknown message: the whole batch is retried")
+            return len(records)
+        done = [r for r in records if r["messageId"] not in failed]
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            self.sqs.delete_message_batch(
+                QueueUrl=source["queue_url"],
+                Entries=[{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)],
+            )
+        return len(records)
+
+    def poll_rule(self, source: dict[str, Any]) -> int:
+        messages = self.sqs.receive_message(
+            QueueUrl=source["delivery_queue_url"],
+            MaxNumberOfMessages=10,
+            AttributeNames=["ApproximateReceiveCount"],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        for message in messages:
+            try:
+                event: Any = json.loads(message["Body"])
+            except ValueError:
+                event = message["Body"]
+            ok, _ = self.invoke(event, f"event of rule {source['rule_name']}")
+            attempts = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            if ok or attempts >= ASYNC_ATTEMPTS:
+                if not ok:
+                    self.dead_letter(message["Body"], source["rule_name"])
+                self.sqs.delete_message(
+                    QueueUrl=source["delivery_queue_url"], ReceiptHandle=message["ReceiptHandle"]
+                )
+            else:
+                self.sqs.change_message_visibility(
+                    QueueUrl=source["delivery_queue_url"],
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=ASYNC_RETRY_SECONDS,
+                )
+        return len(messages)
+
+    def dead_letter(self, body: str, rule_name: str) -> None:
+        arn = self.spec.get("dead_letter_arn")
+        if not arn or ":sqs:" not in arn:
+            log.error(
+                "event of rule %s dropped after %d attempts (no dead-letter queue)", rule_name, ASYNC_ATTEMPTS
+            )
+            return
+        url = self.sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+        self.sqs.send_message(QueueUrl=url, MessageBody=body)
+        log.error(
+            "event of rule %s sent to the dead-letter queue after %d attempts", rule_name, ASYNC_ATTEMPTS
+        )
+
+    def run_schedules(self) -> int:
+        ran = 0
+        for schedule in self.spec["schedules"]:
+            if time.monotonic() < self.next_run[schedule["rule_arn"]]:
+                continue
+            self.next_run[schedule["rule_arn"]] += schedule["every_seconds"]
+            event = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": self.account,
+                "time": time.time(),
+                "region": self.region,
+                "resources": [schedule["rule_arn"]],
+                "detail": {},
+            }
+            text = render_target_input(schedule["target"], event)
+            try:
+                payload: Any = json.loads(text)
+            except ValueError:
+                payload = text
+            self.invoke(payload, f"schedule of rule {schedule['rule_name']}")
+            ran += 1
+        return ran
+
+    def run(self) -> None:
+        idle = IDLE_SLEEP_MIN
+        while not self.stopping.is_set():
+            handled = self.run_schedules()
+            for sqs_source in self.spec["sqs_sources"]:
+                handled += self.poll_sqs(sqs_source)
+            for rule_source in self.spec["rule_sources"]:
+                handled += self.poll_rule(rule_source)
+            if handled:
+                idle = IDLE_SLEEP_MIN
+                continue
+            self.stopping.wait(idle)
+            idle = min(IDLE_SLEEP_MAX, idle * 2)
+
+
+def _exit_when_parent_goes() -> None:
+    while sys.stdin.buffer.read(1024):
+        pass
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    spec = json.loads(Path(args[0]).read_text())
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s [ecscp-local lambda] %(levelname)s %(message)s",
+    )
+    log.setLevel(logging.INFO)
+    worker = Worker(spec)
+
+    def stop(signum: int, frame: Any) -> None:
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    log.info("function %s ready (handler %s)", spec["name"], spec["handler"])
+    if spec.get("ready_file"):
+        Path(spec["ready_file"]).touch()
+    worker.run()
+
+
+if __name__ == "__main__":
+    main()
