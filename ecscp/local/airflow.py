@@ -1,0 +1,511 @@
+"""Run real Airflow 3 (api-server, scheduler, dag-processor) on this machine, and drive it.
+
+This is the deployment shape the executor meets in production, minus the database server:
+the three services run as separate processes with one SQLite metadata database, DAG runs are
+triggered through the public REST API, and task processes (started by whatever executor the
+environment names) talk to the api-server's execution API.
+
+Every process started here gets its own session and a marker in its environment, so that
+``stop()`` can end the whole tree, including task processes that left it, and leave nothing
+behind after an error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import psutil
+
+#: Environment variable that marks every process of one local run (value: the run's id).
+RUN_MARKER_ENV = "ECSCP_LOCAL_RUN_ID"
+
+SERVICES = ("api-server", "scheduler", "dag-processor")
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+TERMINAL_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+
+_STOP_GRACE_SECONDS = 10.0
+_HTTP_TIMEOUT_SECONDS = 30.0
+_PAGE_LIMIT = 100
+# Airflow only parses files whose text contains both words (dag_processing "safe mode").
+_MIGHT_CONTAIN_DAG = (re.compile(rb"airflow", re.IGNORECASE), re.compile(rb"dag", re.IGNORECASE))
+
+
+class AirflowError(RuntimeError):
+    """Airflow could not be set up, or a service stopped while it was needed."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def candidate_dag_files(dags_folder: Path) -> list[Path]:
+    """Python files under ``dags_folder`` that Airflow will parse (its safe-mode heuristic)."""
+    files = []
+    for path in sorted(dags_folder.rglob("*.py")):
+        if any(part.startswith((".", "__")) for part in path.relative_to(dags_folder).parts):
+            continue
+        content = path.read_bytes()
+        if all(pattern.search(content) for pattern in _MIGHT_CONTAIN_DAG):
+            files.append(path)
+    return files
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def marked_processes(marker: str) -> list[psutil.Process]:
+    """Processes of this user whose environment carries ``RUN_MARKER_ENV=marker``."""
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(RUN_MARKER_ENV) == marker:
+                found.append(proc)
+    return found
+
+
+def terminate(processes: Sequence[psutil.Process], grace_seconds: float = _STOP_GRACE_SECONDS) -> None:
+    """SIGTERM, wait up to ``grace_seconds``, then SIGKILL whatever is left."""
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=grace_seconds)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=grace_seconds)
+
+
+@dataclass
+class Service:
+    """One long-running Airflow service in its own session, logging to a file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes]
+
+    def exited(self) -> int | None:
+        return self.popen.poll()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------------------------
+# REST API
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskInstance:
+    """The parts of a task instance the demo reports."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int
+    state: str | None
+    try_number: int
+    duration: float | None
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> TaskInstance:
+        return cls(
+            dag_id=body["dag_id"],
+            task_id=body["task_id"],
+            run_id=body["dag_run_id"],
+            map_index=int(body["map_index"]),
+            state=body.get("state"),
+            try_number=int(body.get("try_number") or 0),
+            duration=body.get("duration"),
+        )
+
+
+@dataclass(frozen=True)
+class DagRun:
+    dag_id: str
+    run_id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class ParsedDags:
+    """What the dag-processor made of a DAGs folder."""
+
+    dag_ids: list[str]
+    import_errors: dict[str, str] = field(default_factory=dict)
+
+
+class AirflowApi:
+    """A small client for the public REST API (``/api/v2``) of one api-server."""
+
+    def __init__(self, base_url: str) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=_HTTP_TIMEOUT_SECONDS)
+        self._token: str | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def healthy(self) -> dict[str, Any] | None:
+        try:
+            response = self._http.get("/api/v2/monitor/health")
+        except httpx.TransportError:
+            return None
+        if response.status_code != httpx.codes.OK:
+            return None
+        body: dict[str, Any] = response.json()
+        return body
+
+    def _authorized(self) -> dict[str, str]:
+        if self._token is None:
+            # The simple auth manager hands out admin tokens without credentials when
+            # simple_auth_manager_all_admins is on (the only mode this class starts).
+            response = self._http.get("/auth/token")
+            response.raise_for_status()
+            self._token = str(response.json()["access_token"])
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, url, headers=self._authorized(), **kwargs)
+        if response.status_code >= httpx.codes.BAD_REQUEST:
+            raise AirflowError(f"{method} {url}: HTTP {response.status_code}: {response.text[:500]}")
+        return response.json()
+
+    def _pages(self, url: str, key: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
+        offset = 0
+        while True:
+            body = self._request(
+                "GET", url, params={**(params or {}), "limit": _PAGE_LIMIT, "offset": offset}
+            )
+            items = body[key]
+            yield from items
+            offset += len(items)
+            if not items or offset >= body["total_entries"]:
+                return
+
+    def dags(self) -> list[dict[str, Any]]:
+        return list(self._pages("/api/v2/dags", "dags"))
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return list(self._pages("/api/v2/importErrors", "import_errors"))
+
+    def unpause(self, dag_id: str) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str) -> str:
+        body = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None})
+        return str(body["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        return str(body["state"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
+        url = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        return [TaskInstance.from_api(item) for item in self._pages(url, "task_instances")]
+
+
+# ---------------------------------------------------------------------------------------------
+# The local Airflow
+# ---------------------------------------------------------------------------------------------
+
+
+class LocalAirflow:
+    """Airflow 3 with a fresh ``AIRFLOW_HOME`` and SQLite database under ``state_dir``.
+
+    Usage: build it, hand ``worker_environment()`` to whatever runs task processes, then
+    ``start(environment)`` with the executor's settings; use ``api``; ``stop()`` (or leave
+    the ``with`` block) ends every process the run started.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        dags_folder: Path,
+        *,
+        port: int = 0,
+        run_id: str | None = None,
+        parallelism: int = 8,
+        log: Any = None,
+    ) -> None:
+        self.home = (state_dir / "airflow").resolve()
+        self.dags_folder = dags_folder.resolve()
+        self.port = port or free_port()
+        self.run_id = run_id or secrets.token_hex(8)
+        self.parallelism = parallelism
+        self._log = log
+        self._services: list[Service] = []
+        self._api: AirflowApi | None = None
+        # One random secret per run, shared by api-server and scheduler (≥64 bytes, or
+        # Airflow warns on every token).
+        self._jwt_secret = secrets.token_urlsafe(64)
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def execution_api_url(self) -> str:
+        return f"{self.api_url}/execution/"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    def worker_environment(self) -> dict[str, str]:
+        """What a task process (an ECS container here) needs: no database, no secrets."""
+        venv_bin = str(Path(sys.executable).parent)
+        return {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": self.execution_api_url,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_dir / "tasks"),
+            # The container command starts with a bare "python": it must be this environment's.
+            "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
+            RUN_MARKER_ENV: self.run_id,
+        }
+
+    def service_environment(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """Environment of the three services: a clean Airflow config plus ``extra``."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        settings = {
+            **self.worker_environment(),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.api_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(self.parallelism),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            # New files show up within seconds; unchanged ones are not re-parsed all the time.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "32",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        }
+        return {**base, **settings, **extra}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalAirflow:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _say(self, message: str) -> None:
+        if self._log is not None:
+            self._log(message)
+
+    def start(self, extra_environment: Mapping[str, str], ready_timeout: float = 180.0) -> None:
+        """Migrate the database, start the services, return once the api-server answers."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        env = self.service_environment(extra_environment)
+        airflow = str(Path(sys.executable).parent / "airflow")
+
+        self._say("migrating the Airflow database (SQLite)")
+        migrate_log = self.logs_dir / "db-migrate.log"
+        with migrate_log.open("wb") as out:
+            result = subprocess.run(
+                [airflow, "db", "migrate"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=ready_timeout,
+                check=False,
+                start_new_session=True,
+            )
+        if result.returncode != 0:
+            tail = "\n".join(migrate_log.read_text(errors="replace").splitlines()[-30:])
+            raise AirflowError(f"airflow db migrate failed (exit {result.returncode}):\n{tail}")
+
+        for name in SERVICES:
+            log_path = self.logs_dir / f"{name}.log"
+            log_file = log_path.open("ab")
+            popen = subprocess.Popen(
+                [airflow, name],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            self._services.append(Service(name, popen, log_path, log_file))
+        self._say(f"started {', '.join(SERVICES)}; api-server on {self.api_url}")
+        self._api = AirflowApi(self.api_url)
+        self.wait_until(lambda: self.api.healthy() is not None, ready_timeout, "the api-server to answer")
+
+    @property
+    def api(self) -> AirflowApi:
+        if self._api is None:
+            raise AirflowError("Airflow is not started")
+        return self._api
+
+    def check_services(self) -> None:
+        """Raise if a service has exited: every later wait would only time out."""
+        for service in self._services:
+            code = service.exited()
+            if code is not None:
+                raise AirflowError(
+                    f"airflow {service.name} exited with code {code}; log {service.log_path}:\n"
+                    f"{service.log_tail()}"
+                )
+
+    def wait_until(self, condition: Any, timeout: float, what: str, interval: float = 0.5) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_services()
+            if condition():
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+            time.sleep(interval)
+
+    def stop(self) -> None:
+        """End every process of this run (idempotent)."""
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+        processes: dict[int, psutil.Process] = {}
+        for service in self._services:
+            for proc in _tree(service.popen.pid):
+                processes[proc.pid] = proc
+        for proc in marked_processes(self.run_id):
+            processes.setdefault(proc.pid, proc)
+        # Services first (SIGTERM lets the scheduler end its executor), then stragglers.
+        terminate(list(processes.values()))
+        for service in self._services:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                service.popen.wait(timeout=1)
+            service.log_file.close()
+        self._services.clear()
+        leftovers = marked_processes(self.run_id)
+        if leftovers:
+            terminate(leftovers, grace_seconds=2)
+
+    # -- DAGs and runs ----------------------------------------------------------------------
+
+    def wait_for_dags(self, timeout: float, settle_seconds: float = 15.0) -> ParsedDags:
+        """Wait until every DAG file in the folder produced a DAG or an import error.
+
+        A file can pass Airflow's text heuristic and still define no DAG; once nothing new
+        has appeared for ``settle_seconds`` after the first DAG, such files are given up on.
+        """
+        files = {str(p.relative_to(self.dags_folder)) for p in candidate_dag_files(self.dags_folder)}
+        if not files:
+            raise AirflowError(f"no DAG files in {self.dags_folder}")
+        deadline = time.monotonic() + timeout
+        seen: tuple[int, int] = (0, 0)
+        last_change = time.monotonic()
+        while True:
+            self.check_services()
+            dags = self.api.dags()
+            errors = {str(e["filename"]): str(e["stack_trace"]) for e in self.api.import_errors()}
+            # Both are paths relative to the DAGs folder (the "dags-folder" bundle).
+            accounted = {str(d["relative_fileloc"]) for d in dags} | set(errors)
+            if (len(dags), len(errors)) != seen:
+                seen = (len(dags), len(errors))
+                last_change = time.monotonic()
+            settled = bool(dags) and time.monotonic() - last_change >= settle_seconds
+            if files <= accounted or settled:
+                return ParsedDags(sorted(d["dag_id"] for d in dags), errors)
+            if time.monotonic() >= deadline:
+                missing = ", ".join(sorted(files - accounted))
+                raise TimeoutError(
+                    f"gave up after {timeout:.0f} s waiting for the dag-processor to parse {missing}"
+                )
+            time.sleep(1)
+
+    def trigger_all(self, dag_ids: Sequence[str]) -> list[DagRun]:
+        runs = []
+        for dag_id in dag_ids:
+            self.api.unpause(dag_id)
+            runs.append(DagRun(dag_id, self.api.trigger(dag_id), "queued"))
+        return runs
+
+    def poll_runs(self, runs: Sequence[DagRun]) -> list[DagRun]:
+        return [DagRun(r.dag_id, r.run_id, self.api.run_state(r.dag_id, r.run_id)) for r in runs]
+
+
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def send_sigterm_as_interrupt() -> None:
+    """Make SIGTERM (and SIGINT, even when a shell started us with it ignored) unwind like
+    Ctrl-C, so ``finally`` blocks stop the processes."""
+
+    def _raise(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for signum in _INTERRUPTS:
+        signal.signal(signum, _raise)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM while cleaning up, so a second interrupt cannot leave processes
+    behind; an interrupt that came in meanwhile is raised once the cleanup is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in _INTERRUPTS}
+    for signum in _INTERRUPTS:
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise KeyboardInterrupt(f"signal {received[0]}")
