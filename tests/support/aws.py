@@ -21,9 +21,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ecs_control_plane.contract import EVENT_SOURCE, FAILED_START_DETAIL_TYPE, OWNER_INDEX
+from ecs_control_plane.contract import ACTIVE_INDEX, EVENT_SOURCE, FAILED_START_DETAIL_TYPE, OWNER_INDEX
 from ecs_control_plane.runtime import control_plane
 from ecs_control_plane.store import StateTable, item_from_dynamodb
+from functions.reconciler import app as reconciler_app
 from functions.run_task import app as run_task_app
 from functions.task_state import app as task_state_app
 
@@ -56,6 +57,7 @@ def create_state_table(client: Any, name: str) -> None:
             {"AttributeName": "key", "AttributeType": "S"},
             {"AttributeName": "owner", "AttributeType": "S"},
             {"AttributeName": "updated_at", "AttributeType": "N"},
+            {"AttributeName": "active_shard", "AttributeType": "S"},
         ],
         KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
@@ -66,7 +68,15 @@ def create_state_table(client: Any, name: str) -> None:
                     {"AttributeName": "updated_at", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": ACTIVE_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "active_shard", "KeyType": "HASH"},
+                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
         ],
     )
     client.update_time_to_live(
@@ -223,6 +233,20 @@ class MockedControlPlane:
             self.ecs_event(
                 task, "STOPPED", stop_code="TaskFailedToStart", stopped_reason=reason, started=False
             )
+        )
+
+    def reconcile(self) -> dict[str, Any]:
+        """One scheduled run of the reconciler function."""
+        event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+        return dict(reconciler_app.lambda_handler(event, LambdaContext(function_name="reconciler")))
+
+    def age(self, key: str, seconds: int) -> None:
+        """Pretend the item has not changed for ``seconds``."""
+        self.dynamodb.update_item(
+            TableName=self.table_name,
+            Key={"key": {"S": key}},
+            UpdateExpression="SET updated_at = updated_at - :d",
+            ExpressionAttributeValues={":d": {"N": str(seconds * 1000)}},
         )
 
     # -- observations ---------------------------------------------------------------------------

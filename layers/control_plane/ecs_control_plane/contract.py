@@ -31,6 +31,14 @@ FAILED_START_DETAIL_TYPE = "Airflow Task Start Failed"
 
 #: Name of the state table's owner index.
 OWNER_INDEX = "owner-updated_at-index"
+#: Sparse index of the items still in flight (only they carry ``active_shard``), for the reconciler.
+ACTIVE_INDEX = "active_shard-updated_at-index"
+ACTIVE_SHARDS = 4
+
+
+def active_shard(key: str) -> str:
+    """The active-index partition of ``key``: spread over a few partitions to avoid a hot one."""
+    return f"A{int(hashlib.sha256(key.encode()).hexdigest(), 16) % ACTIVE_SHARDS}"
 
 
 def now_ms() -> int:

@@ -73,6 +73,14 @@ class EcsGateway:
     def stop_task(self, cluster: str, task_arn: str, reason: str) -> None:
         self._client.stop_task(cluster=cluster, task=task_arn, reason=reason[:255])
 
+    def running_task_arns(self, cluster: str, started_by: str) -> list[str]:
+        """ARNs of the tasks this control plane started that ECS still wants running."""
+        arns: list[str] = []
+        paginator = self._client.get_paginator("list_tasks")
+        for page in paginator.paginate(cluster=cluster, startedBy=started_by, desiredStatus="RUNNING"):
+            arns.extend(page.get("taskArns", []))
+        return arns
+
     def describe_tasks(self, cluster: str, task_arns: Sequence[str]) -> list[EcsTask]:
         tasks: list[EcsTask] = []
         for start in range(0, len(task_arns), 100):

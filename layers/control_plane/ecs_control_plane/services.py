@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 
-from .contract import FailedStartDetail, RunRequest, TaskState, TaskStateItem
+from .contract import FailedStartDetail, RunRequest, TaskState, TaskStateItem, now_ms
 from .ecs_events import Action, EcsTask, plan_transition
 from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue
 from .retry import FailureClass, transient_delay_seconds
@@ -49,6 +49,17 @@ class Result:
     reason: str | None = None
     task_arn: str | None = None
     attempt: int | None = None
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconciler run found and did."""
+
+    examined: int = 0
+    repaired: int = 0
+    lost: int = 0
+    timed_out: int = 0
+    orphans_stopped: int = 0
 
 
 class _Plan(str, Enum):
@@ -289,3 +300,74 @@ class ControlPlane:
             extra={"key": item.key, "attempt": item.attempt + 1, "reason": reason},
         )
         return Result(Outcome.RETRY_QUEUED, item.key, reason, task.task_arn, item.attempt + 1)
+
+    # -- reconciliation -------------------------------------------------------------------------
+
+    def reconcile(self) -> ReconcileReport:
+        """Repair what lost events left behind, through the same update path as the events.
+
+        Looks only at items in flight that have not moved for ``reconcile_stale_seconds``: ECS
+        is asked about their tasks (DescribeTasks, 100 a call); a try whose run request never
+        produced a task within ``queued_timeout_seconds`` fails with an alert; ECS tasks of this
+        control plane that no item claims are stopped, so a try never runs twice.
+        """
+        settings = self.settings
+        now = now_ms()
+        report = ReconcileReport()
+        stale = list(self.table.stale_active(now - settings.reconcile_stale_seconds * 1000))
+        report.examined = len(stale)
+        with_task = [item for item in stale if item.task_arn]
+        described = {
+            task.task_arn: task
+            for task in self.ecs.describe_tasks(
+                settings.cluster, [i.task_arn for i in with_task if i.task_arn]
+            )
+        }
+        for item in with_task:
+            task = described.get(item.task_arn or "")
+            if task is None:
+                reason = f"ECS no longer knows task {item.task_arn}; its state changes were lost"
+                if self.table.mark_failed(item.key, item.owner, reason, create=False) is not None:
+                    report.lost += 1
+                continue
+            if self.handle_task_change(task).outcome is not Outcome.IGNORED:
+                report.repaired += 1
+        queued_cutoff = now - settings.queued_timeout_seconds * 1000
+        for item in stale:
+            if item.task_arn is None and item.state is TaskState.QUEUED and item.updated_at < queued_cutoff:
+                reason = (
+                    f"no ECS task was started within {settings.queued_timeout_seconds} s: "
+                    "the run request was lost (look in the run-request dead-letter queue)"
+                )
+                self.fail_start(item.key, item.owner, reason, attempt=item.attempt)
+                report.timed_out += 1
+        report.orphans_stopped = self._stop_orphans()
+        logger.info("reconciled", extra=report.__dict__)
+        return report
+
+    def _stop_orphans(self) -> int:
+        container = self.settings.container_name
+        arns = self.ecs.running_task_arns(self.settings.cluster, self.settings.control_plane_id)
+        tasks = self.ecs.describe_tasks(self.settings.cluster, arns)
+        keys = [key for key in (t.task_key(container) for t in tasks) if key]
+        items = {item.key: item for item in self.table.batch_get(keys)}
+        stopped = 0
+        for task in tasks:
+            key = task.task_key(container)
+            item = items.get(key or "")
+            if key is None:
+                why = "it carries no task key"
+            elif item is None:
+                why = "no item knows its task key"
+            elif item.is_terminal:
+                why = f"its try is already {item.state.value}"
+            elif item.task_arn and item.task_arn != task.task_arn:
+                why = f"{item.task_arn} runs this try"
+            else:
+                continue
+            logger.warning(
+                "stopping orphan ECS task", extra={"task_arn": task.task_arn, "key": key, "why": why}
+            )
+            self.ecs.stop_task(self.settings.cluster, task.task_arn, f"orphan of the control plane: {why}")
+            stopped += 1
+        return stopped

@@ -32,6 +32,8 @@ ENV_QUEUE_URL = "ECSCP_QUEUE_URL"
 ENV_CONTROL_PLANE_ID = "ECSCP_CONTROL_PLANE_ID"
 ENV_EVENT_BUS = "ECSCP_EVENT_BUS"
 ENV_ITEM_RETENTION_DAYS = "ECSCP_ITEM_RETENTION_DAYS"
+ENV_RECONCILE_STALE_SECONDS = "ECSCP_RECONCILE_STALE_SECONDS"
+ENV_QUEUED_TIMEOUT_SECONDS = "ECSCP_QUEUED_TIMEOUT_SECONDS"
 
 ALL_ENV = {
     "cluster": ENV_CLUSTER,
@@ -52,6 +54,8 @@ ALL_ENV = {
     "control_plane_id": ENV_CONTROL_PLANE_ID,
     "event_bus": ENV_EVENT_BUS,
     "item_retention_days": ENV_ITEM_RETENTION_DAYS,
+    "reconcile_stale_seconds": ENV_RECONCILE_STALE_SECONDS,
+    "queued_timeout_seconds": ENV_QUEUED_TIMEOUT_SECONDS,
 }
 
 
@@ -97,6 +101,10 @@ class ControlPlaneSettings(BaseModel):
     control_plane_id: str = Field(min_length=1, max_length=128)
     event_bus: str = "default"
     item_retention_days: int = Field(default=7, ge=1)
+    #: The reconciler looks at active items that have not changed for this long.
+    reconcile_stale_seconds: int = Field(default=300, ge=10)
+    #: A try still QUEUED with no ECS task after this long lost its run request (see the DLQ).
+    queued_timeout_seconds: int = Field(default=900, ge=60)
 
     @field_validator("security_groups", "subnets", mode="before")
     @classmethod

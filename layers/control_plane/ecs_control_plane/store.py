@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from .contract import ACTIVE_STATES, OWNER_INDEX, TaskState, TaskStateItem, now_ms
+from .contract import (
+    ACTIVE_INDEX,
+    ACTIVE_SHARDS,
+    ACTIVE_STATES,
+    OWNER_INDEX,
+    TaskState,
+    TaskStateItem,
+    active_shard,
+    now_ms,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -139,6 +148,25 @@ class StateTable:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def stale_active(self, older_than_ms: int) -> Iterator[TaskStateItem]:
+        """Items still in flight that have not changed since ``older_than_ms`` (the reconciler's work)."""
+        for shard in range(ACTIVE_SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": ACTIVE_INDEX,
+                "KeyConditionExpression": "#s = :s AND #u < :u",
+                "ExpressionAttributeNames": {"#s": "active_shard", "#u": "updated_at"},
+                "ExpressionAttributeValues": {":s": {"S": f"A{shard}"}, ":u": {"N": str(older_than_ms)}},
+            }
+            while True:
+                response = self._client.query(**kwargs)
+                for raw in response.get("Items", []):
+                    yield item_from_dynamodb(raw)
+                last = response.get("LastEvaluatedKey")
+                if not last:
+                    break
+                kwargs["ExclusiveStartKey"] = last
+
     # -- writes --------------------------------------------------------------------------------
 
     def _stamp(self, update: _Update) -> int:
@@ -177,6 +205,7 @@ class StateTable:
         u = _Update()
         u.set("owner", owner)
         u.set("executor_config", json.dumps(executor_config, separators=(",", ":")))
+        u.set("active_shard", active_shard(key))
         u.set("state", TaskState.QUEUED.value)
         u.set("attempt", attempt)
         u.set("queue", queue)
@@ -253,6 +282,8 @@ class StateTable:
             u.set("exit_code", exit_code)
         if reason is not None:
             u.set("reason", reason)
+        if state.is_terminal:
+            u.set("active_shard", None)  # leaves the reconciler's sparse index
         self._stamp(u)
         u.values.update(
             {
@@ -292,6 +323,7 @@ class StateTable:
             u.set(attr, value)
         if start_failed:
             u.set("start_failed", True)
+        u.set("active_shard", None)
         u.set_if_missing("owner", owner)
         if attempt is not None:
             u.set_if_missing("attempt", attempt)
@@ -321,6 +353,7 @@ class StateTable:
         u.set_if_missing("owner", owner)
         u.set_if_missing("state", TaskState.QUEUED.value)
         u.set_if_missing("attempt", 1)
+        u.set_if_missing("active_shard", active_shard(key))
         now = self._stamp(u)
         u.set_if_missing("created_at", now)
         u.names["#key"] = "key"
