@@ -28,7 +28,7 @@ from rich.console import Console
 
 from ecs_control_plane.settings import ENV_CONTAINER_NAME, ENV_CONTROL_PLANE_ID
 
-from .deploy import FAKE_CREDENTIALS, Deployment, FunctionSpec, StackDeployer, aws_client
+from .deploy import FAKE_CREDENTIALS, Deployment, EcsSetup, FunctionSpec, StackDeployer, aws_client
 from .ecs_runner import EcsRunner, kill_tree
 
 logger = logging.getLogger(__name__)
@@ -358,6 +358,13 @@ class LocalStack:
                 self._spawn_worker(worker)
 
     # -- reading the stack ----------------------------------------------------------------------
+
+    @property
+    def ecs(self) -> EcsSetup:
+        """The cluster, network and task definition the stack runs tasks with."""
+        if self.deployment is None:
+            raise LocalStackError("the local stack is not started")
+        return self.deployment.ecs
 
     def client(self, service: str) -> Any:
         """A boto3 client for the local endpoint."""

@@ -1,0 +1,270 @@
+"""The embedded local stack: the real template on a real moto server, run by the real handlers.
+
+One stack serves the module (starting it deploys the template, which takes a few seconds);
+the last test stops it and checks that nothing it started is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from ecs_control_plane.contract import RunRequest, TaskStateItem
+from ecs_control_plane.store import item_from_dynamodb
+from ecscp.local.stack import LocalStack, LocalStackConfig
+from tests.support.requests import SECRET_TOKEN, task_key
+
+pytestmark = pytest.mark.timeout(300)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+WAIT_SECONDS = 60
+
+
+def exits_with(code: int) -> list[str]:
+    # The token rides along as an argument, as it does in an Airflow workload command.
+    return [sys.executable, "-c", f"import sys; sys.exit({code})", SECRET_TOKEN]
+
+
+def fail_starts(times: int) -> dict[str, Any]:
+    return {
+        "overrides": {
+            "containerOverrides": [
+                {"name": "airflow", "environment": [{"name": "ECSCP_LOCAL_FAIL_STARTS", "value": str(times)}]}
+            ]
+        }
+    }
+
+
+def wait_for(what: str, condition: Callable[[], Any]) -> Any:
+    """Poll until ``condition`` returns something truthy; fail naming ``what`` if it never does."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    pytest.fail(f"gave up waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    config = LocalStackConfig(
+        project_root=PROJECT_ROOT,
+        state_dir=tmp_path_factory.mktemp("local-stack"),
+        max_run_task_attempts=3,
+        start_retry_base_seconds=1,
+        stop_grace_seconds=2,
+    )
+    with LocalStack(config) as running:
+        yield running
+
+
+class Plane:
+    """The stack as the executor sees it: a queue to send to and a table to read."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.sqs = stack.client("sqs")
+        self.ddb = stack.client("dynamodb")
+        self.queue_url = stack.outputs["RunRequestQueueUrl"]
+        self.table = stack.outputs["StateTableName"]
+
+    def send(self, request: RunRequest) -> None:
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=request.model_dump_json())
+
+    def item(self, key: str) -> TaskStateItem | None:
+        raw = self.ddb.get_item(TableName=self.table, Key={"key": {"S": key}}, ConsistentRead=True).get(
+            "Item"
+        )
+        return item_from_dynamodb(raw) if raw else None
+
+    def wait_final(self, key: str) -> TaskStateItem:
+        def final() -> TaskStateItem | None:
+            item = self.item(key)
+            return item if item is not None and item.is_terminal else None
+
+        result: TaskStateItem = wait_for(f"{key} to finish", final)
+        return result
+
+    def run(self, name: str, command: list[str], executor_config: dict[str, Any] | None = None) -> str:
+        key = task_key(name, dag_id="local_stack_dag")
+        self.send(
+            RunRequest(
+                kind="run",
+                key=key,
+                owner="scheduler-a",
+                command=command,
+                executor_config=executor_config or {},
+            )
+        )
+        return key
+
+
+@pytest.fixture(scope="module")
+def plane(stack: LocalStack) -> Plane:
+    return Plane(stack)
+
+
+def test_container_that_exits_zero_ends_success(plane: Plane) -> None:
+    # GIVEN a run request whose container exits 0
+    key = plane.run("succeeds", exits_with(0))
+
+    # WHEN the stack has handled it
+    item = plane.wait_final(key)
+
+    # THEN the task try succeeded, after one ECS task that ran and exited
+    assert item.state.value == "SUCCESS"
+    assert item.exit_code == 0
+    assert item.stop_code == "EssentialContainerExited"
+    assert plane.stack.start_attempts()[key] == 1
+
+
+def test_container_that_exits_non_zero_ends_failed_with_its_exit_code(plane: Plane) -> None:
+    # GIVEN a run request whose container exits 3
+    key = plane.run("exits_three", exits_with(3))
+
+    # WHEN the stack has handled it
+    item = plane.wait_final(key)
+
+    # THEN the try failed, and the reason names the exit code
+    assert item.state.value == "FAILED"
+    assert item.exit_code == 3
+    assert "exited with code 3" in (item.reason or "")
+
+
+def test_failed_start_is_retried_and_the_second_start_succeeds(plane: Plane) -> None:
+    # GIVEN a task whose first ECS start fails as a failed image pull does
+    key = plane.run("pulls_once_wrong", exits_with(0), fail_starts(1))
+
+    # WHEN the stack has handled it
+    item = plane.wait_final(key)
+
+    # THEN the control plane started it again and the second attempt succeeded
+    assert item.state.value == "SUCCESS"
+    assert item.attempt == 2
+    assert plane.stack.start_attempts()[key] == 2
+    first = next(r for r in plane.stack.task_records() if r["key"] == key and r["attempt"] == 1)
+    assert first["stop_code"] == "TaskFailedToStart"
+    assert first["started_at"] is None
+
+
+def test_task_that_never_starts_fails_and_alerts_a_human_naming_dag_and_task(plane: Plane) -> None:
+    # GIVEN a task whose every start fails
+    key = plane.run("never_starts", exits_with(0), fail_starts(99))
+
+    # WHEN the stack has handled it
+    item = plane.wait_final(key)
+
+    # THEN it is FAILED after MaxRunTaskAttempts starts, and the alert topic says which task
+    assert item.state.value == "FAILED"
+    assert plane.stack.start_attempts()[key] == 3
+    alerts = wait_for("the failed-start alert", lambda: [a for a in plane.stack.alerts() if key in a])
+    alert = json.loads(alerts[0])
+    assert alert["dag_id"] == "local_stack_dag"
+    assert alert["task_id"] == "never_starts"
+    assert "local_stack_dag.never_starts" in alert["alert"]
+    assert "CannotPullContainerError" in alert["reason"]
+
+
+def test_stop_request_stops_the_running_container(plane: Plane) -> None:
+    # GIVEN a task whose container runs until it is stopped
+    key = plane.run("runs_long", [sys.executable, "-c", "import time; time.sleep(120)"])
+    wait_for("the container to run", lambda: (item := plane.item(key)) and item.state.value == "RUNNING")
+
+    # WHEN Airflow asks to stop it
+    plane.send(RunRequest(kind="stop", key=key, owner="scheduler-a", reason="killed by the user"))
+    item = plane.wait_final(key)
+
+    # THEN ECS stopped it as StopTask does: SIGTERM, exit code 143, stop code UserInitiated
+    assert item.state.value == "FAILED"
+    assert item.stop_code == "UserInitiated"
+    assert item.exit_code == 143
+    record = next(r for r in plane.stack.task_records() if r["key"] == key)
+    assert record["stop_code"] == "UserInitiated"
+
+
+def test_describe_tasks_agrees_with_the_events(plane: Plane) -> None:
+    # GIVEN a task that ran to completion
+    key = plane.run("described", exits_with(0))
+    item = plane.wait_final(key)
+
+    # WHEN ECS is asked about it, as the reconciler would
+    ecs = plane.stack.client("ecs")
+    task = ecs.describe_tasks(cluster=plane.stack.ecs.cluster_name, tasks=[item.task_arn])["tasks"][0]
+
+    # THEN moto says what the events said
+    assert task["lastStatus"] == "STOPPED"
+    assert task["stopCode"] == "EssentialContainerExited"
+    assert task["version"] == item.ecs_version
+    assert task["containers"][0]["exitCode"] == 0
+    assert "startedAt" in task
+
+
+def test_run_task_with_the_same_client_token_returns_the_same_task(stack: LocalStack) -> None:
+    # GIVEN the stack's cluster and task definition
+    ecs, setup = stack.client("ecs"), stack.ecs
+    call = {
+        "cluster": setup.cluster_name,
+        "taskDefinition": setup.task_definition,
+        "launchType": "FARGATE",
+        "networkConfiguration": {
+            "awsvpcConfiguration": {"subnets": [setup.subnet_id], "securityGroups": [setup.security_group_id]}
+        },
+        "startedBy": "another-client",  # not the control plane's: the local host leaves it alone
+        "clientToken": "same-token",
+    }
+
+    # WHEN RunTask is called twice with one client token, as a redelivered request would
+    first = ecs.run_task(**call)["tasks"][0]
+    second = ecs.run_task(**call)["tasks"][0]
+
+    # THEN ECS started one task, as on AWS
+    assert first["taskArn"] == second["taskArn"]
+    assert ecs.run_task(**(call | {"clientToken": "other-token"}))["tasks"][0]["taskArn"] != first["taskArn"]
+
+
+def test_the_workload_token_never_reaches_the_stack_logs(stack: LocalStack) -> None:
+    # GIVEN the tasks above, whose commands all carried the token (their own output is theirs)
+    # WHEN the stack's logs and records are read
+    files = [*stack.logs_dir.glob("*.log"), stack.config.state_dir / "deployment.json"]
+
+    # THEN the token is in none of them
+    assert files
+    for file in files:
+        assert SECRET_TOKEN not in file.read_text(errors="replace"), file.name
+
+
+def test_stopping_the_stack_leaves_no_process_behind(plane: Plane) -> None:
+    # GIVEN a running container that started a child process of its own
+    command = [
+        sys.executable,
+        "-c",
+        "import subprocess, sys, time; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); time.sleep(300)",
+    ]
+    key = plane.run("has_a_child", command)
+    wait_for("the container to run", lambda: (item := plane.item(key)) and item.state.value == "RUNNING")
+    started = plane.stack.process_ids()
+    descendants = [
+        c.pid for pid in started if psutil.pid_exists(pid) for c in psutil.Process(pid).children(True)
+    ]
+
+    # WHEN the stack stops
+    plane.stack.stop()
+
+    # THEN moto, the function workers, the container and its child are all gone
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    assert len(started) >= 4  # moto, two functions, at least one container
+    assert [pid for pid in started + descendants if alive(pid)] == []
