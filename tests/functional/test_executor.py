@@ -1,0 +1,645 @@
+"""EcsControlPlaneExecutor on moto, driven through Airflow's executor API.
+
+Real workloads go in through ``queue_workload`` + ``heartbeat``; the real run_task handler
+consumes the executor's messages and starts tasks on moto's ECS; synthetic ECS task events go
+through the real task_state handler; ``sync`` turns the table into Airflow events.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+
+from airflow.executors.workloads import ExecuteTask
+from airflow.executors.workloads.base import BundleInfo
+from airflow.executors.workloads.callback import CallbackDTO, ExecuteCallback
+from airflow.executors.workloads.task import TaskInstanceDTO
+from airflow.models.callback import CallbackKey
+from airflow.models.taskinstance import TaskInstance
+from airflow.models.taskinstancekey import TaskInstanceKey
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowException
+from airflow.serialization.serialized_objects import DagSerialization
+from airflow.utils.state import CallbackState, TaskInstanceState
+from botocore.exceptions import ClientError
+
+from ecs_control_plane.contract import RunRequest, TaskKey, TaskState
+from executor_client import EcsControlPlaneExecutor
+from executor_client import config as cfg
+from tests.support.aws import MockedControlPlane, mocked_control_plane
+
+DAG_ID = "example"
+RUN_ID = "manual__2026-11-25T10:00:00+00:00"
+EXECUTOR_PATH = "executor_client.EcsControlPlaneExecutor"
+TOKEN = "eyJhbGciOiJIUzUxMiJ9.EXECUTOR-TEST-WORKLOAD-TOKEN.c2ln"
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, plane: MockedControlPlane, **options: str) -> None:
+    """Point the executor's [ecs_control_plane] section at the moto stack (env form)."""
+    values = {
+        cfg.QUEUE_URL: plane.queue_url,
+        cfg.STATE_TABLE: plane.table_name,
+        cfg.REGION_NAME: "us-east-1",
+        cfg.END_TIMEOUT_SECONDS: "0",
+        **options,
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(cfg.env_name(key), value)
+    # The executor's AWS clients come from this Airflow connection (no metadata DB needed).
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws"}')
+
+
+def make_executor(owner: str | None = None) -> EcsControlPlaneExecutor:
+    """A started executor; ``owner`` sets owner_id for this instance only (None: generated)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if owner:
+            patch.setenv(cfg.env_name(cfg.OWNER_ID), owner)
+        executor = EcsControlPlaneExecutor()
+        executor.start()
+    return executor
+
+
+def workload(
+    task_id: str = "extract", *, try_number: int = 1, map_index: int = -1, executor_config: Any = None
+) -> ExecuteTask:
+    ti = TaskInstanceDTO(
+        id=uuid.uuid4(),
+        dag_id=DAG_ID,
+        task_id=task_id,
+        run_id=RUN_ID,
+        try_number=try_number,
+        map_index=map_index,
+        dag_version_id=uuid.uuid4(),
+        pool_slots=1,
+        priority_weight=1,
+        queue="default",
+        executor_config=executor_config,
+    )
+    return ExecuteTask(
+        ti=ti,
+        dag_rel_path=Path("example.py"),
+        token=TOKEN,
+        log_path=f"dag_id={DAG_ID}/task_id={task_id}/attempt={try_number}.log",
+        bundle_info=BundleInfo(name="dags-folder"),
+    )
+
+
+def submit(executor: EcsControlPlaneExecutor, *items: Any) -> None:
+    """What the scheduler does: queue the workloads, then heartbeat (trigger_tasks + sync)."""
+    for item in items:
+        executor.queue_workload(item, session=None)  # type: ignore[arg-type]
+    executor.heartbeat()
+
+
+def encoded(key: TaskInstanceKey) -> str:
+    return TaskKey(key.dag_id, key.task_id, key.run_id, key.map_index, key.try_number).encode()
+
+
+def events(executor: EcsControlPlaneExecutor) -> dict[Any, tuple[Any, Any]]:
+    executor.sync()
+    return executor.get_event_buffer()
+
+
+def task_events(executor: EcsControlPlaneExecutor) -> list[tuple[str, str]]:
+    return [(str(log.event), str(log.extra)) for log in executor._task_event_logs]
+
+
+def queued_requests(plane: MockedControlPlane) -> list[RunRequest]:
+    messages = plane.receive(visibility_timeout=0)
+    return [RunRequest.from_message(m["Body"]) for m in messages]
+
+
+def task_instance(
+    task_id: str, *, try_number: int = 1, external_executor_id: str | None = None
+) -> TaskInstance:
+    """A real TaskInstance of a serialized DAG, as the scheduler passes for adoption (no DB)."""
+    with DAG(DAG_ID) as dag:
+        EmptyOperator(task_id=task_id)
+    serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    ti = TaskInstance(task=serialized.get_task(task_id), run_id=RUN_ID, dag_version_id=uuid.uuid4())
+    ti.try_number = try_number
+    ti.external_executor_id = external_executor_id
+    return ti
+
+
+@pytest.fixture
+def plane(control_plane_aws: MockedControlPlane, monkeypatch: pytest.MonkeyPatch) -> MockedControlPlane:
+    configure(monkeypatch, control_plane_aws)
+    return control_plane_aws
+
+
+# -- outcomes -------------------------------------------------------------------------------------
+
+
+def test_task_that_exits_0_is_reported_running_then_success(plane: MockedControlPlane):
+    # GIVEN an executor and a task submitted on a heartbeat
+    executor = make_executor()
+    work = workload("extract")
+    submit(executor, work)
+    key = work.ti.key
+    # WHEN the control plane starts it and ECS runs it
+    plane.deliver()
+    started = events(executor)
+    task_arn = plane.task_for(encoded(key))["taskArn"]
+    plane.run_to_exit(encoded(key), 0)
+    finished = events(executor)
+    # THEN Airflow first learns the ECS task ARN, then the success, and nothing is tracked any more
+    assert started == {key: (TaskInstanceState.RUNNING, task_arn)}
+    assert finished == {key: (TaskInstanceState.SUCCESS, task_arn)}
+    assert executor.tracked == {}
+    assert key not in executor.running
+
+
+def test_run_request_carries_the_workload_as_the_contract_says(plane: MockedControlPlane):
+    # GIVEN a mapped task with an executor_config
+    executor = make_executor(owner="scheduler-a")
+    config = {"overrides": {"containerOverrides": [{"name": "airflow", "memory": 2048}]}}
+    work = workload("transform", try_number=2, map_index=3, executor_config=config)
+    # WHEN it is submitted
+    submit(executor, work)
+    # THEN one run request is on the queue with the task's key, owner, command, queue and config
+    [request] = queued_requests(plane)
+    assert request.kind == "run"
+    assert request.key == TaskKey(DAG_ID, "transform", RUN_ID, 3, 2).encode()
+    assert request.owner == "scheduler-a"
+    assert request.command[:4] == [
+        "python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string"
+    ]
+    assert ExecuteTask.model_validate_json(request.command[4]).ti.id == work.ti.id
+    assert request.queue == "default"
+    assert request.executor_config == config
+    assert request.attempt == 1
+
+
+def test_task_that_exits_1_fails_with_its_reason(plane: MockedControlPlane):
+    # GIVEN a started task
+    executor = make_executor()
+    work = workload("load")
+    submit(executor, work)
+    plane.deliver()
+    # WHEN its container exits with 1
+    plane.run_to_exit(encoded(work.ti.key), 1)
+    buffered = events(executor)
+    # THEN Airflow is told it failed, and the task's log says why
+    assert buffered[work.ti.key][0] == TaskInstanceState.FAILED
+    [(event, extra)] = task_events(executor)
+    assert event == "ecs control plane task failed"
+    assert "exit code 1" in extra
+    assert executor.tracked == {}
+
+
+def test_start_retried_after_task_failed_to_start_then_succeeds(plane: MockedControlPlane):
+    # GIVEN a task whose first ECS task fails to start
+    executor = make_executor()
+    work = workload("flaky")
+    key = encoded(work.ti.key)
+    submit(executor, work)
+    plane.deliver()
+    first_arn = plane.task_for(key)["taskArn"]
+    plane.fail_to_start(key)
+    assert plane.item(key).state == TaskState.QUEUED
+    # WHEN the control plane retries the start and the second task runs to exit 0
+    plane.deliver()
+    second_arn = plane.task_for(key)["taskArn"]
+    plane.run_to_exit(key, 0)
+    buffered = events(executor)
+    # THEN Airflow only ever hears success, with the second task's ARN, and no failure
+    assert second_arn != first_arn
+    assert buffered == {work.ti.key: (TaskInstanceState.SUCCESS, second_arn)}
+    assert plane.item(key).attempt == 2
+    assert task_events(executor) == []
+
+
+def test_start_failing_for_good_fails_the_task_and_alerts(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    with mocked_control_plane(monkeypatch, max_attempts=1) as plane:
+        configure(monkeypatch, plane)
+        # GIVEN a task whose only allowed start attempt fails
+        executor = make_executor()
+        work = workload("doomed")
+        key = encoded(work.ti.key)
+        submit(executor, work)
+        plane.deliver()
+        # WHEN ECS reports TaskFailedToStart
+        plane.fail_to_start(key, "CannotPullContainerError: pull access denied")
+        buffered = events(executor)
+        # THEN the task fails with the reason, and the failed-start event was put once
+        assert buffered[work.ti.key][0] == TaskInstanceState.FAILED
+        [(_, extra)] = task_events(executor)
+        assert "CannotPullContainerError" in extra
+        [alert] = plane.alerts()
+        assert alert["detail"]["key"] == key
+
+
+def test_refused_executor_config_fails_the_task_at_once_without_sending(plane: MockedControlPlane):
+    # GIVEN a task whose executor_config tries to pick the cluster
+    executor = make_executor()
+    work = workload("sneaky", executor_config={"cluster": "someone-elses"})
+    # WHEN it is submitted
+    submit(executor, work)
+    # THEN it fails on this heartbeat with the contract's reason, and nothing reaches the queue
+    assert executor.get_event_buffer() == {work.ti.key: (TaskInstanceState.FAILED, None)}
+    [(event, extra)] = task_events(executor)
+    assert event == "ecs control plane task refused"
+    assert "may not set 'cluster'" in extra
+    assert queued_requests(plane) == []
+    assert work.ti.key not in executor.running
+    assert executor.tracked == {}
+
+
+def test_executor_config_replacing_the_command_is_refused(plane: MockedControlPlane):
+    executor = make_executor()
+    config = {"overrides": {"containerOverrides": [{"name": "airflow", "command": ["sh"]}]}}
+    work = workload("sneaky", executor_config=config)
+    submit(executor, work)
+    assert executor.get_event_buffer()[work.ti.key][0] == TaskInstanceState.FAILED
+    assert "command" in task_events(executor)[0][1]
+
+
+def test_callback_workload_runs_through_the_control_plane(plane: MockedControlPlane):
+    # GIVEN an executor callback (Airflow >= 3.3)
+    executor = make_executor()
+    callback_id = str(uuid.uuid4())
+    work = ExecuteCallback(
+        callback=CallbackDTO(id=callback_id, fetch_method="import_path", data={"path": "mod.notify"}),
+        dag_rel_path=Path("example.py"),
+        token=TOKEN,
+        log_path="callbacks/x.log",
+        bundle_info=BundleInfo(name="dags-folder"),
+    )
+    # WHEN it is submitted, started and exits 0
+    submit(executor, work)
+    plane.deliver()
+    key = TaskKey.for_callback(callback_id).encode()
+    plane.run_to_exit(key, 0)
+    buffered = events(executor)
+    # THEN the callback is reported with Airflow's callback states
+    assert buffered[CallbackKey(id=callback_id)][0] == CallbackState.SUCCESS
+
+
+# -- isolation and adoption -----------------------------------------------------------------------
+
+
+def test_two_owners_side_by_side_only_see_their_own_tasks(plane: MockedControlPlane):
+    # GIVEN two schedulers sharing one stack, each with one task
+    a, b = make_executor(owner="scheduler-a"), make_executor(owner="scheduler-b")
+    work_a, work_b = workload("from_a"), workload("from_b")
+    submit(a, work_a)
+    submit(b, work_b)
+    plane.deliver()
+    # WHEN both tasks finish (a's fails, b's succeeds)
+    plane.run_to_exit(encoded(work_a.ti.key), 1)
+    plane.run_to_exit(encoded(work_b.ti.key), 0)
+    a_events, b_events = events(a), events(b)
+    # THEN each scheduler hears only about its own task, and its safety net agrees
+    assert {k: s for k, (s, _) in a_events.items()} == {work_a.ti.key: TaskInstanceState.FAILED}
+    assert {k: s for k, (s, _) in b_events.items()} == {work_b.ti.key: TaskInstanceState.SUCCESS}
+    a.feed.last_full_resync_ms = None
+    b.feed.last_full_resync_ms = None
+    assert events(a) == {}
+    assert events(b) == {}
+
+
+def test_replacement_scheduler_adopts_running_task_and_reports_it(plane: MockedControlPlane):
+    # GIVEN a task started by a scheduler that then died
+    old = make_executor(owner="scheduler-old")
+    work = workload("long_running")
+    submit(old, work)
+    plane.deliver()
+    key = encoded(work.ti.key)
+    task_arn = plane.task_for(key)["taskArn"]
+    events(old)
+    # WHEN a new scheduler adopts the task instance (plus one never started, one already finished)
+    new = make_executor(owner="scheduler-new")
+    running_ti = task_instance("long_running", external_executor_id=task_arn)
+    never_sent_ti = task_instance("never_sent")
+    not_adopted = new.try_adopt_task_instances([running_ti, never_sent_ti])
+    plane.run_to_exit(key, 0)
+    # THEN only the task with a live item is adopted, and its outcome goes to the new scheduler
+    assert [ti.task_id for ti in not_adopted] == ["never_sent"]
+    assert plane.item(key).owner == "scheduler-new"
+    assert events(new) == {running_ti.key: (TaskInstanceState.SUCCESS, task_arn)}
+    assert events(old) == {}
+
+
+def test_old_scheduler_forgets_a_task_adopted_by_another(plane: MockedControlPlane):
+    # GIVEN a task adopted away from a scheduler that is still alive
+    old = make_executor(owner="scheduler-old")
+    work = workload("contested")
+    submit(old, work)
+    plane.deliver()
+    new = make_executor(owner="scheduler-new")
+    new.try_adopt_task_instances([task_instance("contested")])
+    # WHEN the old scheduler's safety net reads the item
+    old.feed.last_full_resync_ms = None
+    old_events = events(old)
+    # THEN it stops tracking the task and reports nothing for it
+    assert old_events == {}
+    assert old.tracked == {}
+    assert work.ti.key not in old.running
+
+
+def test_finished_task_is_not_adopted(plane: MockedControlPlane):
+    # GIVEN a task that finished while no scheduler was watching
+    old = make_executor(owner="scheduler-old")
+    work = workload("done")
+    submit(old, work)
+    plane.deliver()
+    plane.run_to_exit(encoded(work.ti.key), 0)
+    # WHEN a new scheduler tries to adopt it
+    ti = task_instance("done")
+    not_adopted = make_executor(owner="scheduler-new").try_adopt_task_instances([ti])
+    # THEN it is handed back to the scheduler to reset
+    assert not_adopted == [ti]
+
+
+# -- stopping -------------------------------------------------------------------------------------
+
+
+def test_revoke_stops_the_ecs_task_and_forgets_it(plane: MockedControlPlane):
+    # GIVEN a running task
+    executor = make_executor()
+    work = workload("to_revoke")
+    key = encoded(work.ti.key)
+    submit(executor, work)
+    plane.deliver()
+    plane.apply(plane.ecs_event(plane.task_for(key), "RUNNING"))
+    events(executor)
+    # WHEN the scheduler revokes it
+    executor.revoke_task(ti=task_instance("to_revoke"))
+    # THEN a stop request is sent, the control plane stops the ECS task, and no event is buffered
+    [request] = queued_requests(plane)
+    assert (request.kind, request.key) == ("stop", key)
+    plane.deliver()
+    assert plane.task_for(key)["lastStatus"] == "STOPPED"
+    assert plane.item(key).stop_requested
+    assert executor.tracked == {}
+    assert work.ti.key not in executor.running
+    assert executor.get_event_buffer() == {}
+
+
+def test_revoke_before_sending_sends_nothing(plane: MockedControlPlane):
+    # GIVEN a task accepted by the executor but not yet sent
+    executor = make_executor()
+    work = workload("queued_only")
+    executor.queue_workload(work, session=None)  # type: ignore[arg-type]
+    executor.trigger_tasks(open_slots=10)
+    # WHEN it is revoked
+    executor.revoke_task(ti=task_instance("queued_only"))
+    executor.sync()
+    # THEN neither a run nor a stop request reaches the queue
+    assert queued_requests(plane) == []
+
+
+def test_terminate_sends_stop_requests_for_everything_tracked(plane: MockedControlPlane):
+    # GIVEN two started tasks
+    executor = make_executor()
+    works = [workload("one"), workload("two")]
+    submit(executor, *works)
+    plane.deliver()
+    # WHEN the scheduler is terminated
+    executor.terminate()
+    # THEN one stop request per task is on the queue
+    requests = queued_requests(plane)
+    assert sorted((r.kind, r.key) for r in requests) == sorted(("stop", encoded(w.ti.key)) for w in works)
+
+
+def test_end_sends_the_buffer_and_returns_within_its_bound(plane: MockedControlPlane):
+    # GIVEN a task accepted but not yet sent, and end_timeout_seconds = 0
+    executor = make_executor()
+    work = workload("late")
+    executor.queue_workload(work, session=None)  # type: ignore[arg-type]
+    executor.trigger_tasks(open_slots=10)
+    # WHEN the scheduler ends the executor
+    executor.end()
+    # THEN the run request was sent, and end() returned with the task still tracked (adoptable)
+    assert [r.key for r in queued_requests(plane)] == [encoded(work.ti.key)]
+    assert encoded(work.ti.key) in executor.tracked
+
+
+def test_end_returns_once_tracked_tasks_finish(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
+    # GIVEN a generous end timeout and a task that has already finished in the control plane
+    monkeypatch.setenv(cfg.env_name(cfg.END_TIMEOUT_SECONDS), "600")
+    executor = make_executor()
+    work = workload("quick")
+    submit(executor, work)
+    plane.deliver()
+    plane.run_to_exit(encoded(work.ti.key), 0)
+    # WHEN the executor ends
+    executor.end()
+    # THEN it synced the outcome (no waiting for the timeout)
+    assert executor.get_event_buffer()[work.ti.key][0] == TaskInstanceState.SUCCESS
+
+
+# -- robustness -----------------------------------------------------------------------------------
+
+
+def test_safety_net_reports_what_the_incremental_read_missed(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+):
+    # GIVEN an executor whose index reads return nothing (lost or lagging index updates)
+    executor = make_executor()
+    work = workload("missed")
+    submit(executor, work)
+    plane.deliver()
+    monkeypatch.setattr(executor.clients.table, "changed_since", lambda owner, since: iter(()))
+    plane.run_to_exit(encoded(work.ti.key), 0)
+    # WHEN the safety net is due
+    executor.feed.last_full_resync_ms = None
+    buffered = events(executor)
+    # THEN the success is still reported
+    assert buffered[work.ti.key][0] == TaskInstanceState.SUCCESS
+
+
+def test_sent_task_without_item_is_reported_after_the_grace(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+):
+    # GIVEN a zero grace and a run request that the control plane never received
+    monkeypatch.setenv(cfg.env_name(cfg.MISSING_ITEM_GRACE_SECONDS), "0")
+    executor = make_executor()
+    work = workload("lost")
+    submit(executor, work)
+    plane.receive(visibility_timeout=600)  # hidden: run_task never gets it
+    executor._sent_at[encoded(work.ti.key)] -= 1_000
+    # WHEN the safety net runs (twice)
+    for _ in range(2):
+        executor.feed.last_full_resync_ms = None
+        executor.sync()
+    # THEN the task's log says so once, and the task is not failed by the executor
+    assert [event for event, _ in task_events(executor)] == ["ecs control plane task not started"]
+    assert executor.get_event_buffer() == {}
+    assert encoded(work.ti.key) in executor.tracked
+
+
+def test_expired_credentials_keep_requests_and_reconnect(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+):
+    # GIVEN SQS rejecting the executor's credentials as expired
+    executor = make_executor()
+    sqs = executor.clients.queue._client
+
+    def expired(**_: Any) -> Any:
+        error = {"Error": {"Code": "ExpiredTokenException", "Message": "The security token has expired"}}
+        raise ClientError(error, "SendMessageBatch")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqs, "send_message_batch", expired)
+    work = workload("patient")
+    # WHEN a heartbeat tries to send
+    submit(executor, work)
+    # THEN nothing is raised or failed, the request stays buffered and the clients are dropped
+    assert executor.get_event_buffer() == {}
+    assert queued_requests(plane) == []
+    assert executor._clients is None
+    # AND the next sync makes new clients and sends it
+    executor._next_reconnect_at = 0
+    executor.sync()
+    assert [r.key for r in queued_requests(plane)] == [encoded(work.ti.key)]
+
+
+def test_sync_never_raises_into_the_scheduler(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
+    # GIVEN a table read that blows up
+    executor = make_executor()
+    submit(executor, workload("any"))
+
+    def broken(owner: str, since: int) -> Iterator[Any]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(executor.clients.table, "changed_since", broken)
+    # WHEN the scheduler syncs
+    executor.sync()
+    # THEN the failure is counted, not raised
+    assert executor.sync_failures == 1
+
+
+def test_send_failing_repeatedly_fails_the_task(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
+    # GIVEN SQS refusing every message and max_send_attempts = 2
+    monkeypatch.setenv(cfg.env_name(cfg.MAX_SEND_ATTEMPTS), "2")
+    executor = make_executor()
+    sqs = executor.clients.queue._client
+
+    def refuse(QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803 - boto3 names
+        return {"Successful": [], "Failed": [
+            {"Id": e["Id"], "Code": "InvalidMessageContents", "Message": "nope", "SenderFault": True}
+            for e in Entries]}
+
+    monkeypatch.setattr(sqs, "send_message_batch", refuse)
+    work = workload("unsendable")
+    # WHEN two heartbeats fail to send it
+    submit(executor, work)
+    first = executor.get_event_buffer()
+    executor.heartbeat()
+    # THEN it is retried once, then failed with the reason
+    assert first == {}
+    assert executor.get_event_buffer()[work.ti.key][0] == TaskInstanceState.FAILED
+    assert "InvalidMessageContents" in task_events(executor)[0][1]
+
+
+def test_more_than_ten_tasks_are_sent_in_one_heartbeat(plane: MockedControlPlane):
+    # GIVEN 23 tasks queued at once
+    executor = make_executor()
+    works = [workload(f"t{i}") for i in range(23)]
+    # WHEN one heartbeat runs
+    submit(executor, *works)
+    # THEN all 23 run requests are on the queue (three SendMessageBatch calls)
+    keys: set[str] = set()
+    while messages := plane.receive(visibility_timeout=600):
+        keys.update(RunRequest.from_message(m["Body"]).key for m in messages)
+    assert keys == {encoded(w.ti.key) for w in works}
+
+
+def test_workload_token_is_never_logged(plane: MockedControlPlane, caplog: pytest.LogCaptureFixture):
+    # GIVEN every log record captured (botocore's DEBUG wire dumps aside: they print request bodies)
+    caplog.set_level(logging.DEBUG)
+    executor = make_executor()
+    work = workload("secretive")
+    # WHEN a task goes through submit, start and failure
+    submit(executor, work)
+    plane.deliver()
+    plane.run_to_exit(encoded(work.ti.key), 1)
+    events(executor)
+    # THEN its workload token is in no log record and no task event of ours
+    ours = [r.getMessage() for r in caplog.records if not r.name.startswith(("botocore", "urllib3"))]
+    assert ours
+    assert not [message for message in ours if TOKEN in message]
+    assert all(TOKEN not in extra for _, extra in task_events(executor))
+
+
+# -- start-up -------------------------------------------------------------------------------------
+
+
+def test_health_check_names_the_queue_setting(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(cfg.env_name(cfg.QUEUE_URL), plane.queue_url + "-missing")
+    with pytest.raises(AirflowException, match="AIRFLOW__ECS_CONTROL_PLANE__QUEUE_URL"):
+        make_executor()
+
+
+def test_health_check_requires_the_owner_index(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
+    plane.dynamodb.create_table(
+        TableName="no-index",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+    )
+    monkeypatch.setenv(cfg.env_name(cfg.STATE_TABLE), "no-index")
+    with pytest.raises(AirflowException, match=r"owner-updated_at-index.*AIRFLOW__ECS_CONTROL_PLANE__STATE"):
+        make_executor()
+
+
+def test_health_check_names_a_missing_table(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(cfg.env_name(cfg.STATE_TABLE), "nowhere")
+    with pytest.raises(AirflowException, match="AIRFLOW__ECS_CONTROL_PLANE__STATE_TABLE"):
+        make_executor()
+
+
+def test_missing_settings_are_named(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(cfg.env_name(cfg.QUEUE_URL))
+    monkeypatch.delenv(cfg.env_name(cfg.STATE_TABLE))
+    with pytest.raises(AirflowException, match="QUEUE_URL and AIRFLOW__ECS_CONTROL_PLANE__STATE_TABLE"):
+        make_executor()
+
+
+def test_health_check_can_be_switched_off(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(cfg.env_name(cfg.QUEUE_URL), plane.queue_url + "-missing")
+    monkeypatch.setenv(cfg.env_name(cfg.CHECK_HEALTH_ON_STARTUP), "False")
+    make_executor()
+
+
+def test_owners_are_unique_per_executor_instance(plane: MockedControlPlane):
+    assert make_executor().owner != make_executor().owner
+
+
+def test_configured_owner_is_used(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(cfg.env_name(cfg.OWNER_ID), "scheduler-blue")
+    assert make_executor().owner == "scheduler-blue"
+
+
+def test_executor_is_loadable_by_its_dotted_path(tmp_path: Path):
+    # GIVEN a fresh Airflow process configured with the dotted path, as a deployment would be
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__EXECUTOR": EXECUTOR_PATH}
+    code = (
+        "from airflow.executors.executor_loader import ExecutorLoader\n"
+        "print(type(ExecutorLoader.get_default_executor()).__name__)"
+    )
+    # WHEN Airflow loads its default executor
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    # THEN it is this executor
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "EcsControlPlaneExecutor"
