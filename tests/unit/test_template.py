@@ -18,7 +18,13 @@ from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
-from ecs_control_plane.contract import EVENT_SOURCE, FAILED_START_DETAIL_TYPE, OWNER_INDEX, FailedStartDetail
+from ecs_control_plane.contract import (
+    ACTIVE_INDEX,
+    EVENT_SOURCE,
+    FAILED_START_DETAIL_TYPE,
+    OWNER_INDEX,
+    FailedStartDetail,
+)
 from ecs_control_plane.settings import ALL_ENV, ControlPlaneSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,14 +141,19 @@ def test_state_table_has_the_contract_key_owner_index_ttl_backups_and_encryption
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["KeySchema"] == [{"AttributeName": "key", "KeyType": "HASH"}]
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    assert types == {"key": "S", "owner": "S", "updated_at": "N"}
-    (index,) = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == OWNER_INDEX
-    assert index["KeySchema"] == [
+    assert types == {"key": "S", "owner": "S", "updated_at": "N", "active_shard": "S"}
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {OWNER_INDEX, ACTIVE_INDEX}
+    assert indexes[OWNER_INDEX]["KeySchema"] == [
         {"AttributeName": "owner", "KeyType": "HASH"},
         {"AttributeName": "updated_at", "KeyType": "RANGE"},
     ]
-    assert index["Projection"] == {"ProjectionType": "ALL"}
+    # AND the reconciler's sparse index of items in flight, sharded, oldest change first
+    assert indexes[ACTIVE_INDEX]["KeySchema"] == [
+        {"AttributeName": "active_shard", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ]
+    assert all(index["Projection"] == {"ProjectionType": "ALL"} for index in indexes.values())
     # AND old items expire, the table can be restored, and it is encrypted at rest
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -171,7 +182,12 @@ def test_shared_layer_is_built_from_the_package_directory_for_python311(template
 
 
 @pytest.mark.parametrize(
-    ("logical_id", "code_dir"), [("RunTaskFunction", "run_task"), ("TaskStateFunction", "task_state")]
+    ("logical_id", "code_dir"),
+    [
+        ("RunTaskFunction", "run_task"),
+        ("TaskStateFunction", "task_state"),
+        ("ReconcilerFunction", "reconciler"),
+    ],
 )
 def test_functions_point_at_their_handler_modules(template: Template, logical_id: str, code_dir: str) -> None:
     # GIVEN a function
@@ -434,6 +450,8 @@ def test_template_defaults_give_valid_settings_equal_to_the_code_defaults(templa
         "capacity_provider_strategy",
         "security_groups",
         "subnets",
+        "reconcile_stale_seconds",
+        "queued_timeout_seconds",
     ):
         default = defaults[field].get_default(call_default_factory=True)
         assert getattr(settings, field) == default, field
@@ -500,6 +518,26 @@ def test_task_state_function_has_no_right_to_start_or_stop_tasks(template: Templ
         "ecs:DescribeTasks",
         "events:PutEvents",
     }
+
+
+def test_reconciler_runs_on_a_schedule_with_cluster_scoped_rights(template: Template) -> None:
+    # GIVEN the reconciler function
+    function = resource(template, "ReconcilerFunction", "AWS::Serverless::Function")
+    (schedule,) = function["Events"].values()
+    by_action = {a: s for s in statements(function) for a in actions_of(s)}
+
+    # THEN it runs on the configured schedule, and a failed run waits for the next one
+    assert schedule["Type"] == "Schedule"
+    assert schedule["Properties"]["Schedule"] == {"Ref": "ReconcileSchedule"}
+    assert function["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    # AND it reads stale items from the active index only, and touches ECS in the cluster only
+    assert by_action["dynamodb:Query"]["Resource"] == {"Fn::Sub": f"${{StateTable.Arn}}/index/{ACTIVE_INDEX}"}
+    for action in ("ecs:DescribeTasks", "ecs:StopTask", "ecs:ListTasks"):
+        assert by_action[action]["Condition"]["ArnEquals"]["ecs:cluster"] == {"Fn::Sub": CLUSTER_ARN_SUB}, (
+            action
+        )
+    assert "ecs:RunTask" not in by_action
+    assert "iam:PassRole" not in by_action
 
 
 def test_scheduler_policy_grants_the_queue_and_table_and_nothing_on_ecs(template: Template) -> None:
