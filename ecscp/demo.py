@@ -1,0 +1,305 @@
+"""``ecscp demo``: the local stack plus real Airflow 3, running every DAG of a folder once.
+
+The demo is the project's end-to-end proof: Airflow's scheduler hands task instances to
+``EcsControlPlaneExecutor``, run requests go through SQS to the ``run_task`` function, the
+local ECS runner starts the containers as processes, state changes come back through
+EventBridge, ``task_state`` and DynamoDB, and the executor reports them to Airflow. What the
+demo prints comes from Airflow's REST API (task states, try numbers) and from the stack
+(start attempts per task try, alerts published to the SNS topic).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, JustifyMethod
+from rich.table import Table
+
+from ecs_control_plane.contract import TaskKey
+from ecscp.local.airflow import (
+    TERMINAL_RUN_STATES,
+    AirflowError,
+    DagRun,
+    LocalAirflow,
+    TaskInstance,
+    interrupts_deferred,
+)
+
+EXAMPLE_DAGS = Path(__file__).resolve().parent / "example_dags"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+EXIT_OK = 0
+EXIT_CRASHED = 1
+EXIT_TIMED_OUT = 2
+EXIT_INTERRUPTED = 130
+
+_POLL_SECONDS = 2.0
+_ALERT_WAIT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    task_id: str
+    map_index: int
+    state: str | None
+    try_number: int
+    start_attempts: int
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    dag_id: str
+    run_id: str
+    state: str
+    tasks: list[TaskOutcome]
+
+
+@dataclass
+class DemoResult:
+    runs: list[RunOutcome] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    import_errors: dict[str, str] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    timed_out: bool = False
+    error: str | None = None
+    state_dir: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None or self.import_errors:
+            return EXIT_CRASHED
+        if self.timed_out or any(run.state not in TERMINAL_RUN_STATES for run in self.runs):
+            return EXIT_TIMED_OUT
+        return EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document: runs with their tasks, and the alerts."""
+        return {
+            "runs": [
+                {
+                    "dag_id": run.dag_id,
+                    "run_id": run.run_id,
+                    "state": run.state,
+                    "tasks": [
+                        {k: v for k, v in asdict(task).items() if k != "duration"} for task in run.tasks
+                    ],
+                }
+                for run in self.runs
+            ],
+            "alerts": list(self.alerts),
+        }
+
+
+def task_key(ti: TaskInstance) -> str:
+    """The control plane's key for this task instance's current try."""
+    return TaskKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number).encode()
+
+
+def collect_outcomes(
+    airflow: LocalAirflow, runs: Sequence[DagRun], start_attempts: dict[str, int]
+) -> list[RunOutcome]:
+    outcomes = []
+    for run in runs:
+        tis = sorted(
+            airflow.api.task_instances(run.dag_id, run.run_id), key=lambda t: (t.task_id, t.map_index)
+        )
+        tasks = [
+            TaskOutcome(
+                task_id=ti.task_id,
+                map_index=ti.map_index,
+                state=ti.state,
+                try_number=ti.try_number,
+                start_attempts=start_attempts.get(task_key(ti), 0),
+                duration=ti.duration,
+            )
+            for ti in tis
+        ]
+        outcomes.append(RunOutcome(run.dag_id, run.run_id, run.state, tasks))
+    return outcomes
+
+
+def _progress_line(runs: Sequence[DagRun]) -> str:
+    done = sum(run.state in TERMINAL_RUN_STATES for run in runs)
+    return f"{done}/{len(runs)} runs finished: " + ", ".join(f"{run.dag_id}={run.state}" for run in runs)
+
+
+def run_demo(
+    dags_folder: Path = EXAMPLE_DAGS,
+    *,
+    timeout: float = 600.0,
+    state_dir: Path | None = None,
+    keep_state: bool = False,
+    console: Console | None = None,
+) -> DemoResult:
+    """Start everything, run each DAG in ``dags_folder`` once, stop everything, report.
+
+    Never raises for a failed demo (the result says what went wrong), except on Ctrl-C,
+    which still stops every process first.
+    """
+    from ecscp.local.stack import LocalStack, LocalStackConfig  # noqa: PLC0415 (heavy: moto, samtranslator)
+
+    clock = _Clock(time.monotonic() + timeout, console or Console(stderr=True))
+    state, created_state = _prepare_state_dir(state_dir)
+    result = DemoResult(state_dir=state)
+    airflow = LocalAirflow(state, dags_folder, log=clock.say)
+    stack_config = LocalStackConfig(
+        project_root=PROJECT_ROOT,
+        state_dir=state / "stack",
+        task_env=airflow.worker_environment(),
+    )
+    stack = LocalStack(stack_config)
+    try:
+        clock.say("starting the local stack (moto, the SAM template, Lambda runtime, ECS runner)")
+        stack.start()
+        clock.say(f"local stack ready at {stack.endpoint_url}")
+        airflow.start(stack.airflow_environment(), ready_timeout=clock.remaining())
+        clock.say("api-server answers; waiting for the dag-processor to parse the DAGs")
+        parsed = airflow.wait_for_dags(timeout=clock.remaining())
+        result.import_errors = parsed.import_errors
+        for filename, trace in parsed.import_errors.items():
+            clock.say(f"[red]import error in {filename}[/red]\n{trace}")
+        clock.say(f"triggering {len(parsed.dag_ids)} DAG(s): {', '.join(parsed.dag_ids)}")
+        runs = _wait_for_runs(airflow, airflow.trigger_all(parsed.dag_ids), clock)
+        result.timed_out = any(run.state not in TERMINAL_RUN_STATES for run in runs)
+        result.runs = collect_outcomes(airflow, runs, stack.start_attempts())
+        result.alerts = _wait_for_alerts(stack.alerts, result.runs, stack_config.max_run_task_attempts)
+    except KeyboardInterrupt:
+        result.error = "interrupted"
+        raise
+    except TimeoutError as exc:
+        result.timed_out = True
+        clock.say(f"[red]timed out:[/red] {exc}")
+    except Exception as exc:  # noqa: BLE001 (any crash is reported as the demo's result, after cleanup)
+        result.error = f"{type(exc).__name__}: {exc}"
+        clock.say(f"[red]failed:[/red] {result.error}")
+    finally:
+        clock.say("stopping Airflow and the local stack")
+        with interrupts_deferred():
+            try:
+                airflow.stop()
+            finally:
+                stack.stop()
+        result.wall_seconds = clock.elapsed()
+        if created_state and not keep_state and result.exit_code == EXIT_OK:
+            shutil.rmtree(state, ignore_errors=True)
+            result.state_dir = None
+        else:
+            clock.say(f"state and logs kept in {state}")
+    return result
+
+
+class _Clock:
+    """The demo's one deadline, and progress lines stamped with the time since the start."""
+
+    def __init__(self, deadline: float, console: Console) -> None:
+        self.started = time.monotonic()
+        self.deadline = deadline
+        self.console = console
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def remaining(self) -> float:
+        return max(self.deadline - time.monotonic(), 1.0)
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def say(self, message: str) -> None:
+        self.console.print(f"[dim][{self.elapsed():5.1f} s][/dim] {message}", highlight=False)
+
+
+def _prepare_state_dir(state_dir: Path | None) -> tuple[Path, bool]:
+    """A fresh directory: a new temporary one, or the caller's if it is new or empty."""
+    if state_dir is None:
+        return Path(tempfile.mkdtemp(prefix="ecscp-demo-")), True
+    state = state_dir.resolve()
+    if state.exists() and any(state.iterdir()):
+        raise AirflowError(f"--state-dir {state} is not empty; give a new or empty directory")
+    state.mkdir(parents=True, exist_ok=True)
+    return state, False
+
+
+def _wait_for_runs(airflow: LocalAirflow, runs: list[DagRun], clock: _Clock) -> list[DagRun]:
+    last_line = ""
+    while True:
+        airflow.check_services()
+        runs = airflow.poll_runs(runs)
+        line = _progress_line(runs)
+        if line != last_line:
+            clock.say(line)
+            last_line = line
+        if all(run.state in TERMINAL_RUN_STATES for run in runs) or clock.expired():
+            return runs
+        time.sleep(_POLL_SECONDS)
+
+
+def _wait_for_alerts(
+    read_alerts: Callable[[], list[str]], runs: Sequence[RunOutcome], max_attempts: int
+) -> list[str]:
+    """Alerts travel EventBridge -> SNS on their own path: give them a moment to arrive."""
+    never_started = sum(
+        task.state == "failed" and task.start_attempts >= max_attempts for run in runs for task in run.tasks
+    )
+    deadline = time.monotonic() + _ALERT_WAIT_SECONDS
+    alerts = read_alerts()
+    while len(alerts) < never_started and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alerts = read_alerts()
+    return alerts
+
+
+def render(result: DemoResult, console: Console) -> None:
+    """For people: one table with a row per task instance, then the alerts and the wall time."""
+    table = Table(title="Task instances", title_justify="left")
+    columns: list[tuple[str, JustifyMethod]] = [
+        ("dag", "left"),
+        ("task", "left"),
+        ("state", "left"),
+        ("try", "right"),
+        ("starts", "right"),
+        ("duration", "right"),
+    ]
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=True)
+    for run in result.runs:
+        for task in run.tasks:
+            name = task.task_id if task.map_index < 0 else f"{task.task_id}[{task.map_index}]"
+            table.add_row(
+                run.dag_id,
+                name,
+                _coloured(task.state),
+                str(task.try_number),
+                str(task.start_attempts),
+                "" if task.duration is None else f"{task.duration:.1f} s",
+            )
+        table.add_section()
+    console.print(table)
+    for run in result.runs:
+        console.print(f"run {run.dag_id} / {run.run_id}: {_coloured(run.state)}", highlight=False)
+    if result.alerts:
+        console.print("[bold]Alerts published to the failed-start topic:[/bold]")
+        for alert in result.alerts:
+            console.print(f"  - {alert}", highlight=False, markup=False)
+    else:
+        console.print("No alerts were published.")
+    for filename, trace in result.import_errors.items():
+        last_line = trace.strip().splitlines()[-1] if trace.strip() else ""
+        console.print(f"[red]Import error in {filename}:[/red] {last_line}", highlight=False)
+    if result.error:
+        console.print(f"[red]The demo failed:[/red] {result.error}", highlight=False)
+    if result.timed_out:
+        console.print("[red]The demo timed out before every run ended.[/red]")
+    console.print(f"Total wall time: {result.wall_seconds:.1f} s")
+
+
+def _coloured(state: str | None) -> str:
+    colour = {"success": "green", "failed": "red", "upstream_failed": "red"}.get(state or "", "yellow")
+    return f"[{colour}]{state}[/{colour}]"
