@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
@@ -46,8 +47,35 @@ URI_PROPERTIES = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::Laye
 CONTAINER_NAME = "airflow"
 TASK_FAMILY = "airflow"
 AIRFLOW_IMAGE = "apache/airflow:3.3.2-python3.11"
+#: Lambda's defaults for asynchronous invocations (EventBridge, schedules).
+DEFAULT_ASYNC_RETRIES = 2
+DEFAULT_ASYNC_MAX_EVENT_AGE_SECONDS = 21600
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _RATE_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+_ALARM_KEYS = frozenset(
+    {
+        "ActionsEnabled",
+        "AlarmActions",
+        "AlarmDescription",
+        "ComparisonOperator",
+        "DatapointsToAlarm",
+        "Dimensions",
+        "EvaluateLowSampleCountPercentile",
+        "EvaluationPeriods",
+        "ExtendedStatistic",
+        "InsufficientDataActions",
+        "MetricName",
+        "Metrics",
+        "Namespace",
+        "OKActions",
+        "Period",
+        "Statistic",
+        "Threshold",
+        "ThresholdMetricId",
+        "TreatMissingData",
+        "Unit",
+    }
+)
 
 
 class DeployError(RuntimeError):
@@ -119,6 +147,7 @@ class ScheduleSource:
     rule_arn: str
     target: dict[str, Any]
     every_seconds: int
+    delivery_queue_url: str
 
 
 @dataclass
@@ -136,6 +165,10 @@ class FunctionSpec:
     timeout_seconds: int
     #: Where asynchronous invocations (EventBridge, schedules) go after their retries failed.
     dead_letter_arn: str | None = None
+    #: Retries of a failed asynchronous invocation (Lambda's default is 2).
+    async_max_retries: int = DEFAULT_ASYNC_RETRIES
+    #: Age after which an asynchronous event is dropped instead of retried (default 6 hours).
+    async_max_event_age_seconds: int = DEFAULT_ASYNC_MAX_EVENT_AGE_SECONDS
     sqs_sources: list[SqsSource] = field(default_factory=list)
     rule_sources: list[RuleSource] = field(default_factory=list)
     schedules: list[ScheduleSource] = field(default_factory=list)
@@ -152,6 +185,8 @@ class FunctionSpec:
             "memory_mb": self.memory_mb,
             "timeout_seconds": self.timeout_seconds,
             "dead_letter_arn": self.dead_letter_arn,
+            "async_max_retries": self.async_max_retries,
+            "async_max_event_age_seconds": self.async_max_event_age_seconds,
             "sqs_sources": [s.__dict__ for s in self.sqs_sources],
             "rule_sources": [s.__dict__ for s in self.rule_sources],
             "schedules": [s.__dict__ for s in self.schedules],
@@ -395,6 +430,105 @@ def _value(arg: Any, parameters: dict[str, str]) -> str | None:
     return None
 
 
+_UNRESOLVED = object()
+
+
+class IntrinsicResolver:
+    """Resolves Ref, Fn::GetAtt and Fn::Sub of the translated template against the deployed stack.
+
+    Only what the fix-ups need: parameters, pseudo parameters, physical ids, and the ``Arn`` /
+    ``QueueName`` attributes of queues, topics, tables, functions and rules. Anything else is
+    reported as unresolvable rather than guessed.
+    """
+
+    def __init__(
+        self,
+        template: dict[str, Any],
+        parameters: dict[str, str],
+        physical: dict[str, str],
+        clients: dict[str, Any],
+        *,
+        region: str,
+        account: str,
+        stack_name: str,
+    ) -> None:
+        self._resources: dict[str, Any] = template.get("Resources") or {}
+        self._clients = clients
+        self._values: dict[str, str] = {
+            **parameters,
+            **{lid: pid for lid, pid in physical.items() if pid},
+            "AWS::Region": region,
+            "AWS::AccountId": account,
+            "AWS::StackName": stack_name,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+    def resolve(self, value: Any) -> Any:
+        """The value with its intrinsics resolved, or raise LookupError naming the first that is not."""
+        if isinstance(value, list):
+            resolved = [self.resolve(v) for v in value]
+            return [v for v in resolved if v is not _UNRESOLVED]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((name, arg),) = value.items()
+            if name == "Ref":
+                if arg == "AWS::NoValue":
+                    return _UNRESOLVED
+                if arg not in self._values:
+                    raise LookupError(f"Ref {arg}")
+                return self._values[arg]
+            if name == "Fn::GetAtt":
+                lid, attribute = arg if isinstance(arg, list) else str(arg).split(".", 1)
+                return self.attribute(lid, attribute)
+            if name == "Fn::Sub":
+                return self._sub(arg)
+            if name.startswith("Fn::"):
+                raise LookupError(name)
+        return {k: v for k, v in ((k, self.resolve(v)) for k, v in value.items()) if v is not _UNRESOLVED}
+
+    def _sub(self, arg: Any) -> str:
+        template, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+        local = {k: self.resolve(v) for k, v in extra.items()}
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in local:
+                return str(local[name])
+            if "." in name:
+                lid, attribute = name.split(".", 1)
+                return str(self.attribute(lid, attribute))
+            return str(self.resolve({"Ref": name}))
+
+        return re.sub(r"\$\{([^}!]+)\}", replace, template)
+
+    def attribute(self, lid: str, attribute: str) -> str:
+        resource = self._resources.get(lid)
+        physical = self._values.get(lid)
+        if resource is None or physical is None:
+            raise LookupError(f"Fn::GetAtt {lid}.{attribute}")
+        rtype = resource.get("Type")
+        if rtype == "AWS::SQS::Queue" and attribute == "QueueName":
+            return physical.rsplit("/", 1)[-1]
+        if rtype == "AWS::SQS::Queue" and attribute == "Arn":
+            attributes = self._clients["sqs"].get_queue_attributes(
+                QueueUrl=physical, AttributeNames=["QueueArn"]
+            )
+            return str(attributes["Attributes"]["QueueArn"])
+        if rtype == "AWS::SNS::Topic" and attribute in ("Arn", "TopicArn"):
+            return physical
+        if rtype == "AWS::DynamoDB::Table" and attribute == "Arn":
+            return str(self._clients["dynamodb"].describe_table(TableName=physical)["Table"]["TableArn"])
+        if rtype == "AWS::Lambda::Function" and attribute == "Arn":
+            return str(
+                self._clients["lambda"].get_function_configuration(FunctionName=physical)["FunctionArn"]
+            )
+        if rtype == "AWS::Events::Rule" and attribute == "Arn":
+            return str(self._clients["events"].describe_rule(Name=physical.split("|")[-1])["Arn"])
+        raise LookupError(f"Fn::GetAtt {lid}.{attribute}")
+
+
 class StackDeployer:
     """Creates the stack in moto and reads back what the local runtime needs."""
 
@@ -436,10 +570,18 @@ class StackDeployer:
         physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
         active = _active_logical_ids(translated, parameters)
         skipped = {lid: rtype for lid, rtype in active.items() if lid not in physical}
-        for lid, rtype in skipped.items():
-            logger.warning("moto's CloudFormation did not create %s (%s)", lid, rtype)
+        resolver = IntrinsicResolver(
+            translated,
+            parameters,
+            physical,
+            self._client,
+            region=self.region,
+            account=ecs.cluster_arn.split(":")[4],
+            stack_name=stack_name,
+        )
         fixups = self._apply_skipped_properties(translated, physical)
-        functions = self._functions(sam, translated, physical, dirs)
+        fixups += self._create_skipped_resources(translated, skipped, resolver)
+        functions = self._functions(translated, physical, dirs, resolver)
         fixups += self._attach_layers(translated, functions)
         alert_queue = self._capture_alerts(translated, physical)
         return Deployment(
@@ -454,6 +596,63 @@ class StackDeployer:
         )
 
     # -- what moto's CloudFormation ignores ---------------------------------------------------
+
+    def _create_skipped_resources(
+        self, translated: dict[str, Any], skipped: dict[str, str], resolver: IntrinsicResolver
+    ) -> list[str]:
+        """Create through the service APIs what moto's CloudFormation cannot; report the rest."""
+        done: list[str] = []
+        for lid, rtype in skipped.items():
+            creator = self._creators().get(rtype)
+            if creator is None:
+                logger.warning("moto's CloudFormation did not create %s (%s); not needed locally", lid, rtype)
+                continue
+            try:
+                props = resolver.resolve(translated["Resources"][lid].get("Properties") or {})
+                creator(lid, props)
+            except (LookupError, ClientError, ValueError) as exc:
+                logger.warning(
+                    "moto's CloudFormation did not create %s (%s), nor could we: %s", lid, rtype, exc
+                )
+                continue
+            done.append(f"{lid}: created {rtype} through its API")
+        return done
+
+    def _creators(self) -> dict[str, Any]:
+        cloudwatch = aws_client("cloudwatch", self.endpoint_url, self.region)
+        sqs, sns, lam = self._client["sqs"], self._client["sns"], self._client["lambda"]
+
+        def alarm(lid: str, props: dict[str, Any]) -> None:
+            numbers = {"Period": int, "EvaluationPeriods": int, "DatapointsToAlarm": int, "Threshold": float}
+            kwargs = {k: numbers[k](v) if k in numbers else v for k, v in props.items() if k in _ALARM_KEYS}
+            cloudwatch.put_metric_alarm(AlarmName=props.get("AlarmName") or lid, **kwargs)
+
+        def queue_policy(lid: str, props: dict[str, Any]) -> None:
+            for url in props["Queues"]:
+                sqs.set_queue_attributes(
+                    QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+                )
+
+        def topic_policy(lid: str, props: dict[str, Any]) -> None:
+            for topic in props["Topics"]:
+                sns.set_topic_attributes(
+                    TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
+                )
+
+        def invoke_config(lid: str, props: dict[str, Any]) -> None:
+            kwargs = {k: props[k] for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds") if k in props}
+            lam.put_function_event_invoke_config(
+                FunctionName=props["FunctionName"],
+                Qualifier=props.get("Qualifier", "$LATEST"),
+                **{k: int(v) for k, v in kwargs.items()},
+            )
+
+        return {
+            "AWS::CloudWatch::Alarm": alarm,
+            "AWS::SQS::QueuePolicy": queue_policy,
+            "AWS::SNS::TopicPolicy": topic_policy,
+            "AWS::Lambda::EventInvokeConfig": invoke_config,
+        }
 
     def _apply_skipped_properties(self, translated: dict[str, Any], physical: dict[str, str]) -> list[str]:
         ddb = self._client["dynamodb"]
@@ -499,10 +698,10 @@ class StackDeployer:
 
     def _functions(
         self,
-        sam: dict[str, Any],
         translated: dict[str, Any],
         physical: dict[str, str],
         dirs: dict[str, Path],
+        resolver: IntrinsicResolver,
     ) -> list[FunctionSpec]:
         lam, sqs, events = self._client["lambda"], self._client["sqs"], self._client["events"]
         layer_dirs = self._layer_dirs(translated, dirs)
@@ -515,6 +714,7 @@ class StackDeployer:
             config = lam.get_function_configuration(FunctionName=physical[lid])
             refs = resource["Properties"].get("Layers") or []
             variables = (config.get("Environment") or {}).get("Variables") or {}
+            retries, max_age = _async_invoke_config(translated, resolver, config["FunctionName"])
             spec = FunctionSpec(
                 logical_id=lid,
                 name=config["FunctionName"],
@@ -525,7 +725,12 @@ class StackDeployer:
                     layer_dirs[r["Ref"]] for r in refs if isinstance(r, dict) and r.get("Ref") in layer_dirs
                 ],
                 environment={k: str(v) for k, v in variables.items()},
-                dead_letter_arn=(config.get("DeadLetterConfig") or {}).get("TargetArn"),
+                # moto's Lambda has no DeadLetterConfig: take it from the template.
+                dead_letter_arn=_optional(
+                    resolver, (resource["Properties"].get("DeadLetterConfig") or {}).get("TargetArn")
+                ),
+                async_max_retries=retries,
+                async_max_event_age_seconds=max_age,
                 memory_mb=int(config.get("MemorySize") or 128),
                 timeout_seconds=int(config.get("Timeout") or 3),
             )
@@ -564,6 +769,8 @@ class StackDeployer:
                     spec_for = by_arn.get(unqualified_function_arn(target["Arn"]))
                     if spec_for is None:
                         continue
+                    queue_name = delivery_queue_name(rule["Arn"], target["Id"])
+                    url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
                     schedule = rule.get("ScheduleExpression")
                     if schedule:
                         every = rate_seconds(schedule)
@@ -575,11 +782,8 @@ class StackDeployer:
                             )
                             continue
                         spec_for.schedules.append(
-                            ScheduleSource(rule["Name"], rule["Arn"], dict(target), every)
+                            ScheduleSource(rule["Name"], rule["Arn"], dict(target), every, url)
                         )
-                        continue
-                    queue_name = delivery_queue_name(rule["Arn"], target["Id"])
-                    url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
                     spec_for.rule_sources.append(RuleSource(rule["Name"], rule["Arn"], target["Id"], url))
         return list(by_arn.values())
 
@@ -628,3 +832,29 @@ def rate_seconds(expression: str) -> int | None:
 def unqualified_function_arn(arn: str) -> str:
     """A Lambda function ARN without its version or alias qualifier."""
     return ":".join(arn.split(":")[:7])
+
+
+def _optional(resolver: IntrinsicResolver, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return resolver.resolve(value)
+    except LookupError as exc:
+        logger.warning("could not resolve %s: %s", value, exc)
+        return None
+
+
+def _async_invoke_config(
+    translated: dict[str, Any], resolver: IntrinsicResolver, function_name: str
+) -> tuple[int, int]:
+    """(retries, maximum event age) of the function's asynchronous invocations."""
+    retries, max_age = DEFAULT_ASYNC_RETRIES, DEFAULT_ASYNC_MAX_EVENT_AGE_SECONDS
+    for resource in translated["Resources"].values():
+        props = resource.get("Properties") or {}
+        if resource.get("Type") != "AWS::Lambda::EventInvokeConfig":
+            continue
+        if _optional(resolver, props.get("FunctionName")) != function_name:
+            continue
+        retries = int(props.get("MaximumRetryAttempts", retries))
+        max_age = int(props.get("MaximumEventAgeInSeconds", max_age))
+    return retries, max_age

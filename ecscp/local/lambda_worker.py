@@ -13,7 +13,7 @@ It polls what invokes the function on AWS, read from the deployed stack:
 - EventBridge rules targeting the function: the delivery queue moto's patched EventBridge
   fills; each event is one asynchronous invocation, retried twice, then sent to the
   function's dead-letter queue when it has one.
-- ``rate(...)`` schedules: a Scheduled Event on time.
+- ``rate(...)`` schedules: a Scheduled Event on time, delivered like a rule's events.
 
 It exits when its stdin reaches end of file (the stack went away) or on SIGTERM.
 """
@@ -42,8 +42,6 @@ from botocore.config import Config
 
 from .moto_server import render_target_input
 
-#: Asynchronous invocations (EventBridge) are tried this many times before the DLQ, as on AWS.
-ASYNC_ATTEMPTS = 3
 #: Delay before an asynchronous invocation is retried (AWS waits about a minute; locally short).
 ASYNC_RETRY_SECONDS = 1
 IDLE_SLEEP_MIN = 0.05
@@ -235,7 +233,7 @@ class Worker:
         messages = self.sqs.receive_message(
             QueueUrl=source["delivery_queue_url"],
             MaxNumberOfMessages=10,
-            AttributeNames=["ApproximateReceiveCount"],
+            AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             WaitTimeSeconds=0,
         ).get("Messages", [])
         for message in messages:
@@ -244,10 +242,13 @@ class Worker:
             except ValueError:
                 event = message["Body"]
             ok, _ = self.invoke(event, f"event of rule {source['rule_name']}")
-            attempts = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            if ok or attempts >= ASYNC_ATTEMPTS:
+            attributes = message.get("Attributes", {})
+            attempts = int(attributes.get("ApproximateReceiveCount", "1"))
+            age = time.time() - int(attributes.get("SentTimestamp", "0")) / 1000
+            too_old = age > int(self.spec["async_max_event_age_seconds"])
+            if ok or too_old or attempts > int(self.spec["async_max_retries"]):
                 if not ok:
-                    self.dead_letter(message["Body"], source["rule_name"])
+                    self.dead_letter(message["Body"], source["rule_name"], attempts)
                 self.sqs.delete_message(
                     QueueUrl=source["delivery_queue_url"], ReceiptHandle=message["ReceiptHandle"]
                 )
@@ -259,18 +260,16 @@ class Worker:
                 )
         return len(messages)
 
-    def dead_letter(self, body: str, rule_name: str) -> None:
+    def dead_letter(self, body: str, rule_name: str, attempts: int) -> None:
         arn = self.spec.get("dead_letter_arn")
         if not arn or ":sqs:" not in arn:
             log.error(
-                "event of rule %s dropped after %d attempts (no dead-letter queue)", rule_name, ASYNC_ATTEMPTS
+                "event of rule %s dropped after %d attempts (no dead-letter queue)", rule_name, attempts
             )
             return
         url = self.sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
         self.sqs.send_message(QueueUrl=url, MessageBody=body)
-        log.error(
-            "event of rule %s sent to the dead-letter queue after %d attempts", rule_name, ASYNC_ATTEMPTS
-        )
+        log.error("event of rule %s sent to the dead-letter queue after %d attempts", rule_name, attempts)
 
     def run_schedules(self) -> int:
         ran = 0
@@ -289,12 +288,11 @@ class Worker:
                 "resources": [schedule["rule_arn"]],
                 "detail": {},
             }
-            text = render_target_input(schedule["target"], event)
-            try:
-                payload: Any = json.loads(text)
-            except ValueError:
-                payload = text
-            self.invoke(payload, f"schedule of rule {schedule['rule_name']}")
+            # Delivered like a rule's events, so failed runs get the same retries and dead letters.
+            self.sqs.send_message(
+                QueueUrl=schedule["delivery_queue_url"],
+                MessageBody=render_target_input(schedule["target"], event),
+            )
             ran += 1
         return ran
 

@@ -456,6 +456,8 @@ def run_forever(config: LocalStackConfig, console: Console | None = None) -> Non
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C must stop the stack all the same.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with out.status("Starting the local stack (moto, template, functions, ECS host)..."):
             stack.start()
@@ -463,7 +465,7 @@ def run_forever(config: LocalStackConfig, console: Console | None = None) -> Non
         out.print(f"Logs: {stack.logs_dir}   Task logs: {config.state_dir / 'tasks'}")
         out.print("Use it from an Airflow scheduler with:")
         for name, value in stack.airflow_environment().items():
-            out.print(f"export {name}={shlex.quote(value)}", markup=False, highlight=False)
+            out.print(f"export {name}={shlex.quote(value)}", markup=False, highlight=False, soft_wrap=True)
         out.print("Press Ctrl-C to stop.")
         while True:
             stack.check()
@@ -473,3 +475,4 @@ def run_forever(config: LocalStackConfig, console: Console | None = None) -> Non
     finally:
         stack.stop()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
