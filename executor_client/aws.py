@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 from botocore.exceptions import ClientError, NoCredentialsError
+
 from ecs_control_plane.gateways import RunRequestQueue
 from ecs_control_plane.store import StateTable
 

@@ -18,6 +18,7 @@ from airflow.executors.base_executor import BaseExecutor
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.sdk.exceptions import AirflowException
 from botocore.exceptions import BotoCoreError, ClientError
+
 from ecs_control_plane.contract import OWNER_INDEX, RunRequest, TaskKey, TaskState, TaskStateItem, now_ms
 from ecs_control_plane.run_task_call import RunTaskConfigError, check_run_task_overrides
 
@@ -110,6 +111,10 @@ class EcsControlPlaneExecutor(BaseExecutor):
         #: The ECS task ARN last reported through running_state, per key.
         self._reported_arn: dict[str, str] = {}
         self._overdue_reported: set[str] = set()
+
+        #: Strong references to the audit-log records we queued, kept until the scheduler took them
+        #: (see log_task_event).
+        self._event_log_refs: list[Any] = []
 
         self._clients: ControlPlaneClients | None = None
         self._reconnect_attempts = 0
@@ -215,6 +220,23 @@ class EcsControlPlaneExecutor(BaseExecutor):
             return getattr(self, "get_task_key")(ti)  # noqa: B009 - absent on Airflow 3.3
         return ti.key
 
+    def log_task_event(self, *, event: str, extra: str, ti_key: AirflowKey) -> None:
+        """Queue an audit-log record for the task, and keep it alive until the scheduler saves it.
+
+        Airflow 3.3's scheduler saves these with ``bulk_save_objects`` over a generator that pops
+        them from the deque; SQLAlchemy's instance state only holds a weak reference, so a record
+        nobody else references is collected mid-save and written empty (``NOT NULL constraint
+        failed: log.event``). Holding a reference until the next heartbeat avoids that.
+        """
+        before = len(self._task_event_logs)
+        super().log_task_event(event=event, extra=extra, ti_key=ti_key)
+        if len(self._task_event_logs) > before:
+            self._event_log_refs.append(self._task_event_logs[-1])
+
+    def _release_saved_event_logs(self) -> None:
+        pending = {id(record) for record in self._task_event_logs}
+        self._event_log_refs = [record for record in self._event_log_refs if id(record) in pending]
+
     # -- submitting -----------------------------------------------------------------------------
 
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
@@ -318,6 +340,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
 
     def sync(self) -> None:
         try:
+            self._release_saved_event_logs()
             if not self._ready():
                 return
             self._flush()

@@ -7,12 +7,14 @@ through the real task_state handler; ``sync`` turns the table into Airflow event
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
 import sys
 import tempfile
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from airflow.sdk.exceptions import AirflowException
 from airflow.serialization.serialized_objects import DagSerialization
 from airflow.utils.state import CallbackState, TaskInstanceState
 from botocore.exceptions import ClientError
+from sqlalchemy.orm import attributes as sa_attributes
 
 from ecs_control_plane.contract import RunRequest, TaskKey, TaskState
 from executor_client import EcsControlPlaneExecutor
@@ -578,6 +581,26 @@ def test_workload_token_is_never_logged(plane: MockedControlPlane, caplog: pytes
     assert ours
     assert not [message for message in ours if TOKEN in message]
     assert all(TOKEN not in extra for _, extra in task_events(executor))
+
+
+def test_audit_log_records_survive_the_schedulers_save(plane: MockedControlPlane):
+    # GIVEN a failed task whose reason the executor queued as an audit-log record
+    executor = make_executor()
+    submit(executor, workload("sneaky", executor_config={"cluster": "x"}))
+    record = weakref.ref(executor._task_event_logs[0])
+    # WHEN the scheduler takes the records the way Airflow 3.3 does (a generator popping the
+    # deque into bulk_save_objects, which keeps only weak references to the objects)
+    records = executor._task_event_logs
+    states = [sa_attributes.instance_state(r) for r in (records.popleft() for _ in range(len(records)))]
+    gc.collect()
+    # THEN each record is still alive and complete while it is saved
+    assert record() is not None
+    assert states[0].dict["event"] == "ecs control plane task refused"
+    # AND it is let go on the next heartbeat
+    del states
+    executor.sync()
+    gc.collect()
+    assert record() is None
 
 
 # -- start-up -------------------------------------------------------------------------------------
