@@ -10,6 +10,7 @@ demo prints comes from Airflow's REST API (task states, try numbers) and from th
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -156,6 +157,7 @@ def run_demo(
     )
     stack = LocalStack(stack_config)
     try:
+        airflow.begin_migration()
         clock.say("starting the local stack (moto, the SAM template, Lambda runtime, ECS runner)")
         stack.start()
         clock.say(f"local stack ready at {stack.endpoint_url}")
@@ -166,7 +168,7 @@ def run_demo(
         for filename, trace in parsed.import_errors.items():
             clock.say(f"[red]import error in {filename}[/red]\n{trace}")
         clock.say(f"triggering {len(parsed.dag_ids)} DAG(s): {', '.join(parsed.dag_ids)}")
-        runs = _wait_for_runs(airflow, airflow.trigger_all(parsed.dag_ids), clock)
+        runs = _wait_for_runs(airflow, airflow.trigger_all(parsed.dag_ids), clock, stack.check)
         result.timed_out = any(run.state not in TERMINAL_RUN_STATES for run in runs)
         result.runs = collect_outcomes(airflow, runs, stack.start_attempts())
         result.alerts = _wait_for_alerts(stack.alerts, result.runs, stack_config.max_run_task_attempts)
@@ -227,10 +229,13 @@ def _prepare_state_dir(state_dir: Path | None) -> tuple[Path, bool]:
     return state, False
 
 
-def _wait_for_runs(airflow: LocalAirflow, runs: list[DagRun], clock: _Clock) -> list[DagRun]:
+def _wait_for_runs(
+    airflow: LocalAirflow, runs: list[DagRun], clock: _Clock, check_stack: Callable[[], None]
+) -> list[DagRun]:
     last_line = ""
     while True:
         airflow.check_services()
+        check_stack()
         runs = airflow.poll_runs(runs)
         line = _progress_line(runs)
         if line != last_line:
@@ -287,7 +292,7 @@ def render(result: DemoResult, console: Console) -> None:
     if result.alerts:
         console.print("[bold]Alerts published to the failed-start topic:[/bold]")
         for alert in result.alerts:
-            console.print(f"  - {alert}", highlight=False, markup=False)
+            console.print(f"  - {alert_summary(alert)}", highlight=False, markup=False)
     else:
         console.print("No alerts were published.")
     for filename, trace in result.import_errors.items():
@@ -298,6 +303,19 @@ def render(result: DemoResult, console: Console) -> None:
     if result.timed_out:
         console.print("[red]The demo timed out before every run ended.[/red]")
     console.print(f"Total wall time: {result.wall_seconds:.1f} s")
+
+
+def alert_summary(alert: str) -> str:
+    """The alert's one-line message when it is the control plane's JSON alert, else the text."""
+    try:
+        body = json.loads(alert)
+    except ValueError:
+        return alert
+    message = body.get("alert") if isinstance(body, dict) else None
+    if not isinstance(message, str):
+        return alert
+    reason = body.get("reason")
+    return message + (f" Reason: {reason}" if isinstance(reason, str) else "")
 
 
 def _coloured(state: str | None) -> str:

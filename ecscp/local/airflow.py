@@ -270,6 +270,7 @@ class LocalAirflow:
         self.parallelism = parallelism
         self._log = log
         self._services: list[Service] = []
+        self._migration: Service | None = None
         self._api: AirflowApi | None = None
         # One random secret per run, shared by api-server and scheduler (≥64 bytes, or
         # Airflow warns on every token).
@@ -324,11 +325,10 @@ class LocalAirflow:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
+            # A wide fan-out is queued in one scheduler loop, so the executor sends it as a batch.
             "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "32",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # Only the runs triggered through the API: unpausing a scheduled DAG adds none.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         }
@@ -346,44 +346,52 @@ class LocalAirflow:
         if self._log is not None:
             self._log(message)
 
-    def start(self, extra_environment: Mapping[str, str], ready_timeout: float = 180.0) -> None:
-        """Migrate the database, start the services, return once the api-server answers."""
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> Service:
+        log_path = self.logs_dir / f"{name}.log"
+        log_file = log_path.open("ab")
+        popen = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), *args],
+            env=dict(env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return Service(name, popen, log_path, log_file)
+
+    def begin_migration(self) -> None:
+        """Start ``airflow db migrate`` in the background; it needs only the database URL,
+        so it can overlap with starting the AWS side."""
+        if self._migration is not None:
+            return
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        env = self.service_environment(extra_environment)
-        airflow = str(Path(sys.executable).parent / "airflow")
-
         self._say("migrating the Airflow database (SQLite)")
-        migrate_log = self.logs_dir / "db-migrate.log"
-        with migrate_log.open("wb") as out:
-            result = subprocess.run(
-                [airflow, "db", "migrate"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=ready_timeout,
-                check=False,
-                start_new_session=True,
-            )
-        if result.returncode != 0:
-            tail = "\n".join(migrate_log.read_text(errors="replace").splitlines()[-30:])
-            raise AirflowError(f"airflow db migrate failed (exit {result.returncode}):\n{tail}")
+        self._migration = self._spawn("db-migrate", ["db", "migrate"], self.service_environment({}))
 
-        for name in SERVICES:
-            log_path = self.logs_dir / f"{name}.log"
-            log_file = log_path.open("ab")
-            popen = subprocess.Popen(
-                [airflow, name],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            self._services.append(Service(name, popen, log_path, log_file))
+    def _finish_migration(self, timeout: float) -> None:
+        self.begin_migration()
+        assert self._migration is not None
+        try:
+            code = self._migration.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise TimeoutError(f"airflow db migrate did not finish within {timeout:.0f} s") from exc
+        if code != 0:
+            raise AirflowError(f"airflow db migrate failed (exit {code}):\n{self._migration.log_tail()}")
+
+    def start(self, extra_environment: Mapping[str, str], ready_timeout: float = 180.0) -> None:
+        """Migrate the database, start the services, return once the api-server answers."""
+        deadline = time.monotonic() + ready_timeout
+        self._finish_migration(ready_timeout)
+        env = self.service_environment(extra_environment)
+        self._services.extend(self._spawn(name, [name], env) for name in SERVICES)
         self._say(f"started {', '.join(SERVICES)}; api-server on {self.api_url}")
         self._api = AirflowApi(self.api_url)
-        self.wait_until(lambda: self.api.healthy() is not None, ready_timeout, "the api-server to answer")
+        self.wait_until(
+            lambda: self.api.healthy() is not None,
+            max(deadline - time.monotonic(), 1.0),
+            "the api-server to answer",
+        )
 
     @property
     def api(self) -> AirflowApi:
@@ -417,18 +425,20 @@ class LocalAirflow:
             self._api.close()
             self._api = None
         processes: dict[int, psutil.Process] = {}
-        for service in self._services:
+        services = [*self._services, *([self._migration] if self._migration else [])]
+        for service in services:
             for proc in _tree(service.popen.pid):
                 processes[proc.pid] = proc
         for proc in marked_processes(self.run_id):
             processes.setdefault(proc.pid, proc)
         # Services first (SIGTERM lets the scheduler end its executor), then stragglers.
         terminate(list(processes.values()))
-        for service in self._services:
+        for service in services:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 service.popen.wait(timeout=1)
             service.log_file.close()
         self._services.clear()
+        self._migration = None
         leftovers = marked_processes(self.run_id)
         if leftovers:
             terminate(leftovers, grace_seconds=2)
