@@ -21,6 +21,7 @@ plane can observe:
   deployed, so ListTargetsByRule shows the template's targets.
 - EventBridge's default event shape includes ``account`` (moto leaves it out; Powertools'
   ``EventBridgeModel`` requires it).
+- DynamoDB requests are atomic (moto exposes a half-written item to concurrent requests).
 - SQS event source mappings never invoke moto's Lambda inside SendMessage (moto's Docker-less
   backend would "succeed" and delete the message): the local Lambda runtime polls instead.
 """
@@ -216,6 +217,23 @@ def _patch_events() -> None:
     events_models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]
 
 
+def _patch_dynamodb() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+
+    # moto's UpdateItem on a new item first stores the bare key, then applies the expression to
+    # the stored item in place: a concurrent read sees an item with no attributes, and two
+    # conditional updates can both pass. DynamoDB applies each request atomically; one lock
+    # around every DynamoDB request restores that (and the control plane's conditions).
+    lock = threading.RLock()
+    call_action: Callable[..., Any] = DynamoHandler.call_action
+
+    def atomic_call_action(self: Any) -> Any:
+        with lock:
+            return call_action(self)
+
+    DynamoHandler.call_action = atomic_call_action  # type: ignore[method-assign]
+
+
 def _patch_sqs() -> None:
     from moto.sqs import models as sqs_models
 
@@ -370,6 +388,7 @@ def configure_moto() -> None:
 
     default_user_config["lambda"] = {"use_docker": False}
     _patch_events()
+    _patch_dynamodb()
     _patch_sqs()
     _patch_ecs()
 

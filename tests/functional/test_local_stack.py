@@ -147,10 +147,11 @@ def test_failed_start_is_retried_and_the_second_start_succeeds(plane: Plane) -> 
     item = plane.wait_final(key)
 
     # THEN the control plane started it again and the second attempt succeeded
-    assert item.state.value == "SUCCESS"
-    assert item.attempt == 2
-    assert plane.stack.start_attempts()[key] == 2
-    first = next(r for r in plane.stack.task_records() if r["key"] == key and r["attempt"] == 1)
+    records = [r for r in plane.stack.task_records() if r["key"] == key]
+    assert item.state.value == "SUCCESS", (item, records)
+    assert item.attempt == 2, (item, records)
+    assert plane.stack.start_attempts()[key] == 2, records
+    first = next(r for r in records if r["attempt"] == 1)
     assert first["stop_code"] == "TaskFailedToStart"
     assert first["started_at"] is None
 
