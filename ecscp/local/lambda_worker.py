@@ -165,31 +165,38 @@ class Worker:
         )
 
     def invoke(self, event: Any, what: str) -> tuple[bool, Any]:
-        """Run the handler once; (succeeded, response). Errors are logged as Lambda logs them."""
+        """Run the handler once; (succeeded, response). Logged as Lambda logs an invocation."""
         context = self.context()
+        request = context.aws_request_id
         started = time.monotonic()
+        _lambda_line(f"START RequestId: {request} Version: $LATEST")
+        ok, response = True, None
         try:
             response = self.handler(event, context)
         except Exception as exc:  # noqa: BLE001 - a handler error is an invocation result
+            ok = False
             log.error(
                 "invocation %s (%s) failed: %s: %s\n%s",
-                context.aws_request_id,
+                request,
                 what,
                 type(exc).__name__,
                 exc,
                 traceback.format_exc(),
             )
-            return False, None
-        finally:
-            elapsed = time.monotonic() - started
-            if elapsed > int(self.spec["timeout_seconds"]):
-                log.warning(
-                    "invocation %s took %.1f s, over the function timeout of %s s (AWS would stop it)",
-                    context.aws_request_id,
-                    elapsed,
-                    self.spec["timeout_seconds"],
-                )
-        return True, response
+        elapsed = time.monotonic() - started
+        _lambda_line(f"END RequestId: {request}")
+        _lambda_line(
+            f"REPORT RequestId: {request}\tDuration: {elapsed * 1000:.2f} ms\t"
+            f"Memory Size: {self.spec['memory_mb']} MB\tSource: {what}"
+        )
+        if elapsed > int(self.spec["timeout_seconds"]):
+            log.warning(
+                "invocation %s took %.1f s, over the function timeout of %s s (AWS would have stopped it)",
+                request,
+                elapsed,
+                self.spec["timeout_seconds"],
+            )
+        return ok, response
 
     # -- sources --------------------------------------------------------------------------------
 
@@ -309,6 +316,11 @@ class Worker:
                 continue
             self.stopping.wait(idle)
             idle = min(IDLE_SLEEP_MAX, idle * 2)
+
+
+def _lambda_line(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def _exit_when_parent_goes() -> None:

@@ -19,6 +19,8 @@ plane can observe:
   target publishes the (transformed) event to the topic; a Lambda target puts it on a delivery
   queue that the local Lambda runtime polls (see :func:`delivery_queue_name`). Targets stay as
   deployed, so ListTargetsByRule shows the template's targets.
+- EventBridge rules without an event pattern (schedules) and disabled rules get no events
+  from PutEvents (moto delivers every event to them).
 - EventBridge's default event shape includes ``account`` (moto leaves it out; Powertools'
   ``EventBridgeModel`` requires it).
 - DynamoDB requests are atomic (moto exposes a half-written item to concurrent requests).
@@ -188,6 +190,10 @@ def _patch_events() -> None:
     original: Callable[..., None] = events_models.Rule.send_to_targets
 
     def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+        # moto matches every event against a schedule-only rule (no pattern) and ignores the
+        # rule's state; on AWS neither receives events from PutEvents.
+        if self.state != "ENABLED" or not self.event_pattern.get_pattern():
+            return
         if not self.event_pattern.matches_event(original_event):
             return
         ours = [t for t in self.targets if parse_arn(t["Arn"]).service in ("lambda", "sns", "sqs")]

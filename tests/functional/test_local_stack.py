@@ -231,6 +231,28 @@ def test_run_task_with_the_same_client_token_returns_the_same_task(stack: LocalS
     assert ecs.run_task(**(call | {"clientToken": "other-token"}))["tasks"][0]["taskArn"] != first["taskArn"]
 
 
+def test_scheduled_functions_run_only_on_their_schedule(stack: LocalStack) -> None:
+    # GIVEN the tasks above, whose ECS and failed-start events went through EventBridge
+    scheduled = (
+        [f for f in stack.deployment.functions if f.schedules and not f.sqs_sources]
+        if stack.deployment
+        else []
+    )
+    assert scheduled, "the template has a scheduled function"
+
+    # WHEN the logs of the functions that only run on a schedule are read (none is due yet)
+    due_soon = [f for f in scheduled if min(s.every_seconds for s in f.schedules) < 120]
+    logs = {
+        f.logical_id: (stack.logs_dir / f"{f.logical_id}.log").read_text()
+        for f in scheduled
+        if f not in due_soon
+    }
+
+    # THEN none of them was invoked by those events (moto delivers every event to a schedule rule)
+    assert logs
+    assert {name: text.count("START RequestId") for name, text in logs.items()} == dict.fromkeys(logs, 0)
+
+
 def test_the_workload_token_never_reaches_the_stack_logs(stack: LocalStack) -> None:
     # GIVEN the tasks above, whose commands all carried the token (their own output is theirs)
     # WHEN the stack's logs and records are read
