@@ -1,0 +1,218 @@
+"""``python -m benchmarks`` (``make bench``): every scenario, one moto server, tables and JSON.
+
+Scenarios: ``sync`` (launch, idle and busy sync at each N; ``launch``, ``idle`` and ``busy``
+are accepted for it), ``throughput`` (local stack end to end), ``coldstart`` (handler import
+time and cost per record), ``memory`` (executor memory per tracked task).
+"""
+
+# Airflow, moto and the handlers are imported where used: the environment (AIRFLOW_HOME,
+# fake credentials, endpoints) must be set before they read it.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .env import COUNTER, PROJECT_ROOT, MotoServer, configure_process_env
+
+RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
+SCENARIOS = ("sync", "throughput", "coldstart", "memory")
+ALIASES = {"idle": "sync", "busy": "sync", "launch": "sync"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    sizes: tuple[int, ...]
+    repeats: int
+    #: Provider repeats per N (its sync at 10,000 takes long on moto).
+    provider_repeats: dict[int, int]
+    throughput_tasks: int
+    throughput_timeout_s: float
+    import_repeats: int
+    handler_records: int
+    memory_tasks: int
+    #: N for a second sync pass on moto exactly as released (for comparison with older figures).
+    raw_moto_sizes: tuple[int, ...] = ()
+
+
+FULL = Profile(
+    sizes=(100, 1000, 10_000),
+    repeats=10,
+    provider_repeats={100: 5, 1000: 5, 10_000: 2},
+    throughput_tasks=1000,
+    throughput_timeout_s=300,
+    import_repeats=5,
+    handler_records=200,
+    memory_tasks=10_000,
+    raw_moto_sizes=(100, 1000),
+)
+QUICK = Profile(
+    sizes=(100, 1000),
+    repeats=5,
+    provider_repeats={100: 3, 1000: 3},
+    throughput_tasks=30,
+    throughput_timeout_s=180,
+    import_repeats=3,
+    handler_records=50,
+    memory_tasks=2000,
+)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller N and fewer repeats (a few minutes)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated scenarios: {', '.join(SCENARIOS)} (idle, busy, launch = sync)",
+    )
+    parser.add_argument("--sizes", default="", help="override N for the sync scenario, e.g. 100,1000")
+    parser.add_argument("--throughput-tasks", type=int, default=0, help="tasks for the throughput scenario")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="JSON file (default: results/latest.json, or results/quick.json with --quick); "
+        "scenarios not run keep their previous figures",
+    )
+    parser.add_argument(
+        "--raw-moto",
+        action="store_true",
+        help="moto exactly as released (no removal of its per-call scans; see moto_child.py)",
+    )
+    return parser.parse_args(argv)
+
+
+def _scenarios(only: str) -> list[str]:
+    if not only:
+        return list(SCENARIOS)
+    chosen: list[str] = []
+    for part in (p.strip() for p in only.split(",") if p.strip()):
+        name = ALIASES.get(part, part)
+        if name not in SCENARIOS:
+            raise SystemExit(f"unknown scenario {part!r}; choose from {', '.join([*SCENARIOS, *ALIASES])}")
+        if name not in chosen:
+            chosen.append(name)
+    return chosen
+
+
+def _quiet() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    for name in ("werkzeug", "botocore", "airflow", "ecs_control_plane", "executor_client"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario after another
+    from . import report
+
+    args = _parse(argv)
+    profile = QUICK if args.quick else FULL
+    scenarios = _scenarios(args.only)
+    output = args.output or RESULTS_DIR / ("quick.json" if args.quick else "latest.json")
+    console = Console(stderr=True)
+
+    def say(text: str) -> None:
+        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}", highlight=False)
+
+    configure_process_env(Path(tempfile.mkdtemp(prefix="ecscp-bench-")))
+    _quiet()
+    COUNTER.install()
+
+    results: dict[str, Any] = {}
+    if output.exists():
+        results = json.loads(output.read_text())
+    results["environment"] = report.environment()
+    results["profile"] = "quick" if args.quick else "full"
+    results["moto"] = "raw" if args.raw_moto else "per-call scans removed (benchmarks/moto_child.py)"
+    started = time.perf_counter()
+
+    sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip()) or profile.sizes
+    with MotoServer(raw=args.raw_moto) as server:
+        if "sync" in scenarios:
+            from . import sync_bench
+
+            say(f"sync scenario (launch, idle, busy) at N = {', '.join(map(str, sizes))}")
+            load_before = report.load_average()
+            plans = [
+                sync_bench.SyncPlan(
+                    n=n,
+                    repeats=profile.repeats,
+                    provider_repeats=profile.provider_repeats.get(n, 2 if n >= 5000 else 5),
+                )
+                for n in sizes
+            ]
+            results["sync"] = {
+                "sizes": sync_bench.run(server, plans, say),
+                "load_average_before": load_before,
+                "load_average_after": report.load_average(),
+            }
+        if "coldstart" in scenarios:
+            from . import coldstart
+
+            say("coldstart scenario")
+            results["coldstart"] = coldstart.run(
+                server, import_repeats=profile.import_repeats, records=profile.handler_records, say=say
+            ) | {"load_average_after": report.load_average()}
+
+    if "sync" in scenarios and profile.raw_moto_sizes and not args.raw_moto and not args.sizes:
+        from . import sync_bench
+
+        say(f"sync scenario again on moto as released, N = {', '.join(map(str, profile.raw_moto_sizes))}")
+        with MotoServer(raw=True) as raw_server:
+            plans = [
+                sync_bench.SyncPlan(
+                    n=n, repeats=profile.repeats, provider_repeats=profile.provider_repeats[n]
+                )
+                for n in profile.raw_moto_sizes
+            ]
+            results["sync_raw_moto"] = {"sizes": sync_bench.run(raw_server, plans, say)}
+
+    if "memory" in scenarios:
+        from . import memory
+
+        say("memory scenario")
+        results["memory"] = memory.run(profile.memory_tasks, say) | {
+            "load_average_after": report.load_average()
+        }
+
+    if "throughput" in scenarios:
+        from . import throughput
+
+        tasks = args.throughput_tasks or profile.throughput_tasks
+        say(f"throughput scenario ({tasks} tasks through the local stack)")
+        load_before = report.load_average()
+        try:
+            results["throughput"] = throughput.run(
+                tasks, timeout_s=profile.throughput_timeout_s, max_concurrent_tasks=16, say=say
+            ) | {"load_average_before": load_before, "load_average_after": report.load_average()}
+        except Exception as exc:  # noqa: BLE001 - the other scenarios' figures still count
+            say(f"[red]throughput scenario failed: {type(exc).__name__}: {exc}[/red]")
+            results["throughput"] = {"error": f"{type(exc).__name__}: {exc}"}
+
+    results["targets"] = report.targets(results)
+    results["duration_s"] = round(time.perf_counter() - started, 1)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    tmp.replace(output)
+    report.print_tables(results, Console(width=max(150, Console().width)))
+    say(f"figures written to {output} ({results['duration_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""Scenario 5: cold-start proxy of the Lambda functions, and their cost per record.
+
+Import time: ``python -X importtime -c "import app"`` in a fresh process, with the function's
+folder and the layer on ``sys.path`` as in Lambda (``/var/task`` and ``/opt/python``); the
+figure is the cumulative time of the top-level ``app`` import.
+
+Per record: the real handlers, with ECS answered by a botocore Stubber (ECS is not what is
+measured) and DynamoDB on the moto server, so a record's time is the handler's own work plus
+its table calls over loopback HTTP.
+"""
+
+# Airflow, moto and the handlers are imported where used: the environment (AIRFLOW_HOME,
+# fake credentials, endpoints) must be set before they read it.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.stub import Stubber
+
+from ecs_control_plane.contract import ATTEMPT_ENV, OWNER_ENV, TASK_KEY_ENV, RunRequest, TaskKey
+
+from .env import CLUSTER, CONTAINER, COUNTER, PROJECT_ROOT, REGION, TABLE, TASK_FAMILY, AwsFixture, MotoServer
+from .stats import Timing
+
+FUNCTIONS_DIR = PROJECT_ROOT / "functions"
+LAYER_DIR = PROJECT_ROOT / "layers" / "control_plane"
+EVENTS_DIR = PROJECT_ROOT / "events"
+CONTROL_PLANE_ID = "ecscp-bench"
+_IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
+
+
+def function_names() -> list[str]:
+    return sorted(p.parent.name for p in FUNCTIONS_DIR.glob("*/app.py"))
+
+
+def _import_once(function: str) -> tuple[float, list[tuple[str, float]]]:
+    """One fresh interpreter: (cumulative ms of ``import app``, its heaviest direct imports)."""
+    folder = FUNCTIONS_DIR / function
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(folder), str(LAYER_DIR)]),
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_SERVICE_NAME": function,
+        "POWERTOOLS_METRICS_NAMESPACE": "bench",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import app"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"import app failed for {function}: {done.stderr[-2000:]}")
+    rows = []
+    for line in done.stderr.splitlines():
+        match = _IMPORTTIME.match(line)
+        if match:
+            rows.append((len(match.group(3)), match.group(4), int(match.group(2)) / 1000))
+    app_rows = [(depth, cum) for depth, name, cum in rows if name == "app"]
+    if not app_rows:
+        raise RuntimeError(f"no importtime line for app in {function}")
+    app_depth, app_ms = app_rows[-1]
+    # -X importtime lists children before their parent, one indent level deeper.
+    children: list[tuple[str, float]] = []
+    for depth, name, cum in rows:
+        if name == "app":
+            break
+        if depth == app_depth + 2:
+            children.append((name, cum))
+    children.sort(key=lambda c: c[1], reverse=True)
+    return app_ms, children[:6]
+
+
+def import_times(repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for function in function_names():
+        samples = [_import_once(function) for _ in range(repeats)]
+        times = [s[0] / 1000 for s in samples]
+        heaviest = samples[len(samples) // 2][1]
+        out[function] = {
+            "import_app": Timing.of(times).as_dict(),
+            "heaviest_imports_ms": {name: round(ms, 1) for name, ms in heaviest},
+        }
+    return out
+
+
+@dataclass
+class LambdaContext:
+    """What Powertools reads from a Lambda context."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:bench"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def _function_env(fixture: AwsFixture) -> dict[str, str]:
+    assert fixture.network is not None
+    return {
+        "ECSCP_CLUSTER": CLUSTER,
+        "ECSCP_CONTAINER_NAME": CONTAINER,
+        "ECSCP_TASK_DEFINITION": TASK_FAMILY,
+        "ECSCP_LAUNCH_TYPE": "FARGATE",
+        "ECSCP_PLATFORM_VERSION": "LATEST",
+        "ECSCP_ASSIGN_PUBLIC_IP": "false",
+        "ECSCP_SUBNETS": fixture.network.subnet,
+        "ECSCP_SECURITY_GROUPS": fixture.network.security_group,
+        "ECSCP_RUN_TASK_KWARGS": "{}",
+        "ECSCP_CAPACITY_PROVIDER_STRATEGY": "",
+        "ECSCP_STATE_TABLE": TABLE,
+        "ECSCP_QUEUE_URL": fixture.queue_url,
+        "ECSCP_CONTROL_PLANE_ID": CONTROL_PLANE_ID,
+        "ECSCP_EVENT_BUS": "default",
+        "AWS_ENDPOINT_URL": fixture.server.endpoint,
+        "POWERTOOLS_SERVICE_NAME": "bench",
+    }
+
+
+@contextlib.contextmanager
+def function_environment(fixture: AwsFixture) -> Iterator[None]:
+    """The functions' environment, pointing at the moto server; restored afterwards."""
+    values = _function_env(fixture)
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    from ecs_control_plane.runtime import control_plane
+
+    control_plane.cache_clear()
+    try:
+        yield
+    finally:
+        control_plane.cache_clear()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _sqs_event(bodies: list[str]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": f"bench-{uuid.uuid4().hex}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+                "messageAttributes": {},
+                "md5OfBody": "0" * 32,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:bench-run-requests",
+                "awsRegion": REGION,
+            }
+            for body in bodies
+        ]
+    }
+
+
+def _ecs_event(template: dict[str, Any], arn: str, key: str, version: int) -> dict[str, Any]:
+    event = copy.deepcopy(template)
+    detail = event["detail"]
+    event["id"] = str(uuid.uuid4())
+    event["resources"] = [arn]
+    detail["taskArn"] = arn
+    detail["clusterArn"] = f"arn:aws:ecs:{REGION}:123456789012:cluster/{CLUSTER}"
+    detail["startedBy"] = CONTROL_PLANE_ID
+    detail["version"] = version
+    for container in detail.get("containers", []):
+        container["taskArn"] = arn
+    override = detail["overrides"]["containerOverrides"][0]
+    override["environment"] = [
+        {"name": TASK_KEY_ENV, "value": key},
+        {"name": ATTEMPT_ENV, "value": "1"},
+        {"name": OWNER_ENV, "value": "bench-scheduler"},
+    ]
+    return event
+
+
+def _per_record(invoke: Callable[[Any], Any], events: list[Any], records: int) -> dict[str, Any]:
+    sink = io.StringIO()
+    seconds = []
+    calls: dict[str, int] = {}
+    COUNTER.reset()
+    for event in events:
+        with contextlib.redirect_stdout(sink):  # Powertools writes logs and EMF metrics to stdout
+            start = time.perf_counter()
+            invoke(event)
+            seconds.append(time.perf_counter() - start)
+        sink.seek(0)
+        sink.truncate()
+    calls = COUNTER.snapshot()
+    per_invoke = len(events) and records // len(events)
+    return {
+        "per_record_ms": round(sum(seconds) * 1000 / records, 3),
+        "per_invocation": Timing.of(seconds).as_dict(),
+        "records_per_invocation": per_invoke,
+        "invocations": len(events),
+        "aws_calls_per_record": {op: round(n / records, 2) for op, n in calls.items()},
+    }
+
+
+def handler_costs(server: MotoServer, records: int) -> dict[str, Any]:
+    """run_task then task_state (RUNNING, then STOPPED exit 0) for ``records`` task tries."""
+    from ecs_control_plane.gateways import EcsGateway
+    from ecs_control_plane.runtime import control_plane
+    from executor_client.executor import workload_command
+    from functions.run_task import app as run_task_app
+    from functions.task_state import app as task_state_app
+
+    from .workloads import make_workload
+
+    server.reset()
+    fixture = AwsFixture(server)
+    fixture.create_all()
+    results: dict[str, Any] = {}
+    with function_environment(fixture):
+        plane = control_plane()
+        ecs_client = server.client("ecs")
+        stubber = Stubber(ecs_client)
+        arns = [
+            f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/{uuid.uuid4().hex}" for _ in range(records)
+        ]
+        for arn in arns:
+            stubber.add_response(
+                "run_task", {"tasks": [{"taskArn": arn, "lastStatus": "PROVISIONING"}], "failures": []}
+            )
+        stubber.activate()
+        plane.ecs = EcsGateway(ecs_client)
+
+        keys, bodies = [], []
+        for i in range(records):
+            workload = make_workload(i, batch="lambda")
+            key = TaskKey(dag_id="bench", task_id=workload.ti.task_id, run_id=workload.ti.run_id).encode()
+            keys.append(key)
+            bodies.append(
+                RunRequest(
+                    kind="run", key=key, owner="bench-scheduler", command=workload_command(workload)
+                ).model_dump_json()
+            )
+        batches = [_sqs_event(bodies[i : i + 10]) for i in range(0, records, 10)]
+
+        def run_task(event: Any) -> None:
+            response = run_task_app.lambda_handler(event, LambdaContext("run_task"))
+            if response.get("batchItemFailures"):
+                raise RuntimeError(f"run_task reported failures: {response['batchItemFailures'][:3]}")
+
+        results["run_task"] = _per_record(run_task, batches, records)
+        stubber.assert_no_pending_responses()
+
+        running = json.loads((EVENTS_DIR / "ecs_task_running.json").read_text())
+        stopped = json.loads((EVENTS_DIR / "ecs_task_stopped_exit0.json").read_text())
+        running_events = [_ecs_event(running, arn, key, 3) for arn, key in zip(arns, keys, strict=True)]
+        stopped_events = [_ecs_event(stopped, arn, key, 5) for arn, key in zip(arns, keys, strict=True)]
+
+        def task_state(event: Any) -> None:
+            outcome = task_state_app.lambda_handler(event, LambdaContext("task_state"))
+            if outcome.get("outcome") != "APPLIED":
+                raise RuntimeError(f"task_state did not apply the event: {outcome}")
+
+        results["task_state"] = _per_record(task_state, running_events + stopped_events, 2 * records)
+        finished = plane.table.batch_get(keys)
+        if len(finished) != records or any(item.state.value != "SUCCESS" for item in finished):
+            raise RuntimeError("not every task try reached SUCCESS in the table")
+    return results
+
+
+def run(
+    server: MotoServer, *, import_repeats: int, records: int, say: Callable[[str], None]
+) -> dict[str, Any]:
+    say(f"  import time of each function (x{import_repeats}, fresh interpreter each)")
+    imports = import_times(import_repeats)
+    say(f"  handler cost per record ({records} run requests, {2 * records} ECS events)")
+    costs = handler_costs(server, records)
+    return {"import": imports, "handlers": costs}
+
+
+def _main() -> None:  # pragma: no cover - a quick manual check: python -m benchmarks.coldstart
+    print(json.dumps(import_times(3), indent=2))
+
+
+if __name__ == "__main__":
+    _main()

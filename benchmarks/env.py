@@ -1,0 +1,313 @@
+"""The measuring ground: one moto server in a child process, AWS resources in it, call counting."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.session
+import httpx
+from botocore.config import Config
+
+from ecs_control_plane.contract import ACTIVE_INDEX, OWNER_INDEX
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_ec2.client import EC2Client
+    from mypy_boto3_ecs.client import ECSClient
+    from mypy_boto3_sqs.client import SQSClient
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+CLUSTER = "bench"
+CONTAINER = "airflow"
+TASK_FAMILY = "airflow-task"
+TABLE = "bench-state"
+QUEUE = "bench-run-requests"
+#: moto advances an ECS task one state per DescribeTasks unless told otherwise; this pins it.
+PINNED_TRANSITION = {"progression": "manual", "times": 1_000_000_000_000}
+#: Benchmarks measure the happy path: a retry would hide a slow call inside a count of one.
+NO_RETRY = Config(retries={"total_max_attempts": 1}, read_timeout=600, connect_timeout=10)
+
+
+def configure_process_env(state_dir: Path) -> None:
+    """Fake AWS credentials and a throw-away AIRFLOW_HOME, before boto3 or Airflow read them."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto's fake credentials
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+        AIRFLOW_HOME=str(state_dir / "airflow"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{state_dir / 'airflow' / 'airflow.db'}",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="ERROR",
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_METRICS_NAMESPACE="bench",
+        POWERTOOLS_LOG_LEVEL="ERROR",
+    )
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MotoServer:
+    """``python -m moto.server`` in a child process, so its CPU is not charged to the executor."""
+
+    def __init__(self, *, raw: bool = False) -> None:
+        self.raw = raw
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._http = httpx.Client(base_url=self.endpoint, timeout=60)
+
+    def __enter__(self) -> MotoServer:
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+        )
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.moto_child",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                *(["--raw"] if self.raw else []),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto server exited with code {self._process.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if self._http.get("/moto-api/data.json").status_code == 200:
+                    return self
+            time.sleep(0.1)
+        raise RuntimeError("moto server did not answer within 60 s")
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._http.close()
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def reset(self) -> None:
+        """Forget every resource, so one scenario's data never slows down the next one's scans."""
+        self._http.post("/moto-api/reset").raise_for_status()
+        self.pin_ecs_tasks()
+
+    def pin_ecs_tasks(self) -> None:
+        response = self._http.post(
+            "/moto-api/state-manager/set-transition",
+            json={"model_name": "ecs::task", "transition": PINNED_TRANSITION},
+        )
+        response.raise_for_status()
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session(region_name=REGION).client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
+            config=NO_RETRY,
+        )
+
+    def airflow_connection(self) -> str:
+        """``AIRFLOW_CONN_AWS_DEFAULT`` for this server (the provider's hook reads endpoint_url)."""
+        return json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {
+                    "endpoint_url": self.endpoint,
+                    "region_name": REGION,
+                    "config_kwargs": {"retries": {"total_max_attempts": 1}, "read_timeout": 600},
+                },
+            }
+        )
+
+
+class CallCounter:
+    """Counts every AWS API call (and HTTP request) made by any botocore client of this process.
+
+    Installed on ``botocore.session.Session.create_client`` so that clients made inside an
+    executor (Airflow hooks make their own sessions) are counted too, with botocore's own
+    ``before-call`` / ``before-send`` events: exact counts, not estimates.
+    """
+
+    def __init__(self) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.sends = 0
+        #: Items returned by DynamoDB Query calls (what an incremental sync had to read).
+        self.query_items = 0
+        self._installed = False
+
+    def install(self) -> None:
+        if self._installed:
+            return
+        original = botocore.session.Session.create_client
+        counter = self
+
+        def create_client(session: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
+            client = original(session, *args, **kwargs)
+            client.meta.events.register("before-call.*.*", counter._on_call)
+            client.meta.events.register("before-send.*.*", counter._on_send)
+            client.meta.events.register("after-call.dynamodb.Query", counter._on_query)
+            return client
+
+        botocore.session.Session.create_client = create_client  # type: ignore[method-assign,assignment]
+        self._installed = True
+
+    def _on_call(self, model: Any, **_: Any) -> None:
+        self.calls[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    def _on_send(self, **_: Any) -> None:
+        self.sends += 1
+
+    def _on_query(self, parsed: dict[str, Any], **_: Any) -> None:
+        self.query_items += int(parsed.get("Count", 0))
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.sends = 0
+        self.query_items = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(sorted(self.calls.items()))
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[CallCounter]:
+        self.reset()
+        yield self
+
+
+COUNTER = CallCounter()
+
+
+@dataclass
+class Network:
+    subnet: str
+    security_group: str
+
+
+class AwsFixture:
+    """Creates the resources both executors need: ECS cluster and task definition, table, queue."""
+
+    def __init__(self, server: MotoServer) -> None:
+        self.server = server
+        self.ecs: ECSClient = server.client("ecs")
+        self.dynamodb: DynamoDBClient = server.client("dynamodb")
+        self.sqs: SQSClient = server.client("sqs")
+        self.ec2: EC2Client = server.client("ec2")
+        self.network: Network | None = None
+        self.queue_url = ""
+
+    def create_all(self) -> None:
+        self.create_ecs()
+        self.create_table()
+        self.create_queue()
+
+    def create_ecs(self) -> None:
+        # moto's RunTask with awsvpc needs DNS hostnames on the VPC, security groups and
+        # container-level memory (see the project's moto notes).
+        vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        self.ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        subnet = self.ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/17", AvailabilityZone=f"{REGION}a")
+        sg = self.ec2.create_security_group(GroupName="airflow", Description="airflow", VpcId=vpc)
+        self.network = Network(subnet["Subnet"]["SubnetId"], sg["GroupId"])
+        self.ecs.create_cluster(clusterName=CLUSTER)
+        self.ecs.register_task_definition(
+            family=TASK_FAMILY,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="512",
+            memory="1024",
+            containerDefinitions=[
+                {"name": CONTAINER, "image": "apache/airflow:3.1.0", "essential": True, "memory": 1024}
+            ],
+        )
+
+    def create_table(self, name: str = TABLE) -> None:
+        """The state table's key schema and owner index (as template.yaml declares them)."""
+        self.dynamodb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "key", "AttributeType": "S"},
+                {"AttributeName": "owner", "AttributeType": "S"},
+                {"AttributeName": "updated_at", "AttributeType": "N"},
+                {"AttributeName": "active_shard", "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": OWNER_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": "owner", "KeyType": "HASH"},
+                        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                },
+                {
+                    "IndexName": ACTIVE_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": "active_shard", "KeyType": "HASH"},
+                        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                },
+            ],
+        )
+
+    def create_queue(self) -> None:
+        self.queue_url = self.sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+
+    def network_kwargs(self) -> dict[str, Any]:
+        assert self.network is not None
+        return {
+            "awsvpcConfiguration": {
+                "subnets": [self.network.subnet],
+                "securityGroups": [self.network.security_group],
+                "assignPublicIp": "DISABLED",
+            }
+        }
