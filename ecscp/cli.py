@@ -7,6 +7,7 @@ Heavy modules (moto, samtranslator, Airflow clients) are imported inside the com
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,20 +34,36 @@ def local_up(
         Path | None,
         typer.Option(help="Where the stack keeps its files (default: a new temporary directory)."),
     ] = None,
+    task_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VALUE for every container the local ECS host runs (repeatable); "
+            "AIRFLOW_HOME and AIRFLOW__* variables of this shell are passed on as well."
+        ),
+    ] = None,
 ) -> None:
-    """Start the local stack and keep it running until Ctrl-C; prints the settings for Airflow."""
+    """Start the local stack and keep it running until Ctrl-C; prints the settings for Airflow.
+
+    Task containers run as local processes; like an ECS task definition, they need the Airflow
+    worker settings (at least AIRFLOW__CORE__EXECUTION_API_SERVER_URL and the DAGs folder).
+    """
     from ecscp.demo import PROJECT_ROOT  # noqa: PLC0415 (lazy: keeps --help fast)
-    from ecscp.local.airflow import send_sigterm_as_interrupt  # noqa: PLC0415 (lazy: keeps --help fast)
     from ecscp.local.stack import LocalStackConfig, run_forever  # noqa: PLC0415 (lazy: keeps --help fast)
 
-    send_sigterm_as_interrupt()
+    container_env = {k: v for k, v in os.environ.items() if k == "AIRFLOW_HOME" or k.startswith("AIRFLOW__")}
+    # The container command starts with a bare "python": it must be this environment's.
+    container_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    for item in task_env or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--task-env")
+        container_env[name] = value
     directory = state_dir.resolve() if state_dir else Path(tempfile.mkdtemp(prefix="ecscp-local-"))
     directory.mkdir(parents=True, exist_ok=True)
-    config = LocalStackConfig(project_root=PROJECT_ROOT, state_dir=directory, port=port)
-    try:
-        run_forever(config, Console(stderr=True))
-    except KeyboardInterrupt:
-        raise typer.Exit(code=130) from None
+    config = LocalStackConfig(
+        project_root=PROJECT_ROOT, state_dir=directory, port=port, task_env=container_env
+    )
+    run_forever(config, Console())
 
 
 @app.command()

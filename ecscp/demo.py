@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, JustifyMethod
 from rich.table import Table
@@ -31,6 +31,9 @@ from ecscp.local.airflow import (
     TaskInstance,
     interrupts_deferred,
 )
+
+if TYPE_CHECKING:
+    from ecscp.local.stack import LocalStack
 
 EXAMPLE_DAGS = Path(__file__).resolve().parent / "example_dags"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -157,21 +160,7 @@ def run_demo(
     )
     stack = LocalStack(stack_config)
     try:
-        airflow.begin_migration()
-        clock.say("starting the local stack (moto, the SAM template, Lambda runtime, ECS runner)")
-        stack.start()
-        clock.say(f"local stack ready at {stack.endpoint_url}")
-        airflow.start(stack.airflow_environment(), ready_timeout=clock.remaining())
-        clock.say("api-server answers; waiting for the dag-processor to parse the DAGs")
-        parsed = airflow.wait_for_dags(timeout=clock.remaining())
-        result.import_errors = parsed.import_errors
-        for filename, trace in parsed.import_errors.items():
-            clock.say(f"[red]import error in {filename}[/red]\n{trace}")
-        clock.say(f"triggering {len(parsed.dag_ids)} DAG(s): {', '.join(parsed.dag_ids)}")
-        runs = _wait_for_runs(airflow, airflow.trigger_all(parsed.dag_ids), clock, stack.check)
-        result.timed_out = any(run.state not in TERMINAL_RUN_STATES for run in runs)
-        result.runs = collect_outcomes(airflow, runs, stack.start_attempts())
-        result.alerts = _wait_for_alerts(stack.alerts, result.runs, stack_config.max_run_task_attempts)
+        _drive(airflow, stack, clock, result)
     except KeyboardInterrupt:
         result.error = "interrupted"
         raise
@@ -195,6 +184,28 @@ def run_demo(
         else:
             clock.say(f"state and logs kept in {state}")
     return result
+
+
+def _drive(airflow: LocalAirflow, stack: LocalStack, clock: _Clock, result: DemoResult) -> None:
+    """Start both sides, run every DAG once and fill ``result``; the caller cleans up."""
+    airflow.begin_migration()
+    clock.say("starting the local stack (moto, the SAM template, Lambda runtime, ECS runner)")
+    stack.start()
+    clock.say(f"local stack ready at {stack.endpoint_url}")
+    airflow.start(stack.airflow_environment(), ready_timeout=clock.remaining())
+    clock.say("api-server answers; waiting for the dag-processor to parse the DAGs")
+    parsed = airflow.wait_for_dags(timeout=clock.remaining())
+    result.import_errors = parsed.import_errors
+    for filename, trace in parsed.import_errors.items():
+        clock.say(f"[red]import error in {filename}[/red]\n{trace}")
+    clock.say(f"triggering {len(parsed.dag_ids)} DAG(s): {', '.join(parsed.dag_ids)}")
+    runs = _wait_for_runs(airflow, airflow.trigger_all(parsed.dag_ids), clock, stack.check)
+    unfinished = [run.dag_id for run in runs if run.state not in TERMINAL_RUN_STATES]
+    result.timed_out = bool(unfinished)
+    if unfinished:
+        clock.say(f"[red]timed out[/red]; still not ended: {', '.join(unfinished)}")
+    result.runs = collect_outcomes(airflow, runs, stack.start_attempts())
+    result.alerts = _wait_for_alerts(stack.alerts, result.runs, stack.config.max_run_task_attempts)
 
 
 class _Clock:
