@@ -175,13 +175,12 @@ class Worker:
             response = self.handler(event, context)
         except Exception as exc:  # noqa: BLE001 - a handler error is an invocation result
             ok = False
+            redact = _redactor(event)
             log.error(
-                "invocation %s (%s) failed: %s: %s\n%s",
+                "invocation %s (%s) failed: %s",
                 request,
                 what,
-                type(exc).__name__,
-                exc,
-                traceback.format_exc(),
+                redact(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"),
             )
         elapsed = time.monotonic() - started
         _lambda_line(f"END RequestId: {request}")
@@ -316,6 +315,59 @@ class Worker:
                 continue
             self.stopping.wait(idle)
             idle = min(IDLE_SLEEP_MAX, idle * 2)
+
+
+def _commands(value: Any, found: set[str]) -> set[str]:
+    """Every string in a ``command`` list anywhere in an event, JSON bodies included."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "command" and isinstance(item, list):
+                for part in (p for p in item if isinstance(p, str) and len(p) >= 8):
+                    found.update({part, json.dumps(part)[1:-1]})
+                    found.update(_long_strings(part))
+            else:
+                _commands(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _commands(item, found)
+    return found
+
+
+def _long_strings(text: str) -> set[str]:
+    """String values of a JSON command argument (a workload's token among them)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return set()
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and len(item) >= 16:
+            found.add(item)
+    return found
+
+
+def _redactor(event: Any) -> Callable[[str], str]:
+    """Hides the workload commands of an event (they carry a token) in an error report."""
+    secrets = sorted(_commands(event, set()), key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "<redacted command>")
+            text = text.replace(secret[:40], "<redacted command>")  # error messages truncate values
+        return text
+
+    return redact
 
 
 def _lambda_line(text: str) -> None:

@@ -1,0 +1,191 @@
+"""The local stack's own logic, without a server: EventBridge input rendering, Lambda batch
+semantics, parameter choice, schedules and redaction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ecscp.local.deploy import EcsSetup, parameter_values, rate_seconds, unqualified_function_arn
+from ecscp.local.ecs_runner import exit_code_of
+from ecscp.local.lambda_worker import _redactor, failed_message_ids, load_handler, sqs_record
+from ecscp.local.moto_server import render_input_transformer, render_target_input
+from ecscp.local.stack import parse_environment_lines
+from tests.support.requests import SECRET_TOKEN, run_request
+
+EVENT = {
+    "version": "0",
+    "id": "e1",
+    "detail-type": "Airflow Task Start Failed",
+    "source": "airflow.ecs-control-plane",
+    "account": "123456789012",
+    "time": 1795600800.0,
+    "region": "us-east-1",
+    "resources": [],
+    "detail": {"dag_id": "d", "reason": 'bad "quote"\nnewline', "map_index": -1, "task_arn": None},
+}
+
+SETUP = EcsSetup(
+    cluster_name="local",
+    cluster_arn="arn:aws:ecs:us-east-1:123456789012:cluster/local",
+    subnet_id="subnet-1",
+    security_group_id="sg-1",
+    task_definition="airflow",
+    task_definition_arn="arn:aws:ecs:us-east-1:123456789012:task-definition/airflow:1",
+    task_role_arn="arn:aws:iam::123456789012:role/task",
+    execution_role_arn="arn:aws:iam::123456789012:role/execution",
+)
+
+
+def test_input_transformer_inserts_values_outside_quotes_as_json() -> None:
+    # GIVEN a JSON template with placeholders outside and inside quotes
+    template = '{"reason": <reason>, "map_index": <map_index>, "arn": <task_arn>, "text": "dag <dag_id>!"}'
+    paths = {
+        "reason": "$.detail.reason",
+        "map_index": "$.detail.map_index",
+        "task_arn": "$.detail.task_arn",
+        "dag_id": "$.detail.dag_id",
+    }
+
+    # WHEN it is rendered as EventBridge does
+    rendered = render_input_transformer(template, paths, EVENT)
+
+    # THEN it is valid JSON with each value in its JSON form (moto pasted raw text instead)
+    assert json.loads(rendered) == {
+        "reason": 'bad "quote"\nnewline',
+        "map_index": -1,
+        "arn": None,
+        "text": "dag d!",
+    }
+
+
+def test_target_without_transformer_gets_the_event_with_iso_time_and_account() -> None:
+    # WHEN a target without input settings is rendered
+    event = json.loads(render_target_input({"Id": "t", "Arn": "arn"}, EVENT))
+
+    # THEN it is the event as AWS delivers it
+    assert event["time"] == "2026-11-25T10:00:00Z"
+    assert event["account"] == "123456789012"
+    assert event["detail-type"] == "Airflow Task Start Failed"
+
+
+def test_batch_failures_name_only_the_failed_records() -> None:
+    # GIVEN two records, one reported as failed
+    records = [{"messageId": "a"}, {"messageId": "b"}]
+
+    # THEN only it is kept; an unknown or empty identifier fails the whole batch, as on AWS
+    assert failed_message_ids({"batchItemFailures": [{"itemIdentifier": "b"}]}, records) == {"b"}
+    assert failed_message_ids({"batchItemFailures": []}, records) == set()
+    assert failed_message_ids(None, records) == set()
+    assert failed_message_ids({"batchItemFailures": [{"itemIdentifier": "zz"}]}, records) is None
+    assert failed_message_ids({"batchItemFailures": [{"itemIdentifier": ""}]}, records) is None
+
+
+def test_sqs_message_becomes_a_lambda_record() -> None:
+    # GIVEN a message as ReceiveMessage returns it
+    message = {
+        "MessageId": "m1",
+        "ReceiptHandle": "r1",
+        "Body": "{}",
+        "MD5OfBody": "99914b932bd37a50b983c5e7c90ae93b",
+        "Attributes": {"ApproximateReceiveCount": "2"},
+        "MessageAttributes": {"kind": {"StringValue": "run", "DataType": "String"}},
+    }
+
+    # WHEN it is turned into an event record
+    record = sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:q", "us-east-1")
+
+    # THEN it has Lambda's field names and shapes
+    assert record["messageId"] == "m1"
+    assert record["attributes"]["ApproximateReceiveCount"] == "2"
+    assert record["messageAttributes"]["kind"] == {
+        "stringValue": "run",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
+    }
+    assert record["eventSourceARN"] == "arn:aws:sqs:us-east-1:123456789012:q"
+    assert record["eventSource"] == "aws:sqs"
+
+
+def test_parameters_get_local_values_that_fit_their_constraints() -> None:
+    # GIVEN a template whose Cluster wants a name and whose AssignPublicIp wants true/false
+    template = {
+        "Parameters": {
+            "Cluster": {"Type": "String", "AllowedPattern": "^[a-zA-Z0-9_-]{1,255}$"},
+            "ClusterArn": {"Type": "String"},
+            "AssignPublicIp": {"Type": "String", "AllowedValues": ["true", "false"]},
+            "LogLevel": {"Type": "String", "Default": "INFO"},
+            "MaxRunTaskAttempts": {"Type": "Number", "Default": 3},
+        }
+    }
+
+    # WHEN local values are chosen
+    values = parameter_values(template, SETUP, {"MaxRunTaskAttempts": "2"}, {"LogLevel": "DEBUG"})
+
+    # THEN each parameter gets the value it accepts, overrides win, defaults fill the rest
+    assert values == {
+        "Cluster": "local",
+        "ClusterArn": SETUP.cluster_arn,
+        "AssignPublicIp": "false",
+        "LogLevel": "DEBUG",
+        "MaxRunTaskAttempts": "2",
+    }
+
+
+def test_a_required_parameter_without_a_local_value_is_named() -> None:
+    with pytest.raises(RuntimeError, match="Mystery"):
+        parameter_values({"Parameters": {"Mystery": {"Type": "String"}}}, SETUP, {}, {})
+
+
+@pytest.mark.parametrize(
+    ("expression", "seconds"),
+    [("rate(1 minute)", 60), ("rate(5 minutes)", 300), ("rate(2 hours)", 7200), ("cron(0 * * * ? *)", None)],
+)
+def test_rate_schedules_are_understood(expression: str, seconds: int | None) -> None:
+    assert rate_seconds(expression) == seconds
+
+
+def test_function_arns_lose_their_qualifier() -> None:
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:f"
+    assert unqualified_function_arn(f"{arn}:live") == arn
+    assert unqualified_function_arn(arn) == arn
+
+
+def test_signals_become_container_exit_codes() -> None:
+    assert exit_code_of(-15) == 143
+    assert exit_code_of(-9) == 137
+    assert exit_code_of(3) == 3
+
+
+def test_airflow_environment_output_is_parsed() -> None:
+    text = "# settings\nexport A=1\nB=x=y\n\nnot a setting\n"
+    assert parse_environment_lines(text) == {"A": "1", "B": "x=y"}
+
+
+def test_handler_errors_are_reported_without_the_workload_token() -> None:
+    # GIVEN an SQS event carrying a run request, whose command holds the token
+    event = {"Records": [{"body": run_request().model_dump_json()}]}
+
+    # WHEN an error message that quotes the body is redacted
+    text = _redactor(event)(f"ValidationError: input_value={event['Records'][0]['body']!r}")
+
+    # THEN the token is gone
+    assert SECRET_TOKEN not in text
+    assert "<redacted command>" in text
+
+
+def test_handlers_load_under_their_own_module_name(tmp_path: Path) -> None:
+    # GIVEN two functions whose handler modules have the same name
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "app.py").write_text(f"def handler(event, context):\n    return {name!r}\n")
+
+    # WHEN both are loaded
+    first = load_handler(tmp_path / "one", "app.handler", "ecscp_test_one_app")
+    second = load_handler(tmp_path / "two", "app.handler", "ecscp_test_two_app")
+
+    # THEN each is its own code
+    assert (first(None, None), second(None, None)) == ("one", "two")
