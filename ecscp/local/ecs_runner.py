@@ -55,6 +55,8 @@ INJECTED_PULL_ERROR = (
 )
 ESSENTIAL_EXITED = "Essential container in task exited"
 DETAIL_TYPE = "ECS Task State Change"
+#: Every this many polls the host lists stopped tasks too (ListTasks is a scan in moto).
+FULL_SCAN_EVERY_TICKS = 25
 #: Environment passed through from the host to containers (a container does not inherit the rest).
 HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 
@@ -174,6 +176,7 @@ class EcsRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._account = ""
+        self._ticks = 0
         self.error: BaseException | None = None
 
     # -- public ---------------------------------------------------------------------------------
@@ -225,13 +228,17 @@ class EcsRunner:
             self._stop.wait(self.poll_seconds)
 
     def _tick(self) -> None:
-        self._discover()
+        self._ticks += 1
+        # New tasks want to run; a task stopped before the host saw it is found by the full scan.
+        self._discover(everything=self._ticks % FULL_SCAN_EVERY_TICKS == 0)
         self._follow_stop_requests()
         self._reap()
         self._launch()
 
-    def _discover(self) -> None:
+    def _discover(self, *, everything: bool) -> None:
         kwargs: dict[str, Any] = {"cluster": self.cluster}
+        if not everything:
+            kwargs["desiredStatus"] = "RUNNING"
         if self.started_by:
             kwargs["startedBy"] = self.started_by
         arns: list[str] = []

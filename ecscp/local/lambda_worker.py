@@ -146,7 +146,10 @@ class Worker:
             Path(spec["code_dir"]), spec["handler"], f"ecscp_local_function_{spec['logical_id']}"
         )
         now = time.monotonic()
-        self.next_run = {s["rule_arn"]: now + s["every_seconds"] for s in spec["schedules"]}
+        # Only the first instance of a function keeps its schedules (one event per tick).
+        timed = spec["schedules"] if int(spec.get("instance", 0)) == 0 else []
+        self.schedules: list[dict[str, Any]] = list(timed)
+        self.next_run = {s["rule_arn"]: now + s["every_seconds"] for s in self.schedules}
         self.stopping = threading.Event()
 
     # -- invoking -------------------------------------------------------------------------------
@@ -279,7 +282,7 @@ class Worker:
 
     def run_schedules(self) -> int:
         ran = 0
-        for schedule in self.spec["schedules"]:
+        for schedule in self.schedules:
             if time.monotonic() < self.next_run[schedule["rule_arn"]]:
                 continue
             self.next_run[schedule["rule_arn"]] += schedule["every_seconds"]

@@ -63,6 +63,8 @@ class LocalStackConfig:
     cluster_name: str | None = None
     #: Extra or overriding values for the template's parameters.
     parameters: dict[str, str] = field(default_factory=dict)
+    #: Worker processes per event-driven function (Lambda's concurrency, locally).
+    function_concurrency: int = 2
     #: Containers running at once; further tasks wait in PENDING.
     max_concurrent_tasks: int = 8
     #: Seconds between SIGTERM and SIGKILL when StopTask stops a container.
@@ -242,18 +244,26 @@ class LocalStack:
         functions_dir = self.config.state_dir / "functions"
         functions_dir.mkdir(parents=True, exist_ok=True)
         for spec in self.deployment.functions:
-            ready = functions_dir / f"{spec.logical_id}.ready"
-            spec_file = functions_dir / f"{spec.logical_id}.json"
-            spec_file.write_text(json.dumps(spec.to_json() | {"ready_file": str(ready)}, indent=1))
-            worker = _Worker(
-                spec=spec,
-                spec_file=spec_file,
-                ready_file=ready,
-                log_path=self.logs_dir / f"{spec.logical_id}.log",
-                env=self._function_env(spec),
-            )
-            self._workers.append(worker)
-            self._spawn_worker(worker)
+            # Event-driven functions scale out to a few concurrent "containers", as Lambda does
+            # (events then arrive concurrently and out of order, as on AWS); a schedule needs one.
+            event_driven = bool(spec.sqs_sources) or len(spec.rule_sources) > len(spec.schedules)
+            instances = max(1, self.config.function_concurrency) if event_driven else 1
+            for instance in range(instances):
+                suffix = "" if instance == 0 else f".{instance + 1}"
+                ready = functions_dir / f"{spec.logical_id}{suffix}.ready"
+                spec_file = functions_dir / f"{spec.logical_id}{suffix}.json"
+                spec_file.write_text(
+                    json.dumps(spec.to_json() | {"ready_file": str(ready), "instance": instance}, indent=1)
+                )
+                worker = _Worker(
+                    spec=spec,
+                    spec_file=spec_file,
+                    ready_file=ready,
+                    log_path=self.logs_dir / f"{spec.logical_id}.log",
+                    env=self._function_env(spec, instance),
+                )
+                self._workers.append(worker)
+                self._spawn_worker(worker)
         deadline = time.monotonic() + self.config.startup_timeout_seconds
         for worker in self._workers:
             while not worker.ready_file.exists():
@@ -283,7 +293,7 @@ class LocalStack:
             start_new_session=True,
         )
 
-    def _function_env(self, spec: FunctionSpec) -> dict[str, str]:
+    def _function_env(self, spec: FunctionSpec, instance: int) -> dict[str, str]:
         """The deployed function's environment, as Lambda sets it, pointed at the local endpoint."""
         region = self.config.region
         env = {name: os.environ[name] for name in _HOST_ENV if name in os.environ}
@@ -296,7 +306,7 @@ class LocalStack:
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-                "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{spec.logical_id}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{spec.logical_id}/{instance + 1}",
                 "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
                 "LAMBDA_TASK_ROOT": str(spec.code_dir),
                 "_HANDLER": spec.handler,
