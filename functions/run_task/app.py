@@ -33,7 +33,7 @@ def record_handler(record: SQSRecord) -> None:
     except MalformedRequestError as exc:
         metrics.add_metric(name="MalformedRunRequests", unit=MetricUnit.Count, value=1)
         if exc.key:
-            plane.fail_start(exc.key, "unknown", exc.reason, attempt=1)
+            plane.fail_malformed(exc.key, exc.owner, exc.reason)
         logger.error("malformed run request", extra={"message_id": record.message_id, "reason": exc.reason})
         raise
     logger.append_keys(task_key=request.key, attempt=request.attempt, kind=request.kind)
@@ -42,6 +42,11 @@ def record_handler(record: SQSRecord) -> None:
     except RetryLater as later:
         metrics.add_metric(name="RunTaskRetriesLater", unit=MetricUnit.Count, value=1)
         plane.queue.delay_redelivery(record.receipt_handle, later.delay_seconds)
+        raise
+    except Exception as exc:
+        # Type and message only: a traceback's locals could carry the request's command.
+        metrics.add_metric(name="RunRequestErrors", unit=MetricUnit.Count, value=1)
+        logger.error("run request failed", extra={"error": type(exc).__name__, "detail": str(exc)[:1000]})
         raise
     finally:
         logger.remove_keys(["task_key", "attempt", "kind"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ecs_control_plane.contract import TaskState
+from ecs_control_plane.runtime import control_plane
 from tests.support.aws import CLUSTER, CONTROL_PLANE_ID, MockedControlPlane, mocked_control_plane
 from tests.support.requests import run_request, task_key
 
@@ -141,3 +142,50 @@ def test_orphan_tasks_of_the_control_plane_are_stopped(control_plane_aws: Mocked
     assert desired[orphan] == "STOPPED"
     assert desired[other] == "RUNNING"
     assert plane.item(key).state == TaskState.SUCCESS
+
+
+def test_one_failing_call_does_not_stop_the_rest_of_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with mocked_control_plane(monkeypatch, ECSCP_QUEUED_TIMEOUT_SECONDS="600") as plane:
+        # GIVEN DescribeTasks fails, a stale running try, and a try whose run request was lost
+        running = task_key("running")
+        start(plane, running)
+        plane.age(running, 3600)
+        key = task_key("stuck")
+        plane.table.create_queued(key, "scheduler-a", 1, "default", {})
+        plane.age(key, 3600)
+        ecs_client = control_plane().ecs._client
+
+        def broken(**_: object) -> object:
+            raise RuntimeError("DescribeTasks is down")
+
+        monkeypatch.setattr(ecs_client, "describe_tasks", broken)
+
+        # WHEN the reconciler runs
+        report = plane.reconcile()
+
+        # THEN the failure is counted and the lost request is still handled
+        assert report["errors"] >= 1
+        assert report["timed_out"] == 1
+        assert plane.item(key).state == TaskState.FAILED
+
+
+def test_task_of_an_earlier_attempt_is_stopped_as_orphan(control_plane_aws: MockedControlPlane) -> None:
+    # GIVEN a try at attempt 2 and a task of its attempt 1 that ECS still runs
+    plane = control_plane_aws
+    key = task_key()
+    first = start(plane, key)
+    plane.dynamodb.update_item(
+        TableName=plane.table_name,
+        Key={"key": {"S": key}},
+        UpdateExpression="SET attempt = :two REMOVE task_arn",
+        ExpressionAttributeValues={":two": {"N": "2"}},
+    )
+
+    # WHEN the reconciler runs
+    report = plane.reconcile()
+
+    # THEN the attempt-1 task is stopped
+    assert report["orphans_stopped"] == 1
+    assert {t["taskArn"]: t["desiredStatus"] for t in plane.tasks()}[first] == "STOPPED"

@@ -346,3 +346,95 @@ def test_stop_after_start_stops_the_ecs_task(control_plane_aws: MockedControlPla
     item = plane.item(key)
     assert item.stop_requested
     assert item.state == TaskState.STARTING
+
+
+def test_token_reused_with_other_parameters_records_the_task_ecs_names(
+    control_plane_aws: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN ECS answers a redelivered start with ConflictException naming the task it started
+    plane = control_plane_aws
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/airflow-cluster/started-before"
+
+    def conflict(_: dict[str, Any]) -> Any:
+        raise ClientError(
+            {
+                "Error": {"Code": "ConflictException", "Message": "clientToken reused"},
+                "resourceIds": [arn],
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+            "RunTask",
+        )
+
+    fake_run_task(monkeypatch, conflict)
+    key = task_key()
+    send(plane, run_request(key))
+
+    # WHEN it is processed
+    plane.deliver()
+
+    # THEN the try is STARTING with that task, not FAILED
+    item = plane.item(key)
+    assert item.state == TaskState.STARTING
+    assert item.task_arn == arn
+    assert plane.alerts() == []
+
+
+def test_alert_that_failed_to_go_out_is_sent_when_the_message_comes_back(
+    control_plane_aws: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a refused request whose failed-start event cannot be put the first time
+    plane = control_plane_aws
+    events_client = control_plane().alerts._client
+    real_put_events = events_client.put_events
+    failures = iter([True])
+
+    def flaky_put_events(**kwargs: Any) -> Any:
+        if next(failures, False):
+            raise ClientError({"Error": {"Code": "InternalException", "Message": "try again"}}, "PutEvents")
+        return real_put_events(**kwargs)
+
+    monkeypatch.setattr(events_client, "put_events", flaky_put_events)
+    key = task_key()
+    send(plane, run_request(key, executor_config={"cluster": "x"}))
+
+    # WHEN the first delivery fails on PutEvents and the message is delivered again
+    first = plane.deliver(max_batches=1, visibility_timeout=0)
+    plane.deliver()
+
+    # THEN the try is FAILED and exactly one alert went out
+    assert len(first[0]["batchItemFailures"]) == 1
+    item = plane.item(key)
+    assert item.state == TaskState.FAILED
+    assert item.alerted
+    assert len(plane.alerts()) == 1
+
+
+def test_malformed_message_never_fails_a_try_already_under_way(control_plane_aws: MockedControlPlane) -> None:
+    # GIVEN a started try, then a message for the same key that this contract cannot read
+    plane = control_plane_aws
+    key = task_key()
+    send(plane, run_request(key))
+    plane.deliver()
+    send(
+        plane, json.dumps({"version": 2, "kind": "run", "key": key, "owner": "scheduler-a", "command": ["x"]})
+    )
+
+    # WHEN it is processed
+    plane.deliver(max_batches=1)
+
+    # THEN the started try is untouched
+    assert plane.item(key).state == TaskState.STARTING
+
+
+def test_items_in_flight_never_expire_and_finished_ones_do(control_plane_aws: MockedControlPlane) -> None:
+    # GIVEN a started try
+    plane = control_plane_aws
+    key = task_key()
+    send(plane, run_request(key))
+    plane.deliver()
+
+    # THEN while it runs its item has no TTL (a long task must not lose its item) ...
+    assert plane.item(key).expires_at is None
+    # ... and once it is over the TTL clock starts
+    plane.run_to_exit(key, 0)
+    assert plane.item(key).expires_at is not None

@@ -199,3 +199,26 @@ def test_stopped_by_request_after_running_fails_the_task(control_plane_aws: Mock
     assert item.state == TaskState.FAILED
     assert "Airflow asked" in (item.reason or "")
     assert item.attempt == 1
+
+
+def test_task_stopped_on_request_before_it_ran_is_not_a_failed_start(
+    control_plane_aws: MockedControlPlane,
+) -> None:
+    # GIVEN a task Airflow revoked while ECS was still provisioning it
+    plane = control_plane_aws
+    key = task_key()
+    task = started(plane, key)
+    plane.apply(plane.ecs_event(task, "PROVISIONING"))
+
+    # WHEN ECS reports it stopped by the user, before it ever started
+    plane.apply(
+        plane.ecs_event(task, "STOPPED", stop_code="UserInitiated", stopped_reason="revoked", started=False)
+    )
+
+    # THEN the try is FAILED as stopped: no retry, no attempt spent, no alert
+    item = plane.item(key)
+    assert item.state == TaskState.FAILED
+    assert item.attempt == 1
+    assert "revoked" in (item.reason or "")
+    assert plane.receive() == []
+    assert plane.alerts() == []

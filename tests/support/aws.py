@@ -109,7 +109,7 @@ class MockedControlPlane:
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
-        return list(response.get("Messages", []))
+        return [dict(m) for m in response.get("Messages", [])]
 
     def sqs_event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self.queue_url.rsplit('/', 1)[-1]}"
@@ -133,11 +133,11 @@ class MockedControlPlane:
     def invoke_run_task(self, event: dict[str, Any]) -> dict[str, Any]:
         return dict(run_task_app.lambda_handler(event, LambdaContext(function_name="run_task")))
 
-    def deliver(self, max_batches: int = 20) -> list[dict[str, Any]]:
+    def deliver(self, max_batches: int = 20, visibility_timeout: int = 30) -> list[dict[str, Any]]:
         """Like the SQS event source mapping: receive, invoke, delete what succeeded."""
         responses = []
         for _ in range(max_batches):
-            messages = self.receive()
+            messages = self.receive(visibility_timeout=visibility_timeout)
             if not messages:
                 break
             response = self.invoke_run_task(self.sqs_event(messages))
@@ -155,7 +155,7 @@ class MockedControlPlane:
         arns += self.ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
         if not arns:
             return []
-        return list(self.ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"])
+        return [dict(t) for t in self.ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]]
 
     def task_for(self, key: str) -> dict[str, Any]:
         """The most recent ECS task started for ``key``."""
@@ -260,7 +260,7 @@ class MockedControlPlane:
 
     def alerts(self) -> list[dict[str, Any]]:
         """Failed-start events put on the bus (captured by a rule into a queue)."""
-        found = []
+        found: list[dict[str, Any]] = []
         while True:
             messages = self.sqs.receive_message(QueueUrl=self.alert_queue_url, MaxNumberOfMessages=10).get(
                 "Messages", []

@@ -38,7 +38,7 @@ def test_defaults_give_a_fargate_call_for_the_airflow_container() -> None:
     assert call["platformVersion"] == "LATEST"
     assert call["startedBy"] == "ecscp-stack"
     assert call["count"] == 1
-    assert call["clientToken"] == client_token(request.key, 1)
+    assert call["clientToken"] == client_token(request.key, 1, "ecscp-stack")
     assert container(call)["command"] == request.command
     env = {e["name"]: e["value"] for e in container(call)["environment"]}
     assert env == {

@@ -141,13 +141,14 @@ class TaskKey:
         return self.encode()
 
 
-def client_token(key: str, attempt: int) -> str:
+def client_token(key: str, attempt: int, scope: str = "") -> str:
     """ECS ``clientToken`` (at most 64 characters) for one start attempt of one task try.
 
     The same (key, attempt) always gives the same token, so a redelivered run request makes
-    ECS return the task it already started instead of starting a second one.
+    ECS return the task it already started instead of starting a second one. ``scope`` (the
+    control plane id) keeps two stacks sharing a cluster from colliding on repeated run ids.
     """
-    return hashlib.sha256(f"{key}#{attempt}".encode()).hexdigest()
+    return hashlib.sha256(f"{scope}#{key}#{attempt}".encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,27 +208,31 @@ class RunRequest(BaseModel):
             return cls.model_validate_json(body)
         except ValidationError as exc:
             key: str | None = None
+            owner: str | None = None
             try:
                 raw = json.loads(body)
                 candidate = raw.get("key") if isinstance(raw, dict) else None
                 if isinstance(candidate, str):
                     TaskKey.parse(candidate)
                     key = candidate
+                    owner = raw.get("owner") if isinstance(raw.get("owner"), str) else None
             except (ValueError, InvalidTaskKeyError):
                 key = None
+            # Only locations and messages: pydantic's own text quotes the input, i.e. the token.
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
             )
-            raise MalformedRequestError(f"malformed run request: {problems}", key) from exc
+        raise MalformedRequestError(f"malformed run request: {problems}", key, owner) from None
 
 
 class MalformedRequestError(ValueError):
     """A message that is not a run request of this contract; ``key`` is set when readable."""
 
-    def __init__(self, reason: str, key: str | None) -> None:
+    def __init__(self, reason: str, key: str | None, owner: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.key = key
+        self.owner = owner
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ STARTING_STATUSES = frozenset({"PROVISIONING", "PENDING", "ACTIVATING"})
 #: Statuses on the way down: they change nothing until STOPPED says how it ended.
 STOPPING_STATUSES = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING"})
 TASK_FAILED_TO_START = "TaskFailedToStart"
+USER_INITIATED = "UserInitiated"
 
 
 class EcsKeyValue(BaseModel):
@@ -151,6 +152,16 @@ def plan_transition(
         return Transition(Action.PROGRESS, state=item.state, changes=changes)
 
     exit_code = task.exit_code(container_name)
+    if item.stop_requested or task.stop_code == USER_INITIATED:
+        # Stopped on request (Airflow's revoke, or an operator): not a failed start, no retry.
+        why = task.stopped_reason or "stopped on request"
+        return Transition(
+            Action.FINISH,
+            state=TaskState.FAILED,
+            exit_code=exit_code,
+            reason=f"stopped: {why}",
+            changes=changes,
+        )
     never_started = task.stop_code == TASK_FAILED_TO_START or (task.started_at is None and exit_code is None)
     if never_started:
         reason = describe_start_failure(task, container_name)

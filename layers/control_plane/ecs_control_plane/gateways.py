@@ -47,6 +47,11 @@ class EcsGateway:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", "Unknown"))
+            resources: list[Any] = list(exc.response.get("resourceIds") or [])  # type: ignore[call-overload]
+            if code == "ConflictException" and resources:
+                # The token was used before with other parameters (a stack update between two
+                # deliveries): ECS names the task it started for it, which is our task.
+                return RunTaskOutcome(task_arn=str(resources[0]))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             return RunTaskOutcome(
                 failure=classify_api_error(code, status), reason=f"{code}: {error.get('Message', '')}".strip()
@@ -77,7 +82,8 @@ class EcsGateway:
         """ARNs of the tasks this control plane started that ECS still wants running."""
         arns: list[str] = []
         paginator = self._client.get_paginator("list_tasks")
-        for page in paginator.paginate(cluster=cluster, startedBy=started_by, desiredStatus="RUNNING"):
+        # ECS: with startedBy it must be the only filter; RUNNING is the default desired status.
+        for page in paginator.paginate(cluster=cluster, startedBy=started_by):
             arns.extend(page.get("taskArns", []))
         return arns
 

@@ -209,7 +209,7 @@ def build_run_task_call(
     kwargs.update(
         cluster=settings.cluster,
         startedBy=settings.control_plane_id,
-        clientToken=client_token(request.key, attempt),
+        clientToken=client_token(request.key, attempt, settings.control_plane_id),
         count=1,
     )
     return kwargs

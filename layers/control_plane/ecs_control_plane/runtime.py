@@ -15,7 +15,7 @@ from .store import StateTable
 
 #: ECS throttling is common at scale: let botocore's adaptive mode pace RunTask a little before
 #: the control plane's own visibility backoff takes over.
-ECS_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 4}, connect_timeout=5, read_timeout=20)
+ECS_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 3}, connect_timeout=3, read_timeout=5)
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
 
 

@@ -60,6 +60,8 @@ class ReconcileReport:
     lost: int = 0
     timed_out: int = 0
     orphans_stopped: int = 0
+    alerts_resent: int = 0
+    errors: int = 0
 
 
 class _Plan(str, Enum):
@@ -125,6 +127,7 @@ class ControlPlane:
             plan, attempt, why = plan_run(existing, request)
             if plan is _Plan.DROP:
                 logger.info("run request dropped", extra={"key": key, "reason": why})
+                self._alert_once(existing)  # a redelivery after a failed PutEvents
                 return Result(Outcome.DUPLICATE, key, why, existing.task_arn, existing.attempt)
             if plan is _Plan.FAIL:
                 failed = self.table.mark_failed(key, existing.owner, why, create=False)
@@ -157,13 +160,18 @@ class ControlPlane:
             logger.warning(
                 "RunTask throttled or unavailable; no attempt spent", extra={"key": key, "reason": reason}
             )
+            self.table.touch_queued(key, attempt)  # still being worked on: the reconciler leaves it be
             raise RetryLater(f"ECS unavailable: {reason}", delay)
         if outcome.failure is FailureClass.RETRY_ATTEMPT and attempt < self.settings.max_run_task_attempts:
             why = f"start attempt {attempt} of {self.settings.max_run_task_attempts} failed: {reason}"
             if self.table.schedule_retry(key, attempt, why) is None:
                 raise RetryLater(f"item moved while scheduling a retry: {why}", 1)
+            # A fresh message per attempt: attempts never eat into the queue's maxReceiveCount. If
+            # the send fails, this message comes back and finds the item QUEUED at attempt + 1.
+            retry = request.model_copy(update={"attempt": attempt + 1, "sent_at": now_ms(), "reason": why})
+            self.queue.send(retry, delay_seconds=self.settings.backoff_seconds(attempt))
             logger.warning("start failed; retrying with backoff", extra={"key": key, "reason": why})
-            raise RetryLater(why, self.settings.backoff_seconds(attempt))
+            return Result(Outcome.RETRY_QUEUED, key, why, attempt=attempt + 1)
         if outcome.failure is FailureClass.RETRY_ATTEMPT:
             reason = f"task failed to start after {attempt} attempt(s): {reason}"
         return self.fail_start(key, item.owner, reason, attempt=attempt)
@@ -190,25 +198,46 @@ class ControlPlane:
         task_arn: str | None = None,
         changes: dict[str, object] | None = None,
     ) -> Result:
-        """FAILED for good, then the failed-start event (exactly once per item, retried if it fails)."""
+        """FAILED for good, then the failed-start event (once per item; re-sent if putting it failed)."""
         item = self.table.mark_failed(
             key, owner, reason, attempt=attempt, start_failed=True, changes=dict(changes or {})
         ) or self.table.get(key)
         logger.error("task failed to start", extra={"key": key, "attempt": attempt, "reason": reason})
-        if item is not None and item.state == TaskState.FAILED and item.start_failed and not item.alerted:
-            self.alerts.publish(
-                FailedStartDetail.build(
-                    key=key,
-                    owner=item.owner,
-                    attempt=item.attempt,
-                    reason=item.reason or reason,
-                    cluster=self.settings.cluster,
-                    control_plane=self.settings.control_plane_id,
-                    task_arn=task_arn or item.task_arn,
-                )
-            )
-            self.table.mark_alerted(key)
+        if item is not None:
+            self._alert_once(item, task_arn)
         return Result(Outcome.FAILED, key, reason, task_arn, attempt)
+
+    def fail_malformed(self, key: str, owner: str | None, reason: str) -> Result:
+        """A message naming ``key`` could not be read: fail the try, unless it is already under way.
+
+        A bad message (say, from a newer executor during a rolling upgrade) must not fail a
+        task that a good message already started.
+        """
+        item = self.table.mark_failed(
+            key, owner or "unknown", reason, attempt=1, start_failed=True, only_if_queued=True
+        )
+        if item is None:
+            return Result(Outcome.DROPPED, key, f"{reason}; the try is already under way or over")
+        self._alert_once(item)
+        return Result(Outcome.FAILED, key, reason)
+
+    def _alert_once(self, item: TaskStateItem, task_arn: str | None = None) -> bool:
+        """Put the failed-start event of a try that failed to start, unless it went out already."""
+        if item.state is not TaskState.FAILED or not item.start_failed or item.alerted:
+            return False
+        self.alerts.publish(
+            FailedStartDetail.build(
+                key=item.key,
+                owner=item.owner,
+                attempt=item.attempt,
+                reason=item.reason or "failed to start",
+                cluster=self.settings.cluster,
+                control_plane=self.settings.control_plane_id,
+                task_arn=task_arn or item.task_arn,
+            )
+        )
+        self.table.mark_alerted(item.key)
+        return True
 
     # -- ECS task state changes -----------------------------------------------------------------
 
@@ -223,6 +252,8 @@ class ControlPlane:
             item, task, container_name=container, max_attempts=self.settings.max_run_task_attempts
         )
         if plan.action is Action.IGNORE or item is None:
+            if item is not None:
+                self._alert_once(item)  # a redelivered event after a failed PutEvents
             logger.info(
                 "ECS event ignored", extra={"key": key, "reason": plan.reason, "version": task.version}
             )
@@ -308,61 +339,103 @@ class ControlPlane:
 
         Looks only at items in flight that have not moved for ``reconcile_stale_seconds``: ECS
         is asked about their tasks (DescribeTasks, 100 a call); a try whose run request never
-        produced a task within ``queued_timeout_seconds`` fails with an alert; ECS tasks of this
-        control plane that no item claims are stopped, so a try never runs twice.
+        produced a task within ``queued_timeout_seconds`` fails with an alert; an alert whose
+        PutEvents failed is sent again; ECS tasks of this control plane that no item claims are
+        stopped, so a try never runs twice. One item's failure never stops the others.
         """
         settings = self.settings
         now = now_ms()
         report = ReconcileReport()
         stale = list(self.table.stale_active(now - settings.reconcile_stale_seconds * 1000))
         report.examined = len(stale)
-        with_task = [item for item in stale if item.task_arn]
-        described = {
-            task.task_arn: task
-            for task in self.ecs.describe_tasks(
-                settings.cluster, [i.task_arn for i in with_task if i.task_arn]
-            )
-        }
-        for item in with_task:
-            task = described.get(item.task_arn or "")
+        in_flight = [i for i in stale if not i.is_terminal]
+        arns = [i.task_arn for i in in_flight if i.task_arn]
+        described: dict[str, EcsTask] = {}
+        try:
+            described = {t.task_arn: t for t in self.ecs.describe_tasks(settings.cluster, arns)}
+        except Exception:
+            logger.exception("DescribeTasks failed during reconciliation")
+            report.errors += 1
+            arns = []
+        queued_cutoff = now - settings.queued_timeout_seconds * 1000
+        for item in stale:
+            try:
+                self._reconcile_item(item, described, bool(arns), queued_cutoff, report)
+            except Exception:
+                logger.exception("reconciling an item failed", extra={"key": item.key})
+                report.errors += 1
+        try:
+            report.orphans_stopped = self._stop_orphans()
+        except Exception:
+            logger.exception("the orphan sweep failed")
+            report.errors += 1
+        logger.info("reconciled", extra=report.__dict__)
+        return report
+
+    def _reconcile_item(
+        self,
+        item: TaskStateItem,
+        described: dict[str, EcsTask],
+        described_ok: bool,
+        queued_cutoff: int,
+        report: ReconcileReport,
+    ) -> None:
+        if item.is_terminal:
+            report.alerts_resent += int(self._alert_once(item))
+            return
+        if item.task_arn:
+            if not described_ok:
+                return
+            task = described.get(item.task_arn)
             if task is None:
                 reason = f"ECS no longer knows task {item.task_arn}; its state changes were lost"
                 if self.table.mark_failed(item.key, item.owner, reason, create=False) is not None:
                     report.lost += 1
-                continue
+                return
             if self.handle_task_change(task).outcome is not Outcome.IGNORED:
                 report.repaired += 1
-        queued_cutoff = now - settings.queued_timeout_seconds * 1000
-        for item in stale:
-            if item.task_arn is None and item.state is TaskState.QUEUED and item.updated_at < queued_cutoff:
-                reason = (
-                    f"no ECS task was started within {settings.queued_timeout_seconds} s: "
-                    "the run request was lost (look in the run-request dead-letter queue)"
-                )
-                self.fail_start(item.key, item.owner, reason, attempt=item.attempt)
+            return
+        if item.state is TaskState.QUEUED and item.updated_at < queued_cutoff:
+            reason = (
+                f"no ECS task was started within {self.settings.queued_timeout_seconds} s: "
+                "the run request was lost (look in the run-request dead-letter queue)"
+            )
+            failed = self.table.mark_failed(
+                item.key,
+                item.owner,
+                reason,
+                create=False,
+                start_failed=True,
+                only_if_queued=True,
+                expect_updated_at=item.updated_at,
+            )
+            if failed is not None:
+                self._alert_once(failed)
                 report.timed_out += 1
-        report.orphans_stopped = self._stop_orphans()
-        logger.info("reconciled", extra=report.__dict__)
-        return report
 
     def _stop_orphans(self) -> int:
         container = self.settings.container_name
         arns = self.ecs.running_task_arns(self.settings.cluster, self.settings.control_plane_id)
-        tasks = self.ecs.describe_tasks(self.settings.cluster, arns)
+        tasks = [
+            t for t in self.ecs.describe_tasks(self.settings.cluster, arns) if t.desired_status in (None, "RUNNING")
+        ]
         keys = [key for key in (t.task_key(container) for t in tasks) if key]
-        items = {item.key: item for item in self.table.batch_get(keys)}
+        items = {item.key: item for item in self.table.batch_get(keys, consistent=True)}
         stopped = 0
         for task in tasks:
             key = task.task_key(container)
             item = items.get(key or "")
+            attempt = task.attempt(container)
             if key is None:
                 why = "it carries no task key"
             elif item is None:
                 why = "no item knows its task key"
             elif item.is_terminal:
                 why = f"its try is already {item.state.value}"
-            elif item.task_arn and item.task_arn != task.task_arn:
-                why = f"{item.task_arn} runs this try"
+            elif attempt is not None and attempt < item.attempt:
+                why = f"it ran attempt {attempt}, the try is at attempt {item.attempt}"
+            elif attempt == item.attempt and item.task_arn and item.task_arn != task.task_arn:
+                why = f"{item.task_arn} runs this attempt"
             else:
                 continue
             logger.warning(

@@ -108,14 +108,15 @@ class StateTable:
         raw = response.get("Item")
         return item_from_dynamodb(raw) if raw else None
 
-    def batch_get(self, keys: Iterable[str]) -> list[TaskStateItem]:
+    def batch_get(self, keys: Iterable[str], *, consistent: bool = False) -> list[TaskStateItem]:
         """Read many items, 100 keys a call, retrying unprocessed keys with a short backoff."""
         items: list[TaskStateItem] = []
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), BATCH_GET_LIMIT):
             request: dict[str, Any] = {
                 self.table_name: {
-                    "Keys": [{"key": {"S": k}} for k in unique[start : start + BATCH_GET_LIMIT]]
+                    "Keys": [{"key": {"S": k}} for k in unique[start : start + BATCH_GET_LIMIT]],
+                    "ConsistentRead": consistent,
                 }
             }
             delay = 0.05
@@ -169,10 +170,19 @@ class StateTable:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def _stamp(self, update: _Update) -> int:
+    def _stamp(self, update: _Update, *, terminal: bool | None) -> int:
+        """Set ``updated_at``; start the TTL clock only once the try is over.
+
+        An item in flight has no ``expires_at``: a task running longer than the retention must
+        not lose its item (the reconciler ends every stuck item, so none lives forever).
+        ``terminal=None`` leaves the TTL as it is.
+        """
         now = now_ms()
         update.set("updated_at", now)
-        update.set("expires_at", int(time.time()) + self._retention_s)
+        if terminal is True:
+            update.set("expires_at", int(time.time()) + self._retention_s)
+        elif terminal is False:
+            update.set("expires_at", None)
         return now
 
     def _update(
@@ -209,7 +219,7 @@ class StateTable:
         u.set("state", TaskState.QUEUED.value)
         u.set("attempt", attempt)
         u.set("queue", queue)
-        now = self._stamp(u)
+        now = self._stamp(u, terminal=False)
         u.set("created_at", now)
         u.names["#key"] = "key"
         return self._update(key, u, "attribute_not_exists(#key)", create=True)
@@ -218,9 +228,16 @@ class StateTable:
         """Raise a QUEUED item's attempt to ``attempt`` (a re-enqueued start retry arrived first)."""
         u = _Update()
         u.set("attempt", attempt)
-        self._stamp(u)
+        self._stamp(u, terminal=False)
         u.values.update({":q": _ser.serialize(TaskState.QUEUED.value), ":a": _ser.serialize(attempt)})
         return self._update(key, u, f"{u.name('state')} = :q AND #attempt < :a")
+
+    def touch_queued(self, key: str, attempt: int) -> TaskStateItem | None:
+        """Show that a QUEUED try is still being worked on (ECS throttled it), so it is not 'lost'."""
+        u = _Update()
+        self._stamp(u, terminal=False)
+        u.values.update({":q": _ser.serialize(TaskState.QUEUED.value), ":a": _ser.serialize(attempt)})
+        return self._update(key, u, f"{u.name('state')} = :q AND {u.name('attempt')} = :a")
 
     def record_started(self, key: str, attempt: int, task_arn: str) -> TaskStateItem | None:
         """RunTask accepted attempt ``attempt``: STARTING, unless events already moved it on."""
@@ -228,7 +245,7 @@ class StateTable:
         u.set("state", TaskState.STARTING.value)
         u.set("task_arn", task_arn)
         u.set("reason", None)
-        self._stamp(u)
+        self._stamp(u, terminal=False)
         u.values.update({":q": _ser.serialize(TaskState.QUEUED.value), ":a": _ser.serialize(attempt)})
         started = self._update(key, u, f"{u.name('state')} = :q AND {u.name('attempt')} = :a")
         if started is not None:
@@ -236,7 +253,7 @@ class StateTable:
         # An event got there first (RUNNING, or already stopped): only fill in the ARN.
         u = _Update()
         u.set_if_missing("task_arn", task_arn)
-        self._stamp(u)
+        self._stamp(u, terminal=None)
         u.values[":a"] = _ser.serialize(attempt)
         return self._update(key, u, f"{u.name('attempt')} = :a")
 
@@ -252,7 +269,7 @@ class StateTable:
             u.set(attr, None)
         for attr in ("stop_code", "stopped_reason"):
             u.set(attr, (changes or {}).get(attr))
-        self._stamp(u)
+        self._stamp(u, terminal=False)
         u.values.update(
             {
                 ":a": _ser.serialize(from_attempt),
@@ -284,7 +301,7 @@ class StateTable:
             u.set("reason", reason)
         if state.is_terminal:
             u.set("active_shard", None)  # leaves the reconciler's sparse index
-        self._stamp(u)
+        self._stamp(u, terminal=state.is_terminal)
         u.values.update(
             {
                 ":a": _ser.serialize(attempt),
@@ -314,8 +331,16 @@ class StateTable:
         create: bool = True,
         start_failed: bool = False,
         changes: dict[str, Any] | None = None,
+        only_if_queued: bool = False,
+        expect_updated_at: int | None = None,
     ) -> TaskStateItem | None:
-        """FAILED with a readable reason, unless already final; creates the item if asked."""
+        """FAILED with a readable reason, unless already final; creates the item if asked.
+
+        ``only_if_queued`` (and ``expect_updated_at``) guard decisions made from an earlier read:
+        the item must still be QUEUED without a task (and unchanged since that read).
+        A failed start stays in the active index until its alert is out (``mark_alerted``), so
+        the reconciler re-sends an alert whose first attempt failed.
+        """
         u = _Update()
         u.set("state", TaskState.FAILED.value)
         u.set("reason", reason)
@@ -323,26 +348,37 @@ class StateTable:
             u.set(attr, value)
         if start_failed:
             u.set("start_failed", True)
-        u.set("active_shard", None)
+            u.set("active_shard", active_shard(key))
+        else:
+            u.set("active_shard", None)
         u.set_if_missing("owner", owner)
         if attempt is not None:
             u.set_if_missing("attempt", attempt)
-        now = self._stamp(u)
+        now = self._stamp(u, terminal=True)
         u.set_if_missing("created_at", now)
         u.names["#key"] = "key"
         u.values.update(
             {":s": _ser.serialize(TaskState.SUCCESS.value), ":f": _ser.serialize(TaskState.FAILED.value)}
         )
         condition = "NOT #state IN (:s, :f)"
+        if only_if_queued:
+            u.values[":q"] = _ser.serialize(TaskState.QUEUED.value)
+            condition = f"#state = :q AND attribute_not_exists({u.name('task_arn')})"
+            u.values.pop(":s")
+            u.values.pop(":f")
+        if expect_updated_at is not None:
+            u.values[":seen"] = _ser.serialize(expect_updated_at)
+            condition = f"({condition}) AND {u.name('updated_at')} = :seen"
         if create:
             condition = f"attribute_not_exists(#key) OR ({condition})"
         return self._update(key, u, condition, create=create)
 
     def mark_alerted(self, key: str) -> None:
-        """Record that the failed-start event of this item has been put."""
+        """Record that the failed-start event of this item has been put; it leaves the active index."""
         u = _Update()
         u.set("alerted", True)
-        self._stamp(u)
+        u.set("active_shard", None)
+        self._stamp(u, terminal=None)
         u.names["#key"] = "key"
         self._update(key, u, "attribute_exists(#key)", create=True)
 
@@ -354,7 +390,7 @@ class StateTable:
         u.set_if_missing("state", TaskState.QUEUED.value)
         u.set_if_missing("attempt", 1)
         u.set_if_missing("active_shard", active_shard(key))
-        now = self._stamp(u)
+        now = self._stamp(u, terminal=False)
         u.set_if_missing("created_at", now)
         u.names["#key"] = "key"
         u.values.update(
@@ -368,7 +404,7 @@ class StateTable:
         """Adopt a task try: move it to ``new_owner`` if it is still in flight."""
         u = _Update()
         u.set("owner", new_owner)
-        self._stamp(u)
+        self._stamp(u, terminal=False)
         u.values.update(
             {
                 ":active0": _ser.serialize(_ACTIVE[0]),
