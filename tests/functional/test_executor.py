@@ -181,7 +181,10 @@ def test_run_request_carries_the_workload_as_the_contract_says(plane: MockedCont
     assert request.key == TaskKey(DAG_ID, "transform", RUN_ID, 3, 2).encode()
     assert request.owner == "scheduler-a"
     assert request.command[:4] == [
-        "python", "-m", "airflow.sdk.execution_time.execute_workload", "--json-string"
+        "python",
+        "-m",
+        "airflow.sdk.execution_time.execute_workload",
+        "--json-string",
     ]
     assert ExecuteTask.model_validate_json(request.command[4]).ti.id == work.ti.id
     assert request.queue == "default"
@@ -537,9 +540,13 @@ def test_send_failing_repeatedly_fails_the_task(plane: MockedControlPlane, monke
     sqs = executor.clients.queue._client
 
     def refuse(QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803 - boto3 names
-        return {"Successful": [], "Failed": [
-            {"Id": e["Id"], "Code": "InvalidMessageContents", "Message": "nope", "SenderFault": True}
-            for e in Entries]}
+        return {
+            "Successful": [],
+            "Failed": [
+                {"Id": e["Id"], "Code": "InvalidMessageContents", "Message": "nope", "SenderFault": True}
+                for e in Entries
+            ],
+        }
 
     monkeypatch.setattr(sqs, "send_message_batch", refuse)
     work = workload("unsendable")

@@ -469,7 +469,8 @@ def test_run_task_function_may_run_stop_and_describe_tasks_only_in_the_cluster(t
     }
 
     # THEN every ECS task action is conditioned on the stack's cluster
-    for action in ("ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks"):
+    assert "ecs:DescribeTasks" not in by_action  # run_task never describes
+    for action in ("ecs:RunTask", "ecs:StopTask"):
         assert by_action[action]["Condition"]["ArnEquals"]["ecs:cluster"] == {"Fn::Sub": CLUSTER_ARN_SUB}, (
             action
         )
@@ -481,6 +482,8 @@ def test_run_task_function_may_run_stop_and_describe_tasks_only_in_the_cluster(t
     # AND the table, queue and bus grants name those resources, never "*"
     assert by_action["dynamodb:UpdateItem"]["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
     assert by_action["sqs:ChangeMessageVisibility"]["Resource"] == {"Fn::GetAtt": ["RunRequestQueue", "Arn"]}
+    # AND the next start attempt is a fresh message on the same queue
+    assert by_action["sqs:SendMessage"]["Resource"] == {"Fn::GetAtt": ["RunRequestQueue", "Arn"]}
     assert all(s["Resource"] != "*" for s in by_action.values())
 
 
