@@ -417,7 +417,9 @@ class ControlPlane:
         container = self.settings.container_name
         arns = self.ecs.running_task_arns(self.settings.cluster, self.settings.control_plane_id)
         tasks = [
-            t for t in self.ecs.describe_tasks(self.settings.cluster, arns) if t.desired_status in (None, "RUNNING")
+            t
+            for t in self.ecs.describe_tasks(self.settings.cluster, arns)
+            if t.desired_status in (None, "RUNNING")
         ]
         keys = [key for key in (t.task_key(container) for t in tasks) if key]
         items = {item.key: item for item in self.table.batch_get(keys, consistent=True)}
