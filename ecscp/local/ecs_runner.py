@@ -168,6 +168,9 @@ class EcsRunner:
         self.poll_seconds = poll_seconds
         self._ecs = aws_client("ecs", endpoint_url, region)
         self._events = aws_client("events", endpoint_url, region)
+        self._ec2 = aws_client("ec2", endpoint_url, region)
+        self._definitions: dict[str, dict[str, Any]] = {}
+        self._zones: dict[str, str] = {}
         self._moto_api = _TaskUpdateClient(endpoint_url)
         self._lock = threading.Lock()
         self._tasks: dict[str, LocalTask] = {}
@@ -269,7 +272,7 @@ class EcsRunner:
                 arn=raw["taskArn"],
                 key=key,
                 attempt=int(attempt_text) if attempt_text.isdigit() else None,
-                base=_static_fields(raw),
+                base=self._static_fields(raw),
                 command=list(override.get("command") or []),
                 environment=environment,
                 version=int(raw.get("version") or 1),
@@ -365,6 +368,59 @@ class EcsRunner:
                     return
                 task = self._pending.popleft()
             self._spawn(task)
+
+    def _static_fields(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """The parts of a task that do not change over its life, as an event detail carries them."""
+        keep = (
+            "attachments",
+            "clusterArn",
+            "taskArn",
+            "taskDefinitionArn",
+            "group",
+            "launchType",
+            "platformVersion",
+            "startedBy",
+            "overrides",
+            "cpu",
+            "memory",
+            "tags",
+            "availabilityZone",
+            "capacityProviderName",
+        )
+        base = {k: raw[k] for k in keep if raw.get(k) not in (None, "", [])}
+        base.setdefault("overrides", {"containerOverrides": []})
+        # moto leaves out what ECS reports from the task definition and the subnet.
+        definition = self._definition(str(raw.get("taskDefinitionArn", "")))
+        for name in ("cpu", "memory"):
+            if definition.get(name) and name not in base:
+                base[name] = definition[name]
+        zone = self._zone(raw)
+        if zone:
+            base["availabilityZone"] = zone
+        base["containers"] = [
+            {
+                k: c[k]
+                for k in ("containerArn", "name", "image", "taskArn", "cpu", "memory", "networkInterfaces")
+                if k in c
+            }
+            for c in raw.get("containers", [])
+        ]
+        base["connectivity"] = "CONNECTED"
+        return json.loads(json.dumps(base, default=str))  # type: ignore[no-any-return]
+
+    def _definition(self, arn: str) -> dict[str, Any]:
+        if arn and arn not in self._definitions:
+            described = self._ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+            self._definitions[arn] = dict(described)
+        return self._definitions.get(arn, {})
+
+    def _zone(self, raw: dict[str, Any]) -> str | None:
+        details = [d for a in raw.get("attachments", []) for d in a.get("details", [])]
+        subnet = next((d["value"] for d in details if d.get("name") == "subnetId"), None)
+        if subnet and subnet not in self._zones:
+            subnets = self._ec2.describe_subnets(SubnetIds=[subnet]).get("Subnets", [])
+            self._zones[subnet] = subnets[0]["AvailabilityZone"] if subnets else ""
+        return self._zones.get(subnet or "") or None
 
     # -- one task -------------------------------------------------------------------------------
 
@@ -512,38 +568,6 @@ class EcsRunner:
         )
         if response.get("FailedEntryCount"):
             raise RuntimeError(f"ECS event for {task.arn} not accepted: {response['Entries']}")
-
-
-def _static_fields(raw: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a task that do not change over its life, as an event detail carries them."""
-    keep = (
-        "attachments",
-        "clusterArn",
-        "taskArn",
-        "taskDefinitionArn",
-        "group",
-        "launchType",
-        "platformVersion",
-        "startedBy",
-        "overrides",
-        "cpu",
-        "memory",
-        "tags",
-        "availabilityZone",
-        "capacityProviderName",
-    )
-    base = {k: raw[k] for k in keep if raw.get(k) not in (None, "", [])}
-    base.setdefault("overrides", {"containerOverrides": []})
-    base["containers"] = [
-        {
-            k: c[k]
-            for k in ("containerArn", "name", "image", "taskArn", "cpu", "memory", "networkInterfaces")
-            if k in c
-        }
-        for c in raw.get("containers", [])
-    ]
-    base["connectivity"] = "CONNECTED"
-    return json.loads(json.dumps(base, default=str))  # type: ignore[no-any-return]
 
 
 def _int(value: str | None) -> int:

@@ -266,7 +266,12 @@ def _patch_ecs() -> None:
         self.created_at = _now()
         self.stop_code = None
         for container in self.containers:
+            # moto names containers after the task definition; ECS after the task.
             container.task_arn = self.task_arn
+            container.container_arn = (
+                f"arn:aws:ecs:{self.region_name}:{self._account_id}:container/"
+                f"{self.cluster_name}/{self.id}/{container.container_arn.rsplit('/', 1)[-1]}"
+            )
             container.exitCode = None
             container.last_status = "PENDING"
 
