@@ -180,12 +180,17 @@ class EcsRunner:
         self._thread: threading.Thread | None = None
         self._account = ""
         self._ticks = 0
+        self._first_number = 1
         self.error: BaseException | None = None
 
     # -- public ---------------------------------------------------------------------------------
 
     def start(self) -> None:
         self.tasks_dir.mkdir(parents=True, exist_ok=True)
+        # A reused state directory keeps the earlier runs' task directories; number after them.
+        self._first_number = 1 + max(
+            (int(d.name) for d in self.tasks_dir.iterdir() if d.name.isdigit()), default=0
+        )
         self._thread = threading.Thread(target=self._run, name="ecscp-local-ecs", daemon=True)
         self._thread.start()
 
@@ -268,7 +273,7 @@ class EcsRunner:
         self._account = raw["taskArn"].split(":")[4]
         with self._lock:
             task = LocalTask(
-                number=len(self._tasks) + 1,
+                number=self._first_number + len(self._tasks),
                 arn=raw["taskArn"],
                 key=key,
                 attempt=int(attempt_text) if attempt_text.isdigit() else None,
