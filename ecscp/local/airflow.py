@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -35,7 +36,6 @@ RUN_MARKER_ENV = "ECSCP_LOCAL_RUN_ID"
 
 SERVICES = ("api-server", "scheduler", "dag-processor")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
-TERMINAL_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
 _STOP_GRACE_SECONDS = 10.0
 _HTTP_TIMEOUT_SECONDS = 30.0
@@ -171,6 +171,11 @@ class ParsedDags:
     import_errors: dict[str, str] = field(default_factory=dict)
 
 
+def _part(value: str) -> str:
+    """One URL path segment (run ids carry ``+`` and ``:``)."""
+    return quote(value, safe="")
+
+
 class AirflowApi:
     """A small client for the public REST API (``/api/v2``) of one api-server."""
 
@@ -225,18 +230,18 @@ class AirflowApi:
         return list(self._pages("/api/v2/importErrors", "import_errors"))
 
     def unpause(self, dag_id: str) -> None:
-        self._request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        self._request("PATCH", f"/api/v2/dags/{_part(dag_id)}", json={"is_paused": False})
 
     def trigger(self, dag_id: str) -> str:
-        body = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None})
+        body = self._request("POST", f"/api/v2/dags/{_part(dag_id)}/dagRuns", json={"logical_date": None})
         return str(body["dag_run_id"])
 
     def run_state(self, dag_id: str, run_id: str) -> str:
-        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        body = self._request("GET", f"/api/v2/dags/{_part(dag_id)}/dagRuns/{_part(run_id)}")
         return str(body["state"])
 
     def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
-        url = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        url = f"/api/v2/dags/{_part(dag_id)}/dagRuns/{_part(run_id)}/taskInstances"
         return [TaskInstance.from_api(item) for item in self._pages(url, "task_instances")]
 
 

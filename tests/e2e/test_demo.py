@@ -7,6 +7,7 @@ and reads the ``--json`` document. A few minutes each on two cores.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from ecscp.local.stack import LocalStackConfig
@@ -85,6 +87,18 @@ def run_demo_cli(*args: str) -> DemoRun:
             f"stderr:\n{completed.stderr[-5000:]}"
         )
     return DemoRun(completed.returncode, document, completed.stderr)
+
+
+def processes_using(state_dir: Path) -> list[str]:
+    """Processes whose command line or AIRFLOW_HOME points into ``state_dir``."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            home = proc.environ().get("AIRFLOW_HOME", "")
+            if str(state_dir) in cmdline or home.startswith(str(state_dir)):
+                found.append(f"{proc.pid}: {cmdline[:120]}")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +176,5 @@ def test_demo_runs_a_dag_folder_it_has_never_seen(tmp_path: Path):
         (dag_id, "check", -1): ("success", 1, 1),
     }
     assert demo.document["alerts"] == []
+    # AND no process of that run outlived the command
+    assert processes_using(tmp_path / "state") == []
