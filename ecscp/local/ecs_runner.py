@@ -271,13 +271,14 @@ class EcsRunner:
         key = environment.get(TASK_KEY_ENV)
         attempt_text = environment.get(ATTEMPT_ENV, "")
         self._account = raw["taskArn"].split(":")[4]
+        base = self._static_fields(raw)
         with self._lock:
             task = LocalTask(
                 number=self._first_number + len(self._tasks),
                 arn=raw["taskArn"],
                 key=key,
                 attempt=int(attempt_text) if attempt_text.isdigit() else None,
-                base=self._static_fields(raw),
+                base=base,
                 command=list(override.get("command") or []),
                 environment=environment,
                 version=int(raw.get("version") or 1),
@@ -285,20 +286,20 @@ class EcsRunner:
             created = raw.get("createdAt")
             if isinstance(created, datetime):
                 task.created_at = created.timestamp()
-            if raw.get("lastStatus") == "STOPPED" or raw.get("desiredStatus") == "STOPPED":
+            stopped_already = raw.get("lastStatus") == "STOPPED" or raw.get("desiredStatus") == "STOPPED"
+            if stopped_already:
                 # Stopped before the host saw it: nothing to run, but say how it ended.
                 task.desired_status = "STOPPED"
                 task.stop_code = raw.get("stopCode") or "UserInitiated"
                 task.stopped_reason = raw.get("stoppedReason") or "Task stopped by user"
-                self._tasks[task.arn] = task
-                self._starts[key or task.arn] += 1
-                self._emit(task)
-                self._finish(task, exit_code=None)
-                return
             self._tasks[task.arn] = task
             self._starts[key or task.arn] += 1
             fail_budget = _int(environment.get(FAIL_STARTS_ENV))
             task.fail_start = self._starts[key or task.arn] <= fail_budget
+        if stopped_already:
+            self._emit(task)
+            self._finish(task, exit_code=None)
+            return
         logger.info("ECS task %s admitted (key %s, attempt %s)", task.arn, key, task.attempt)
         self._emit(task)  # PROVISIONING, as created
         self._transition(task, last_status="PENDING", pull_started_at=time.time())

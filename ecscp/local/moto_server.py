@@ -353,8 +353,16 @@ def update_task(body: dict[str, Any]) -> dict[str, Any]:
     task = _find_task(backend, cluster.name, body["taskArn"])
     if task is None:
         raise LookupError(f"no task {body['taskArn']} in cluster {cluster.name}")
+    stop_requested = task.desired_status == "STOPPED"
     for name, value in (body.get("task") or {}).items():
-        if name == "last_status":
+        if stop_requested and name in ("desired_status", "stop_code", "stopped_reason", "stopping_at"):
+            # A StopTask that arrived after the host's last look wins over what it writes now.
+            if name != "desired_status" and value:
+                setattr(task, name, _to_time(value) if name == "stopping_at" else value)
+            continue
+        if name == "version":
+            task.version = max(int(value), int(getattr(task, "version", 0)))
+        elif name == "last_status":
             task._status = value
         elif name in _TASK_FIELDS:
             setattr(task, name, value)
