@@ -217,6 +217,9 @@ class Worker:
             messages.extend(dict(m) for m in got)
             if not got and (not messages or time.monotonic() >= deadline):
                 break
+            if not got:  # inside the batching window: wait for more records
+                self.stopping.wait(IDLE_SLEEP_MIN)
+                continue
             if len(got) < 10 and time.monotonic() >= deadline:
                 break
         if not messages:

@@ -163,6 +163,8 @@ class LocalStack:
         self._stopped.set()
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(timeout=5)  # it must not replace a worker being stopped
         if self._runner is not None:
             self._runner.stop()
         for worker in self._workers:
