@@ -44,6 +44,8 @@ from .moto_server import render_target_input
 
 #: Delay before an asynchronous invocation is retried (AWS waits about a minute; locally short).
 ASYNC_RETRY_SECONDS = 1
+#: Exit code of a worker whose invocation ran out of time.
+TIMEOUT_EXIT_CODE = 124
 IDLE_SLEEP_MIN = 0.05
 IDLE_SLEEP_MAX = 0.4
 
@@ -174,6 +176,19 @@ class Worker:
         started = time.monotonic()
         _lambda_line(f"START RequestId: {request} Version: $LATEST")
         ok, response = True, None
+        timeout = int(self.spec["timeout_seconds"])
+
+        def timed_out(signum: int, frame: Any) -> None:
+            # Lambda stops the runtime of an invocation that runs out of time; the next one
+            # starts cold. The worker exits, and the stack starts a new one.
+            elapsed_ms = (time.monotonic() - started) * 1000
+            _lambda_line(f"END RequestId: {request}")
+            _lambda_line(f"REPORT RequestId: {request}\tDuration: {elapsed_ms:.2f} ms\tStatus: timeout")
+            _lambda_line(f"{_iso_now()} {request} Task timed out after {timeout:.2f} seconds")
+            os._exit(TIMEOUT_EXIT_CODE)
+
+        signal.signal(signal.SIGALRM, timed_out)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             response = self.handler(event, context)
         except Exception as exc:  # noqa: BLE001 - a handler error is an invocation result
@@ -185,19 +200,14 @@ class Worker:
                 what,
                 redact(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"),
             )
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         elapsed = time.monotonic() - started
         _lambda_line(f"END RequestId: {request}")
         _lambda_line(
             f"REPORT RequestId: {request}\tDuration: {elapsed * 1000:.2f} ms\t"
             f"Memory Size: {self.spec['memory_mb']} MB\tSource: {what}"
         )
-        if elapsed > int(self.spec["timeout_seconds"]):
-            log.warning(
-                "invocation %s took %.1f s, over the function timeout of %s s (AWS would have stopped it)",
-                request,
-                elapsed,
-                self.spec["timeout_seconds"],
-            )
         return ok, response
 
     # -- sources --------------------------------------------------------------------------------
@@ -374,6 +384,10 @@ def _redactor(event: Any) -> Callable[[str], str]:
         return text
 
     return redact
+
+
+def _iso_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
 
 
 def _lambda_line(text: str) -> None:

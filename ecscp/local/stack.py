@@ -36,7 +36,9 @@ logger = logging.getLogger(__name__)
 AIRFLOW_ENVIRONMENT_OUTPUT = "AirflowEnvironment"
 #: Host variables a worker process keeps (a Lambda container does not inherit the rest).
 _HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
+#: Quick exits in a row after which a function worker is not replaced any more.
 _WORKER_RESTARTS = 5
+_CRASH_SECONDS = 5.0
 
 
 class LocalStackError(RuntimeError):
@@ -100,6 +102,7 @@ class _Worker:
     process: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
     restarts: int = 0
+    started: float = 0.0
 
 
 class LocalStack:
@@ -283,6 +286,7 @@ class LocalStack:
 
     def _spawn_worker(self, worker: _Worker) -> None:
         worker.ready_file.unlink(missing_ok=True)
+        worker.started = time.monotonic()
         if worker.log is None or worker.log.closed:
             worker.log = worker.log_path.open("ab")
         worker.process = subprocess.Popen(
@@ -351,20 +355,25 @@ class LocalStack:
         self._runner.start()
 
     def _supervise(self) -> None:
-        """Replace a dead function worker, as Lambda replaces a crashed container."""
+        """Replace a dead function worker, as Lambda replaces a crashed or timed-out container.
+
+        A worker that dies soon after it started counts as a crash; after a few crashes in a row
+        the function is given up (``check()`` says so). One that ran a while (a handler timeout)
+        is always replaced.
+        """
         while not self._stopped.wait(0.5):
             for worker in self._workers:
                 if self._stopped.is_set() or worker.process is None or worker.process.poll() is None:
                     continue
                 if worker.restarts >= _WORKER_RESTARTS:
                     continue
-                worker.restarts += 1
-                logger.error(
-                    "function %s exited with %s; restarting it (%d/%d); see %s",
+                crashed = time.monotonic() - worker.started < _CRASH_SECONDS
+                worker.restarts = worker.restarts + 1 if crashed else 0
+                logger.warning(
+                    "function %s worker exited with %s%s; starting a new one; see %s",
                     worker.spec.logical_id,
                     worker.process.returncode,
-                    worker.restarts,
-                    _WORKER_RESTARTS,
+                    f" ({worker.restarts} quick exits in a row)" if crashed else "",
                     worker.log_path,
                 )
                 self._spawn_worker(worker)

@@ -4,13 +4,21 @@ semantics, parameter choice, schedules and redaction."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ecscp.local.deploy import EcsSetup, parameter_values, rate_seconds, unqualified_function_arn
 from ecscp.local.ecs_runner import exit_code_of
-from ecscp.local.lambda_worker import _redactor, failed_message_ids, load_handler, sqs_record
+from ecscp.local.lambda_worker import (
+    TIMEOUT_EXIT_CODE,
+    _redactor,
+    failed_message_ids,
+    load_handler,
+    sqs_record,
+)
 from ecscp.local.moto_server import render_input_transformer, render_target_input
 from ecscp.local.stack import parse_environment_lines
 from tests.support.requests import SECRET_TOKEN, run_request
@@ -189,3 +197,40 @@ def test_handlers_load_under_their_own_module_name(tmp_path: Path) -> None:
 
     # THEN each is its own code
     assert (first(None, None), second(None, None)) == ("one", "two")
+
+
+def test_an_invocation_that_runs_out_of_time_ends_its_worker_as_lambda_ends_the_runtime(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a function with a 1 s timeout whose handler takes longer
+    (tmp_path / "app.py").write_text("import time\n\ndef handler(event, context):\n    time.sleep(30)\n")
+    spec = {
+        "logical_id": "Slow",
+        "name": "slow",
+        "arn": "arn:aws:lambda:us-east-1:123456789012:function:slow",
+        "handler": "app.handler",
+        "code_dir": str(tmp_path),
+        "layer_dirs": [],
+        "memory_mb": 128,
+        "timeout_seconds": 1,
+        "schedules": [],
+    }
+    script = (
+        "import json, sys\n"
+        "from ecscp.local.lambda_worker import Worker\n"
+        "Worker(json.loads(sys.argv[1])).invoke({}, 'test')\n"
+    )
+
+    # WHEN it is invoked
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # THEN the worker process ends with the timeout report, and the next invocation starts cold
+    assert done.returncode == TIMEOUT_EXIT_CODE
+    assert "Task timed out after 1.00 seconds" in done.stdout
+    assert "Status: timeout" in done.stdout
