@@ -33,6 +33,7 @@ from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 from .moto_server import delivery_queue_name
+from .schedules import UnsupportedSchedule, check_schedule
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation.client import CloudFormationClient
@@ -50,8 +51,6 @@ AIRFLOW_IMAGE = "apache/airflow:3.3.2-python3.11"
 #: Lambda's defaults for asynchronous invocations (EventBridge, schedules).
 DEFAULT_ASYNC_RETRIES = 2
 DEFAULT_ASYNC_MAX_EVENT_AGE_SECONDS = 21600
-_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
-_RATE_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 _ALARM_KEYS = frozenset(
     {
         "ActionsEnabled",
@@ -141,12 +140,12 @@ class RuleSource:
 
 @dataclass(frozen=True)
 class ScheduleSource:
-    """A ``rate(...)`` rule that invokes one function on a schedule."""
+    """A scheduled rule (``rate(...)`` or ``cron(...)``) that invokes one function."""
 
     rule_name: str
     rule_arn: str
     target: dict[str, Any]
-    every_seconds: int
+    expression: str
     delivery_queue_url: str
 
 
@@ -773,16 +772,13 @@ class StackDeployer:
                     url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
                     schedule = rule.get("ScheduleExpression")
                     if schedule:
-                        every = rate_seconds(schedule)
-                        if every is None:
-                            logger.warning(
-                                "rule %s: schedule %s is not run locally (only rate(...))",
-                                rule["Name"],
-                                schedule,
-                            )
+                        try:
+                            check_schedule(schedule)
+                        except UnsupportedSchedule as exc:
+                            logger.warning("rule %s is not run locally: %s", rule["Name"], exc)
                             continue
                         spec_for.schedules.append(
-                            ScheduleSource(rule["Name"], rule["Arn"], dict(target), every, url)
+                            ScheduleSource(rule["Name"], rule["Arn"], dict(target), schedule, url)
                         )
                     spec_for.rule_sources.append(RuleSource(rule["Name"], rule["Arn"], target["Id"], url))
         return list(by_arn.values())
@@ -818,15 +814,6 @@ class StackDeployer:
                 TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
             )
         return str(url)
-
-
-def rate_seconds(expression: str) -> int | None:
-    """Seconds between runs of a ``rate(N unit)`` schedule; None for anything else."""
-    match = _RATE.match(expression.strip())
-    if not match:
-        return None
-    unit = match.group(2).rstrip("s")
-    return int(match.group(1)) * _RATE_SECONDS[unit]
 
 
 def unqualified_function_arn(arn: str) -> str:

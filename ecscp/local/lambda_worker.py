@@ -13,7 +13,8 @@ It polls what invokes the function on AWS, read from the deployed stack:
 - EventBridge rules targeting the function: the delivery queue moto's patched EventBridge
   fills; each event is one asynchronous invocation, retried twice, then sent to the
   function's dead-letter queue when it has one.
-- ``rate(...)`` schedules: a Scheduled Event on time, delivered like a rule's events.
+- ``rate(...)`` and ``cron(...)`` schedules: a Scheduled Event on time, delivered like a rule's
+  events.
 
 It exits when its stdin reaches end of file (the stack went away) or on SIGTERM.
 """
@@ -41,6 +42,7 @@ import boto3
 from botocore.config import Config
 
 from .moto_server import render_target_input
+from .schedules import next_run
 
 #: Delay before an asynchronous invocation is retried (AWS waits about a minute; locally short).
 ASYNC_RETRY_SECONDS = 1
@@ -147,11 +149,11 @@ class Worker:
         self.handler = load_handler(
             Path(spec["code_dir"]), spec["handler"], f"ecscp_local_function_{spec['logical_id']}"
         )
-        now = time.monotonic()
+        now = time.time()
         # Only the first instance of a function keeps its schedules (one event per tick).
         timed = spec["schedules"] if int(spec.get("instance", 0)) == 0 else []
         self.schedules: list[dict[str, Any]] = list(timed)
-        self.next_run = {s["rule_arn"]: now + s["every_seconds"] for s in self.schedules}
+        self.next_run = {s["rule_arn"]: next_run(s["expression"], now) for s in self.schedules}
         self.stopping = threading.Event()
 
     # -- invoking -------------------------------------------------------------------------------
@@ -296,9 +298,10 @@ class Worker:
     def run_schedules(self) -> int:
         ran = 0
         for schedule in self.schedules:
-            if time.monotonic() < self.next_run[schedule["rule_arn"]]:
+            due = self.next_run[schedule["rule_arn"]]
+            if due is None or time.time() < due:
                 continue
-            self.next_run[schedule["rule_arn"]] += schedule["every_seconds"]
+            self.next_run[schedule["rule_arn"]] = next_run(schedule["expression"], due)
             event = {
                 "version": "0",
                 "id": str(uuid.uuid4()),

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from ecscp.local.deploy import EcsSetup, parameter_values, rate_seconds, unqualified_function_arn
+from ecscp.local.deploy import EcsSetup, parameter_values, unqualified_function_arn
 from ecscp.local.ecs_runner import exit_code_of
 from ecscp.local.lambda_worker import (
     TIMEOUT_EXIT_CODE,
@@ -20,6 +21,7 @@ from ecscp.local.lambda_worker import (
     sqs_record,
 )
 from ecscp.local.moto_server import render_input_transformer, render_target_input
+from ecscp.local.schedules import Cron, UnsupportedSchedule, next_run, rate_seconds
 from ecscp.local.stack import parse_environment_lines
 from tests.support.requests import SECRET_TOKEN, run_request
 
@@ -154,6 +156,30 @@ def test_a_required_parameter_without_a_local_value_is_named() -> None:
 )
 def test_rate_schedules_are_understood(expression: str, seconds: int | None) -> None:
     assert rate_seconds(expression) == seconds
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "expected"),
+    [
+        ("cron(0/15 * * * ? *)", "2026-11-25T10:07:30", "2026-11-25T10:15:00"),
+        ("cron(0 12 * * ? *)", "2026-11-25T12:00:00", "2026-11-26T12:00:00"),
+        ("cron(30 8 ? * MON-FRI *)", "2026-11-27T09:00:00", "2026-11-30T08:30:00"),  # Fri -> Mon
+        ("cron(0 0 1 JAN ? *)", "2026-11-25T00:00:00", "2027-01-01T00:00:00"),
+        ("rate(5 minutes)", "2026-11-25T10:00:00", "2026-11-25T10:05:00"),
+    ],
+)
+def test_schedules_fire_when_eventbridge_would(expression: str, after: str, expected: str) -> None:
+    def epoch(text: str) -> float:
+        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+    assert next_run(expression, epoch(after)) == epoch(expected)
+
+
+def test_cron_forms_the_local_stack_cannot_run_are_refused() -> None:
+    with pytest.raises(UnsupportedSchedule):
+        Cron.parse("cron(0 12 L * ? *)")
+    with pytest.raises(UnsupportedSchedule):
+        Cron.parse("cron(0 12 * *)")
 
 
 def test_function_arns_lose_their_qualifier() -> None:
