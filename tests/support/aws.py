@@ -21,9 +21,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ecs_control_plane.contract import ACTIVE_INDEX, EVENT_SOURCE, FAILED_START_DETAIL_TYPE, OWNER_INDEX
+from ecs_control_plane.contract import EVENT_SOURCE, FAILED_START_DETAIL_TYPE
 from ecs_control_plane.runtime import control_plane
-from ecs_control_plane.store import StateTable, item_from_dynamodb
+from ecs_control_plane.store import StateTable, item_from_dynamodb, state_table_definition
 from functions.reconciler import app as reconciler_app
 from functions.run_task import app as run_task_app
 from functions.task_state import app as task_state_app
@@ -49,36 +49,8 @@ class LambdaContext:
 
 
 def create_state_table(client: Any, name: str) -> None:
-    """The state table as template.yaml defines it (key, owner index, TTL)."""
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "key", "AttributeType": "S"},
-            {"AttributeName": "owner", "AttributeType": "S"},
-            {"AttributeName": "updated_at", "AttributeType": "N"},
-            {"AttributeName": "active_shard", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": OWNER_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "owner", "KeyType": "HASH"},
-                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": ACTIVE_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "active_shard", "KeyType": "HASH"},
-                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-    )
+    """The state table as template.yaml defines it (key, owner and active indexes, TTL)."""
+    client.create_table(**state_table_definition(name))
     client.update_time_to_live(
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
     )

@@ -26,6 +26,7 @@ from ecs_control_plane.contract import (
     FailedStartDetail,
 )
 from ecs_control_plane.settings import ALL_ENV, ControlPlaneSettings
+from ecs_control_plane.store import state_table_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -158,6 +159,24 @@ def test_state_table_has_the_contract_key_owner_index_ttl_backups_and_encryption
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert table["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_state_table_definition_used_outside_cloudformation_matches_the_template(template: Template) -> None:
+    # GIVEN the table the template declares, and the one tests, benchmarks and tools create
+    table = resource(template, "StateTable", "AWS::DynamoDB::Table")
+    definition = state_table_definition("any")
+
+    # THEN keys, attribute types and indexes are the same
+    def by_name(items: list[dict[str, Any]], field: str) -> dict[str, Any]:
+        return {item[field]: item for item in items}
+
+    assert definition["KeySchema"] == table["KeySchema"]
+    assert by_name(definition["AttributeDefinitions"], "AttributeName") == by_name(
+        table["AttributeDefinitions"], "AttributeName"
+    )
+    assert by_name(definition["GlobalSecondaryIndexes"], "IndexName") == by_name(
+        table["GlobalSecondaryIndexes"], "IndexName"
+    )
 
 
 # --- code -------------------------------------------------------------------------------------

@@ -35,6 +35,37 @@ _ACTIVE = [s.value for s in ACTIVE_STATES]
 BATCH_GET_LIMIT = 100
 
 
+def state_table_definition(table_name: str) -> dict[str, Any]:
+    """``CreateTable`` arguments for the state table, as template.yaml declares it.
+
+    For tests, benchmarks and tools that make the table outside CloudFormation; a unit test
+    checks that the template says the same.
+    """
+
+    def index(name: str, partition: str) -> dict[str, Any]:
+        return {
+            "IndexName": name,
+            "KeySchema": [
+                {"AttributeName": partition, "KeyType": "HASH"},
+                {"AttributeName": "updated_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "key", "AttributeType": "S"},
+            {"AttributeName": "owner", "AttributeType": "S"},
+            {"AttributeName": "updated_at", "AttributeType": "N"},
+            {"AttributeName": "active_shard", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": "key", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [index(OWNER_INDEX, "owner"), index(ACTIVE_INDEX, "active_shard")],
+    }
+
+
 def _is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -133,12 +164,23 @@ class StateTable:
 
     def changed_since(self, owner: str, since_ms: int) -> Iterator[TaskStateItem]:
         """Items of ``owner`` written after ``since_ms``, through the owner index."""
+        return self._query(OWNER_INDEX, "owner", owner, "#u > :u", since_ms)
+
+    def stale_active(self, older_than_ms: int) -> Iterator[TaskStateItem]:
+        """Items still in flight that have not changed since ``older_than_ms`` (the reconciler's work)."""
+        for shard in range(ACTIVE_SHARDS):
+            yield from self._query(ACTIVE_INDEX, "active_shard", f"A{shard}", "#u < :u", older_than_ms)
+
+    def _query(
+        self, index: str, partition: str, value: str, updated_condition: str, updated_ms: int
+    ) -> Iterator[TaskStateItem]:
+        """All items of one index partition whose ``updated_at`` meets the condition, page by page."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "IndexName": OWNER_INDEX,
-            "KeyConditionExpression": "#o = :o AND #u > :u",
-            "ExpressionAttributeNames": {"#o": "owner", "#u": "updated_at"},
-            "ExpressionAttributeValues": {":o": {"S": owner}, ":u": {"N": str(since_ms)}},
+            "IndexName": index,
+            "KeyConditionExpression": f"#p = :p AND {updated_condition}",
+            "ExpressionAttributeNames": {"#p": partition, "#u": "updated_at"},
+            "ExpressionAttributeValues": {":p": {"S": value}, ":u": {"N": str(updated_ms)}},
         }
         while True:
             response = self._client.query(**kwargs)
@@ -148,25 +190,6 @@ class StateTable:
             if not last:
                 return
             kwargs["ExclusiveStartKey"] = last
-
-    def stale_active(self, older_than_ms: int) -> Iterator[TaskStateItem]:
-        """Items still in flight that have not changed since ``older_than_ms`` (the reconciler's work)."""
-        for shard in range(ACTIVE_SHARDS):
-            kwargs: dict[str, Any] = {
-                "TableName": self.table_name,
-                "IndexName": ACTIVE_INDEX,
-                "KeyConditionExpression": "#s = :s AND #u < :u",
-                "ExpressionAttributeNames": {"#s": "active_shard", "#u": "updated_at"},
-                "ExpressionAttributeValues": {":s": {"S": f"A{shard}"}, ":u": {"N": str(older_than_ms)}},
-            }
-            while True:
-                response = self._client.query(**kwargs)
-                for raw in response.get("Items", []):
-                    yield item_from_dynamodb(raw)
-                last = response.get("LastEvaluatedKey")
-                if not last:
-                    break
-                kwargs["ExclusiveStartKey"] = last
 
     # -- writes --------------------------------------------------------------------------------
 
