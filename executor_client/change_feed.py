@@ -31,8 +31,11 @@ class ChangeFeed:
 
     @classmethod
     def starting_at(cls, start_ms: int, overlap_ms: int, full_resync_interval_ms: int) -> ChangeFeed:
-        return cls(overlap_ms=max(0, overlap_ms), full_resync_interval_ms=max(0, full_resync_interval_ms),
-                   watermark_ms=start_ms)
+        return cls(
+            overlap_ms=max(0, overlap_ms),
+            full_resync_interval_ms=max(0, full_resync_interval_ms),
+            watermark_ms=start_ms,
+        )
 
     def since_ms(self) -> int:
         """Lower bound (exclusive) for the next incremental read."""

@@ -54,7 +54,10 @@ def task_key_for(key: AirflowKey) -> TaskKey:
     """The contract's task key for an Airflow workload key (TaskInstanceKey or CallbackKey)."""
     if isinstance(key, TaskInstanceKey):
         return TaskKey(
-            dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=key.map_index,
+            dag_id=key.dag_id,
+            task_id=key.task_id,
+            run_id=key.run_id,
+            map_index=key.map_index,
             try_number=key.try_number,
         )
     callback_id = getattr(key, "id", None)
@@ -87,7 +90,8 @@ class EcsControlPlaneExecutor(BaseExecutor):
         self.conn_id = self._get(cfg.CONN_ID)
         self.container_name = self._get(cfg.CONTAINER_NAME) or "airflow"
         self.check_health_on_startup = self.conf.getboolean(
-            cfg.SECTION, cfg.CHECK_HEALTH_ON_STARTUP,
+            cfg.SECTION,
+            cfg.CHECK_HEALTH_ON_STARTUP,
             fallback=cfg.DEFAULTS[cfg.CHECK_HEALTH_ON_STARTUP] == "True",
         )
         self._configured_owner = self._get(cfg.OWNER_ID)
@@ -150,7 +154,9 @@ class EcsControlPlaneExecutor(BaseExecutor):
         if self._clients is None:
             self._require_settings()
             self._clients = make_clients(
-                queue_url=self.queue_url or "", state_table=self.state_table or "", conn_id=self.conn_id,
+                queue_url=self.queue_url or "",
+                state_table=self.state_table or "",
+                conn_id=self.conn_id,
                 region_name=self.region_name,
             )
         return self._clients
@@ -195,18 +201,24 @@ class EcsControlPlaneExecutor(BaseExecutor):
         try:
             clients.queue.attributes()
         except (ClientError, BotoCoreError) as exc:
-            problems.append(f"queue {self.queue_url!r} is not reachable ({_describe(exc)}): "
-                            f"check {cfg.env_name(cfg.QUEUE_URL)}")
+            problems.append(
+                f"queue {self.queue_url!r} is not reachable ({_describe(exc)}): "
+                f"check {cfg.env_name(cfg.QUEUE_URL)}"
+            )
         try:
             table = clients.table.describe()
         except (ClientError, BotoCoreError) as exc:
-            problems.append(f"table {self.state_table!r} is not reachable ({_describe(exc)}): "
-                            f"check {cfg.env_name(cfg.STATE_TABLE)}")
+            problems.append(
+                f"table {self.state_table!r} is not reachable ({_describe(exc)}): "
+                f"check {cfg.env_name(cfg.STATE_TABLE)}"
+            )
         else:
             indexes = {i.get("IndexName") for i in table.get("GlobalSecondaryIndexes", [])}
             if OWNER_INDEX not in indexes:
-                problems.append(f"table {self.state_table!r} has no index {OWNER_INDEX!r}: "
-                                f"{cfg.env_name(cfg.STATE_TABLE)} must name the stack's state table")
+                problems.append(
+                    f"table {self.state_table!r} has no index {OWNER_INDEX!r}: "
+                    f"{cfg.env_name(cfg.STATE_TABLE)} must name the stack's state table"
+                )
         if problems:
             raise AirflowException(
                 f"{type(self).__name__} health check failed (region {self.region_name or 'from connection'}, "
@@ -249,7 +261,9 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 key = self._key_of(workload.ti)
                 self.queued_tasks.pop(key, None)
                 accepted = self.execute_async(
-                    key=key, command=[workload], queue=workload.ti.queue,
+                    key=key,
+                    command=[workload],
+                    queue=workload.ti.queue,
                     executor_config=workload.ti.executor_config or {},
                 )
             elif _ExecuteCallback is not None and isinstance(workload, _ExecuteCallback):
@@ -262,7 +276,10 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 self.running.add(key)
 
     def execute_async(
-        self, key: AirflowKey, command: Sequence[Any], queue: str | None = None,
+        self,
+        key: AirflowKey,
+        command: Sequence[Any],
+        queue: str | None = None,
         executor_config: Any = None,
     ) -> bool:
         """Buffer a run request (sent on the next sync); refuse a bad executor_config at once.
@@ -276,8 +293,13 @@ class EcsControlPlaneExecutor(BaseExecutor):
         try:
             check_run_task_overrides(config, self.container_name, "executor_config")
             request = RunRequest(
-                kind="run", key=encoded, owner=self.owner, command=[str(p) for p in parts], queue=queue,
-                executor_config=dict(config), attempt=1,
+                kind="run",
+                key=encoded,
+                owner=self.owner,
+                command=[str(p) for p in parts],
+                queue=queue,
+                executor_config=dict(config),
+                attempt=1,
             )
         except (RunTaskConfigError, ValueError) as exc:
             reason = f"refused before sending: {exc}"
@@ -323,7 +345,11 @@ class EcsControlPlaneExecutor(BaseExecutor):
             if count < self.max_send_attempts:
                 self.log.warning(
                     "Could not send %s request for %s (try %d of %d), retrying next heartbeat: %s",
-                    kind, encoded, count, self.max_send_attempts, why,
+                    kind,
+                    encoded,
+                    count,
+                    self.max_send_attempts,
+                    why,
                 )
                 continue
             self._outbox.pop(slot, None)
@@ -385,9 +411,11 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 continue
             self._overdue_reported.add(key)
             waited = (now - self._sent_at[key]) // 1000
-            why = (f"no state item {waited} s after the run request was sent: the control plane has not "
-                   "received it yet (check the run_task function and the dead-letter queue); Airflow's "
-                   "[scheduler] task_queued_timeout decides when the task fails")
+            why = (
+                f"no state item {waited} s after the run request was sent: the control plane has not "
+                "received it yet (check the run_task function and the dead-letter queue); Airflow's "
+                "[scheduler] task_queued_timeout decides when the task fails"
+            )
             self.log.warning("Task %s: %s", key, why)
             self.log_task_event(
                 event="ecs control plane task not started", extra=why, ti_key=self.tracked[key]
@@ -506,7 +534,9 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 if remaining <= 0:
                     self.log.warning(
                         "%s ended with %d task(s) still in flight (they keep running and can be adopted): %s",
-                        type(self).__name__, len(self.tracked), ", ".join(sorted(self.tracked)[:20]),
+                        type(self).__name__,
+                        len(self.tracked),
+                        ", ".join(sorted(self.tracked)[:20]),
                     )
                     return
                 time.sleep(min(END_POLL_SECONDS, remaining))

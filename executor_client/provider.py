@@ -24,9 +24,7 @@ def get_provider_info() -> dict[str, Any]:
         "config": {
             SECTION: {
                 "description": SECTION_DESCRIPTION,
-                "options": {
-                    key: {**option, "version_added": None} for key, option in OPTIONS.items()
-                },
+                "options": {key: {**option, "version_added": None} for key, option in OPTIONS.items()},
             }
         },
     }
