@@ -218,6 +218,11 @@ def test_deep_merge_replaces_lists_and_merges_dicts() -> None:
         ({"ECSCP_RUN_TASK_KWARGS": "{nope"}, "ECSCP_RUN_TASK_KWARGS"),
         ({"ECSCP_LAUNCH_TYPE": "SPACESHIP"}, "ECSCP_LAUNCH_TYPE"),
         ({"ECSCP_MAX_RUN_TASK_ATTEMPTS": "0"}, "ECSCP_MAX_RUN_TASK_ATTEMPTS"),
+        (
+            {"ECSCP_QUEUED_TIMEOUT_SECONDS": "300", "ECSCP_START_RETRY_MAX_SECONDS": "300"},
+            "queued_timeout_seconds",
+        ),
+        ({"ECSCP_CONTROL_PLANE_ID": "x" * 129}, "ECSCP_CONTROL_PLANE_ID"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:

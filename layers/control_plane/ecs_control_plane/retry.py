@@ -88,6 +88,12 @@ def classify_run_task_failure(reason: str) -> FailureClass:
     return FailureClass.RETRY_ATTEMPT
 
 
-def transient_delay_seconds(receive_count: int, base: int = 5, cap: int = 300) -> int:
+#: Longest visibility backoff for a throttled RunTask call.
+TRANSIENT_BACKOFF_CAP_SECONDS = 300
+
+
+def transient_delay_seconds(
+    receive_count: int, base: int = 5, cap: int = TRANSIENT_BACKOFF_CAP_SECONDS
+) -> int:
     """Visibility backoff for transient errors, growing with the number of deliveries."""
     return int(min(cap, base * 2 ** max(0, receive_count - 1)))

@@ -11,7 +11,17 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .retry import TRANSIENT_BACKOFF_CAP_SECONDS
 
 # Environment variable names (template.yaml sets them from its parameters).
 ENV_CLUSTER = "ECSCP_CLUSTER"
@@ -78,6 +88,11 @@ def _parse_json(value: Any) -> Any:
     return value
 
 
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The environment variable behind a validation error's location."""
+    return ALL_ENV.get(str(loc[0]), str(loc[0])) if loc else "settings"
+
+
 class ControlPlaneSettings(BaseModel):
     """Everything the functions need to know about the stack they run in."""
 
@@ -127,6 +142,17 @@ class ControlPlaneSettings(BaseModel):
             return parsed or {}
         return parsed or None
 
+    @model_validator(mode="after")
+    def _timeouts_leave_room_for_retries(self) -> ControlPlaneSettings:
+        # A try waiting out its start backoff (or ECS throttling) must not look lost.
+        floor = self.start_retry_max_seconds + TRANSIENT_BACKOFF_CAP_SECONDS
+        if self.queued_timeout_seconds <= floor:
+            raise ValueError(
+                f"queued_timeout_seconds ({self.queued_timeout_seconds}) must exceed the longest retry "
+                f"backoff ({floor} s: start_retry_max_seconds + {TRANSIENT_BACKOFF_CAP_SECONDS})"
+            )
+        return self
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
         """Read the settings from the environment, naming the variable that is wrong."""
@@ -137,10 +163,7 @@ class ControlPlaneSettings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{ALL_ENV.get(str(err['loc'][0]), err['loc'][0]) if err['loc'] else '?'}: {err['msg']}"
-                for err in exc.errors()
-            )
+            problems = "; ".join(f"{_variable(err['loc'])}: {err['msg']}" for err in exc.errors())
             raise SettingsError(f"invalid control plane settings: {problems}") from exc
 
     def backoff_seconds(self, attempt: int) -> int:
