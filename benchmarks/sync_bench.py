@@ -21,6 +21,7 @@ from ecs_control_plane.contract import TaskState
 from . import ours, provider
 from .env import CLUSTER, TABLE, AwsFixture, MotoServer
 from .measure import Task, measure, round_robin
+from .stats import Timing
 from .workloads import make_workloads
 
 EMPTY_TABLE = "bench-empty"
@@ -36,6 +37,8 @@ class SyncPlan:
     repeats: int
     #: The provider's sync is slow at large N: fewer repeats there keep the run short.
     provider_repeats: int
+    #: Launches are one-shot (they change the state): each round starts from an empty server.
+    launch_rounds: int = 1
 
 
 def _queue(executor: Any, workloads: list[Any]) -> None:
@@ -167,20 +170,36 @@ class OurSide:
             raise RuntimeError(f"ours tracks {len(executor.tracked)} tasks, expected {self.n}")
 
 
-def run_one(server: MotoServer, plan: SyncPlan, say: Say) -> dict[str, Any]:
-    server.reset()
-    fixture = AwsFixture(server)
-    fixture.create_all()
-    fixture.create_table(EMPTY_TABLE)
-    mine, theirs = OurSide(fixture, plan), ProviderSide(fixture, plan)
+def _combine(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure from one-sample launch measurements of several rounds."""
+    out = dict(samples[-1])
+    out["wall"] = Timing.of([s["wall"]["median_ms"] / 1000 for s in samples]).as_dict()
+    if any(s["calls"] != samples[0]["calls"] for s in samples):
+        out["calls_varied"] = True
+    return out
 
-    say(f"  launch {plan.n}: ours (SendMessageBatch, 10 a call)")
-    launch_ours = mine.launch()
-    say(f"  launch {plan.n}: provider (RunTask per task)")
-    launch_provider = theirs.launch()
+
+def run_one(server: MotoServer, plan: SyncPlan, say: Say) -> dict[str, Any]:
+    launches: dict[str, list[dict[str, Any]]] = {"ours": [], "provider": []}
+    for round_no in range(plan.launch_rounds):
+        # Each round on an empty server; the sides take turns going first. The last round's
+        # executors, with their N tasks in flight, are the ones whose syncs are measured.
+        server.reset()
+        fixture = AwsFixture(server)
+        fixture.create_all()
+        fixture.create_table(EMPTY_TABLE)
+        mine, theirs = OurSide(fixture, plan), ProviderSide(fixture, plan)
+        order: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            ("ours", mine.launch),
+            ("provider", theirs.launch),
+        ]
+        for side, launch in order if round_no % 2 == 0 else order[::-1]:
+            say(f"  launch {plan.n} (round {round_no + 1} of {plan.launch_rounds}): {side}")
+            launches[side].append(launch())
+    launch_ours, launch_provider = _combine(launches["ours"]), _combine(launches["provider"])
 
     say("  ours: safety-net re-read of every tracked key")
-    resync = mine.full_resync(2 if plan.n >= 10_000 else min(plan.repeats, 3))
+    resync = mine.full_resync(1 if plan.n >= 10_000 else min(plan.repeats, 3))
 
     say(f"  idle sync: ours x{plan.repeats}, bare Query x{plan.repeats}, provider x{plan.provider_repeats}")
     idle = round_robin(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,27 @@ from .stats import Timing, percentile
 #: The scheduler's loop calls the executor about this often when it has work.
 SYNC_INTERVAL_S = 0.5
 COMMAND = ["true"]
+
+
+_REPORT = re.compile(r"^REPORT RequestId: \S+\s+Duration: ([\d.]+) ms")
+
+
+def invocation_durations(logs_dir: Path) -> dict[str, Any]:
+    """Per function, the durations the local Lambda workers logged (``REPORT ... Duration``)."""
+    out: dict[str, Any] = {}
+    for log in sorted(logs_dir.glob("*Function.log")):
+        durations = [
+            float(match.group(1)) / 1000
+            for line in log.read_text(errors="replace").splitlines()
+            if (match := _REPORT.match(line))
+        ]
+        if durations:
+            out[log.stem] = {
+                "invocations": len(durations),
+                "duration": Timing.of(durations).as_dict(),
+                "p90_ms": round(percentile(durations, 90) * 1000, 1),
+            }
+    return out
 
 
 @contextlib.contextmanager
@@ -110,7 +132,9 @@ def run(  # noqa: PLR0915 - one linear script: start, submit, sync until done, a
                     next_report = now + 10
                 stack.check()
                 time.sleep(max(0.0, SYNC_INTERVAL_S - (time.perf_counter() - tick)))
-            elapsed = (max(at for at, _ in seen.values()) if seen else time.perf_counter()) - t0
+            # All reported: up to the last one. Cut off: up to the cut-off, so the rate is not flattered.
+            ended = max(at for at, _ in seen.values()) if len(seen) == n else time.perf_counter()
+            elapsed = ended - t0
             records = stack.task_records()
             attempts = stack.start_attempts()
             unfinished = [key for key in submitted if key not in seen]
@@ -152,6 +176,7 @@ def run(  # noqa: PLR0915 - one linear script: start, submit, sync until done, a
         "lost": max(0, len(unfinished) - len(with_item) - queued),
         "ecs_tasks_started": len(records),
         "keys_started_more_than_once": sum(1 for count in attempts.values() if count > 1),
+        "lambda_invocations": invocation_durations(state_dir / "logs"),
         "syncs": syncs,
         "sync_wall": Timing.of(sync_seconds).as_dict() if sync_seconds else None,
     }
