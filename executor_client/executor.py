@@ -397,20 +397,19 @@ class EcsControlPlaneExecutor(BaseExecutor):
 
     def _full_resync(self, now: int) -> None:
         """Safety net: read every tracked key that has been sent, whatever the index said."""
-        keys = [k for k in self.tracked if k in self._sent_at]
-        items = self.clients.table.batch_get(keys)
+        # Snapshot first: applying a finished item below untracks its key.
+        sent = {k: self._sent_at[k] for k in self.tracked if k in self._sent_at}
+        items = self.clients.table.batch_get(sent)
         self.feed.accept(items)
         for item in items:  # _apply is idempotent: whatever the fast path missed is acted on here
             self._apply(item)
         self.feed.full_resync_done(now)
         found = {item.key for item in items}
-        for key in overdue_without_item(
-            {k: self._sent_at[k] for k in keys}, found, now, self.missing_item_grace_ms
-        ):
+        for key in overdue_without_item(sent, found, now, self.missing_item_grace_ms):
             if key in self._overdue_reported:
                 continue
             self._overdue_reported.add(key)
-            waited = (now - self._sent_at[key]) // 1000
+            waited = (now - sent[key]) // 1000
             why = (
                 f"no state item {waited} s after the run request was sent: the control plane has not "
                 "received it yet (check the run_task function and the dead-letter queue); Airflow's "
