@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/control_plane/ecs_control_plane functions executor_client ecscp
+	$(BIN)/mypy layers/control_plane/ecs_control_plane functions executor_client ecscp benchmarks
 
 validate: $(SAM_STAMP)
 	$(SAM) validate --lint --region $(REGION)
