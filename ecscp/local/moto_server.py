@@ -26,6 +26,16 @@ plane can observe:
 - DynamoDB requests are atomic (moto exposes a half-written item to concurrent requests).
 - SQS event source mappings never invoke moto's Lambda inside SendMessage (moto's Docker-less
   backend would "succeed" and delete the message): the local Lambda runtime polls instead.
+
+Two moto costs that grow with data AWS would not scan are removed (same results, less work),
+because the local stack's throughput hit them first:
+
+- SQS SendMessage rebuilt the queue's full attribute map, counting every message, just to read
+  ``ContentBasedDeduplication``; the send path now reads the static attributes only
+  (GetQueueAttributes counts as before).
+- ECS DescribeTasks compared every task with every requested ARN by substring search; the same
+  matches (full ARN, or task id) are now set look-ups, and the runner's task updates find
+  their task by ARN before falling back to the id scan.
 """
 
 # moto is imported lazily: the parent process imports this module only for its names.
@@ -240,6 +250,40 @@ def _patch_dynamodb() -> None:
     DynamoHandler.call_action = atomic_call_action  # type: ignore[method-assign]
 
 
+#: DynamoDB item operations whose results are already DynamoDB JSON (see _patch_dynamodb_responses).
+_DYNAMODB_ITEM_OPERATIONS = frozenset(
+    {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"}
+)
+#: Text that makes a result leave the fast path: a null, or a binary value (base64 on the wire).
+_DYNAMODB_SLOW_MARKERS = (": null", '"B": ', '"BS": ')
+
+
+def _patch_dynamodb_responses() -> None:
+    from moto.dynamodb.responses import DynamoResult
+
+    # moto 5.2 serialises every result by walking the botocore shape of each attribute value,
+    # which cost more than the operations themselves (a Query of 200 items: ~50 ms). An item
+    # operation's result is already in DynamoDB JSON, so it is dumped as it is; results with a
+    # null or a binary value (which the shape walk would drop or encode) take moto's way.
+    execute_result: Callable[..., Any] = DynamoResult.execute_result
+
+    def fast_execute_result(self: Any, context: Any) -> Any:
+        result = self.result
+        if context.operation_model.name in _DYNAMODB_ITEM_OPERATIONS and isinstance(result, dict):
+            members = context.operation_model.output_shape.members
+            if all(name in members for name in result):
+                try:
+                    body = json.dumps(result)
+                except (TypeError, ValueError):
+                    return execute_result(self, context)
+                if not any(marker in body for marker in _DYNAMODB_SLOW_MARKERS):
+                    version = context.service_model.metadata.get("jsonVersion", "1.0")
+                    return 200, {"Content-Type": f"application/x-amz-json-{version}"}, body
+        return execute_result(self, context)
+
+    DynamoResult.execute_result = fast_execute_result  # type: ignore[method-assign]
+
+
 def _patch_sqs() -> None:
     from moto.sqs import models as sqs_models
 
@@ -247,6 +291,66 @@ def _patch_sqs() -> None:
     sqs_models.Queue.lambda_event_source_mappings = property(  # type: ignore[assignment]
         lambda self: {}, lambda self, value: None
     )
+
+
+_sending = threading.local()
+
+
+def _patch_sqs_send_path() -> None:
+    from moto.core.utils import camelcase_to_underscores
+    from moto.sqs.models import Queue, SQSBackend
+
+    full_attributes = Queue.attributes
+
+    def attributes(self: Queue) -> dict[str, Any]:
+        if not getattr(_sending, "depth", 0):
+            return full_attributes.fget(self)  # type: ignore[no-any-return,attr-defined]
+        # Sending reads only static attributes; skip the approximate counts (a scan of the queue).
+        result: dict[str, Any] = {}
+        for name in self.BASE_ATTRIBUTES + (self.FIFO_ATTRIBUTES if self.fifo_queue else []):
+            if not name.startswith("Approximate"):
+                value = getattr(self, camelcase_to_underscores(name))
+                result[name] = str(value).lower() if isinstance(value, bool) else value
+        return result
+
+    def sending(method: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            _sending.depth = getattr(_sending, "depth", 0) + 1
+            try:
+                return method(*args, **kwargs)
+            finally:
+                _sending.depth -= 1
+
+        return wrapper
+
+    Queue.attributes = property(attributes)  # type: ignore[assignment,method-assign]
+    SQSBackend.send_message = sending(SQSBackend.send_message)  # type: ignore[method-assign]
+    SQSBackend.send_message_batch = sending(SQSBackend.send_message_batch)  # type: ignore[method-assign]
+    # ReceiveMessage reads MessageRetentionPeriod for every message it returns.
+    SQSBackend.is_message_valid_based_on_retention_period = sending(  # type: ignore[method-assign]
+        SQSBackend.is_message_valid_based_on_retention_period
+    )
+
+
+def _patch_ecs_describe_tasks() -> None:
+    from moto.ecs.exceptions import InvalidParameterException
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    def describe_tasks(self: Any, cluster_str: str, tasks: list[str]) -> list[Any]:
+        self._get_cluster(cluster_str)
+        if not tasks:
+            raise InvalidParameterException("Tasks cannot be empty.")
+        wanted = set(tasks)
+        wanted_ids = {t.split("/")[-1] for t in tasks}
+        response = []
+        for cluster_tasks in self.tasks.values():
+            for task_arn, task in cluster_tasks.items():
+                if task_arn in wanted or task.task_arn in wanted or task_arn.split("/")[-1] in wanted_ids:
+                    task.advance()
+                    response.append(task)
+        return response
+
+    EC2ContainerServiceBackend.describe_tasks = describe_tasks  # type: ignore[method-assign]
 
 
 def _patch_ecs() -> None:
@@ -334,6 +438,8 @@ def _patch_ecs() -> None:
 
 def _find_task(backend: Any, cluster_name: str, task_str: str) -> Any:
     tasks: dict[str, Any] = backend.tasks.get(cluster_name) or {}
+    if task_str in tasks:
+        return tasks[task_str]
     task_id = task_str.rsplit("/", maxsplit=1)[-1]
     return next((t for arn, t in tasks.items() if arn.split("/")[-1] == task_id), None)
 
@@ -408,8 +514,11 @@ def configure_moto() -> None:
     default_user_config["lambda"] = {"use_docker": False}
     _patch_events()
     _patch_dynamodb()
+    _patch_dynamodb_responses()
     _patch_sqs()
+    _patch_sqs_send_path()
     _patch_ecs()
+    _patch_ecs_describe_tasks()
 
 
 def _exit_when_parent_goes(stream: Any) -> None:
