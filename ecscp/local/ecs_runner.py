@@ -180,6 +180,7 @@ class EcsRunner:
         self._thread: threading.Thread | None = None
         self._account = ""
         self._ticks = 0
+        self._outbox: list[dict[str, Any]] = []
         self._first_number = 1
         self.error: BaseException | None = None
 
@@ -237,13 +238,20 @@ class EcsRunner:
 
     def _tick(self) -> None:
         self._ticks += 1
-        # New tasks want to run; a task stopped before the host saw it is found by the full scan.
-        self._discover(everything=self._ticks % FULL_SCAN_EVERY_TICKS == 0)
-        self._follow_stop_requests()
-        self._reap()
-        self._launch()
+        try:
+            # New tasks want to run; a task stopped before the host saw it is found by the full scan.
+            everything = self._ticks % FULL_SCAN_EVERY_TICKS == 0
+            listed = self._discover(everything=everything)
+            # Between full scans, a task the host runs that ListTasks no longer shows as desired
+            # RUNNING had StopTask called: only those are described (not every active task).
+            self._follow_stop_requests(running=None if everything else listed)
+            self._reap()
+            self._launch()
+        finally:
+            self._flush_events()
 
-    def _discover(self, *, everything: bool) -> None:
+    def _discover(self, *, everything: bool) -> set[str]:
+        """Admit the tasks the host has not seen yet; return the ARNs ListTasks returned."""
         kwargs: dict[str, Any] = {"cluster": self.cluster}
         if not everything:
             kwargs["desiredStatus"] = "RUNNING"
@@ -257,6 +265,7 @@ class EcsRunner:
             described = self._ecs.describe_tasks(cluster=self.cluster, tasks=new[start : start + 100])
             for raw in described.get("tasks", []):
                 self._admit(raw)
+        return set(arns)
 
     def _admit(self, raw: dict[str, Any]) -> None:
         override: dict[str, Any] = next(
@@ -311,10 +320,15 @@ class EcsRunner:
         with self._lock:
             self._pending.append(task)
 
-    def _follow_stop_requests(self) -> None:
+    def _follow_stop_requests(self, *, running: set[str] | None) -> None:
+        """Stop the tasks StopTask was called for; ``running``: ARNs listed as desired RUNNING."""
         with self._lock:
             active = [
-                t.arn for t in self._tasks.values() if t.last_status != "STOPPED" and t.stop_deadline is None
+                t.arn
+                for t in self._tasks.values()
+                if t.last_status != "STOPPED"
+                and t.stop_deadline is None
+                and (running is None or t.arn not in running)
             ]
         for start in range(0, len(active), 100):
             described = self._ecs.describe_tasks(cluster=self.cluster, tasks=active[start : start + 100])
@@ -562,18 +576,23 @@ class EcsRunner:
                 entry["reason"] = task.container_reason
             containers.append(entry)
         detail["containers"] = containers
-        response = self._events.put_events(
-            Entries=[
-                {
-                    "Source": "aws.ecs",
-                    "DetailType": DETAIL_TYPE,
-                    "Detail": json.dumps(detail, default=str),
-                    "Resources": [task.arn],
-                }
-            ]
+        self._outbox.append(
+            {
+                "Source": "aws.ecs",
+                "DetailType": DETAIL_TYPE,
+                "Detail": json.dumps(detail, default=str),
+                "Resources": [task.arn],
+            }
         )
-        if response.get("FailedEntryCount"):
-            raise RuntimeError(f"ECS event for {task.arn} not accepted: {response['Entries']}")
+
+    def _flush_events(self) -> None:
+        """Put the step's events, in order, ten to a PutEvents call (one call per event was most
+        of the host's load on moto)."""
+        while self._outbox:
+            entries, self._outbox = self._outbox[:10], self._outbox[10:]
+            response = self._events.put_events(Entries=entries)
+            if response.get("FailedEntryCount"):
+                raise RuntimeError(f"ECS events not accepted: {response['Entries']}")
 
 
 def _int(value: str | None) -> int:
