@@ -36,6 +36,10 @@ because the local stack's throughput hit them first:
 - ECS DescribeTasks compared every task with every requested ARN by substring search; the same
   matches (full ARN, or task id) are now set look-ups, and the runner's task updates find
   their task by ARN before falling back to the id scan.
+
+DynamoDB item results are dumped as the DynamoDB JSON they already are (moto's shape-walking
+serialiser cost more than the operations), and the request dispatcher's list of moto's
+services is read once rather than from disk on every request.
 """
 
 # moto is imported lazily: the parent process imports this module only for its names.
@@ -507,11 +511,21 @@ def build_app() -> Callable[..., Iterable[bytes]]:
     return app
 
 
+def _patch_dispatch() -> None:
+    from moto import backends
+
+    # The dispatcher lists moto's package directory (a stat per service) on every request to
+    # find the backend; the list cannot change while the server runs.
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+
+
 def configure_moto() -> None:
     """Everything that must hold before the first request: Docker-less Lambda and the patches."""
     from moto.core.config import default_user_config
 
     default_user_config["lambda"] = {"use_docker": False}
+    _patch_dispatch()
     _patch_events()
     _patch_dynamodb()
     _patch_dynamodb_responses()
