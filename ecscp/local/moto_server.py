@@ -300,7 +300,7 @@ def _patch_sqs() -> None:
 _sending = threading.local()
 
 
-def _patch_sqs_send_path() -> None:
+def patch_sqs_send_path() -> None:
     from moto.core.utils import camelcase_to_underscores
     from moto.sqs.models import Queue, SQSBackend
 
@@ -336,7 +336,7 @@ def _patch_sqs_send_path() -> None:
     )
 
 
-def _patch_ecs_describe_tasks() -> None:
+def patch_ecs_describe_tasks() -> None:
     from moto.ecs.exceptions import InvalidParameterException
     from moto.ecs.models import EC2ContainerServiceBackend
 
@@ -530,9 +530,9 @@ def configure_moto() -> None:
     _patch_dynamodb()
     _patch_dynamodb_responses()
     _patch_sqs()
-    _patch_sqs_send_path()
+    patch_sqs_send_path()
     _patch_ecs()
-    _patch_ecs_describe_tasks()
+    patch_ecs_describe_tasks()
 
 
 def _exit_when_parent_goes(stream: Any) -> None:
