@@ -77,7 +77,7 @@ def test_task_unknown_to_ecs_is_failed_as_lost(control_plane_aws: MockedControlP
 def test_run_request_lost_before_any_task_started_times_out_with_an_alert(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with mocked_control_plane(monkeypatch, ECSCP_QUEUED_TIMEOUT_SECONDS="600") as plane:
+    with mocked_control_plane(monkeypatch, ECSCP_QUEUED_TIMEOUT_SECONDS="700") as plane:
         # GIVEN a try that has been QUEUED for an hour with no ECS task (its message went to the DLQ)
         key = task_key("stuck")
         plane.table.create_queued(key, "scheduler-a", 1, "default", {})
@@ -147,7 +147,7 @@ def test_orphan_tasks_of_the_control_plane_are_stopped(control_plane_aws: Mocked
 def test_one_failing_call_does_not_stop_the_rest_of_the_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with mocked_control_plane(monkeypatch, ECSCP_QUEUED_TIMEOUT_SECONDS="600") as plane:
+    with mocked_control_plane(monkeypatch, ECSCP_QUEUED_TIMEOUT_SECONDS="700") as plane:
         # GIVEN DescribeTasks fails, a stale running try, and a try whose run request was lost
         running = task_key("running")
         start(plane, running)
