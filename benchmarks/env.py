@@ -21,7 +21,7 @@ import botocore.session
 import httpx
 from botocore.config import Config
 
-from ecs_control_plane.contract import ACTIVE_INDEX, OWNER_INDEX
+from ecs_control_plane.store import state_table_definition
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -268,36 +268,8 @@ class AwsFixture:
         )
 
     def create_table(self, name: str = TABLE) -> None:
-        """The state table's key schema and owner index (as template.yaml declares them)."""
-        self.dynamodb.create_table(
-            TableName=name,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "key", "AttributeType": "S"},
-                {"AttributeName": "owner", "AttributeType": "S"},
-                {"AttributeName": "updated_at", "AttributeType": "N"},
-                {"AttributeName": "active_shard", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": OWNER_INDEX,
-                    "KeySchema": [
-                        {"AttributeName": "owner", "KeyType": "HASH"},
-                        {"AttributeName": "updated_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                },
-                {
-                    "IndexName": ACTIVE_INDEX,
-                    "KeySchema": [
-                        {"AttributeName": "active_shard", "KeyType": "HASH"},
-                        {"AttributeName": "updated_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                },
-            ],
-        )
+        """The state table's key schema and indexes, as template.yaml declares them."""
+        self.dynamodb.create_table(**state_table_definition(name))
 
     def create_queue(self) -> None:
         self.queue_url = self.sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
