@@ -31,6 +31,8 @@ from urllib.parse import quote
 import httpx
 import psutil
 
+from .processes import terminate as processes_terminate
+
 #: Environment variable that marks every process of one local run (value: the run's id).
 RUN_MARKER_ENV = "ECSCP_LOCAL_RUN_ID"
 
@@ -96,14 +98,7 @@ def marked_processes(marker: str) -> list[psutil.Process]:
 
 def terminate(processes: Sequence[psutil.Process], grace_seconds: float = _STOP_GRACE_SECONDS) -> None:
     """SIGTERM, wait up to ``grace_seconds``, then SIGKILL whatever is left."""
-    for proc in processes:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(processes, timeout=grace_seconds)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=grace_seconds)
+    processes_terminate(processes, grace_seconds)
 
 
 @dataclass

@@ -45,6 +45,7 @@ from ecs_control_plane.contract import ATTEMPT_ENV, TASK_KEY_ENV
 
 from .deploy import aws_client
 from .moto_server import TASK_UPDATE_PATH
+from .processes import terminate
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +84,7 @@ def kill_tree(pid: int, grace_seconds: float) -> None:
         members = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return
-    for proc in members:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-    _, alive = psutil.wait_procs(members, timeout=grace_seconds)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)
+    terminate(members, grace_seconds, reap_seconds=5)
 
 
 @dataclass
