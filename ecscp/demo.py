@@ -198,6 +198,8 @@ def _drive(airflow: LocalAirflow, stack: LocalStack, clock: _Clock, result: Demo
     result.import_errors = parsed.import_errors
     for filename, trace in parsed.import_errors.items():
         clock.say(f"[red]import error in {filename}[/red]\n{trace}")
+    # Usually healthy by now; a deferred task would otherwise wait for the triggerer's start.
+    airflow.wait_until_healthy(timeout=clock.remaining())
     clock.say(f"triggering {len(parsed.dag_ids)} DAG(s): {', '.join(parsed.dag_ids)}")
     runs = _wait_for_runs(airflow, airflow.trigger_all(parsed.dag_ids), clock, stack.check)
     unfinished = [run.dag_id for run in runs if run.state not in TERMINAL_RUN_STATES]

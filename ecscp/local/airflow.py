@@ -1,9 +1,10 @@
-"""Run real Airflow 3 (api-server, scheduler, dag-processor) on this machine, and drive it.
+"""Run real Airflow 3 (api-server, scheduler, dag-processor, triggerer) on this machine, and drive it.
 
 This is the deployment shape the executor meets in production, minus the database server:
-the three services run as separate processes with one SQLite metadata database, DAG runs are
+the four services run as separate processes with one SQLite metadata database, DAG runs are
 triggered through the public REST API, and task processes (started by whatever executor the
-environment names) talk to the api-server's execution API.
+environment names) talk to the api-server's execution API. The triggerer runs the triggers of
+deferred tasks, so deferrable operators resume (as a new hand-over of the same try).
 
 Every process started here gets its own session and a marker in its environment, so that
 ``stop()`` can end the whole tree, including task processes that left it, and leave nothing
@@ -36,7 +37,16 @@ from .processes import terminate as processes_terminate
 #: Environment variable that marks every process of one local run (value: the run's id).
 RUN_MARKER_ENV = "ECSCP_LOCAL_RUN_ID"
 
-SERVICES = ("api-server", "scheduler", "dag-processor")
+SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: Extra command-line arguments per service.
+_SERVICE_ARGS: dict[str, tuple[str, ...]] = {
+    # No log server: it would be one more process and a fixed port (8794) two runs would share;
+    # the api-server reads trigger logs from the shared log folder instead.
+    "triggerer": ("--skip-serve-logs",),
+}
+#: Components the api-server's health endpoint reports; each must be "healthy" before runs start
+#: (a deferred task would otherwise wait for a triggerer that is still starting).
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
 _STOP_GRACE_SECONDS = 10.0
@@ -384,7 +394,9 @@ class LocalAirflow:
         deadline = time.monotonic() + ready_timeout
         self._finish_migration(ready_timeout)
         env = self.service_environment(extra_environment)
-        self._services.extend(self._spawn(name, [name], env) for name in SERVICES)
+        self._services.extend(
+            self._spawn(name, [name, *_SERVICE_ARGS.get(name, ())], env) for name in SERVICES
+        )
         self._say(f"started {', '.join(SERVICES)}; api-server on {self.api_url}")
         self._api = AirflowApi(self.api_url)
         self.wait_until(
@@ -398,6 +410,26 @@ class LocalAirflow:
         if self._api is None:
             raise AirflowError("Airflow is not started")
         return self._api
+
+    def unhealthy_components(self) -> list[str]:
+        """Components of ``HEALTH_COMPONENTS`` the api-server does not report healthy (all of them
+        while it does not answer)."""
+        health = self.api.healthy() or {}
+        return [name for name in HEALTH_COMPONENTS if (health.get(name) or {}).get("status") != "healthy"]
+
+    def wait_until_healthy(self, timeout: float) -> None:
+        """Wait until the scheduler, dag-processor and triggerer heartbeat (as the health
+        endpoint sees them), so every kind of task can make progress once runs start."""
+        unhealthy: list[str] = []
+
+        def healthy() -> bool:
+            unhealthy[:] = self.unhealthy_components()
+            return not unhealthy
+
+        try:
+            self.wait_until(healthy, timeout, "every Airflow component to report healthy")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; not healthy: {', '.join(unhealthy)}") from None
 
     def check_services(self) -> None:
         """Raise if a service has exited: every later wait would only time out."""
