@@ -5,7 +5,7 @@ The demo is the project's end-to-end proof: Airflow's scheduler hands task insta
 local ECS runner starts the containers as processes, state changes come back through
 EventBridge, ``task_state`` and DynamoDB, and the executor reports them to Airflow. What the
 demo prints comes from Airflow's REST API (task states, try numbers) and from the stack
-(start attempts per task try, alerts published to the SNS topic).
+(ECS tasks started per submission of each task try, alerts published to the SNS topic).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,12 +49,28 @@ _ALERT_WAIT_SECONDS = 15.0
 
 @dataclass(frozen=True)
 class TaskOutcome:
+    """How one task instance ended, and what the control plane started for its final try.
+
+    ``starts`` has one entry per submission of the try (Airflow hands the same try over again
+    for each reschedule poke and each resume after a deferral): the ECS tasks started for it,
+    start retries included, in the order the submissions first started.
+    """
+
     task_id: str
     map_index: int
     state: str | None
     try_number: int
-    start_attempts: int
+    starts: tuple[int, ...] = ()
     duration: float | None = None
+
+    @property
+    def start_attempts(self) -> int:
+        """ECS tasks started for the try, over all its submissions."""
+        return sum(self.starts)
+
+    @property
+    def submissions(self) -> int:
+        return len(self.starts)
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,15 @@ class DemoResult:
                     "run_id": run.run_id,
                     "state": run.state,
                     "tasks": [
-                        {k: v for k, v in asdict(task).items() if k != "duration"} for task in run.tasks
+                        {
+                            "task_id": task.task_id,
+                            "map_index": task.map_index,
+                            "state": task.state,
+                            "try_number": task.try_number,
+                            "start_attempts": task.start_attempts,
+                            "submissions": task.submissions,
+                        }
+                        for task in run.tasks
                     ],
                 }
                 for run in self.runs
@@ -102,13 +126,40 @@ class DemoResult:
 
 
 def task_key(ti: TaskInstance) -> str:
-    """The control plane's key for this task instance's current try."""
+    """The control plane's key for this task instance's current try (without a submission)."""
     return TaskKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number).encode()
 
 
+_TRY_KEY_PARTS = 6  # ti|dag|task|run|map_index|try; a submission key adds one more part
+
+
+def try_key_of(key: str) -> str | None:
+    """The try a task key names: the key itself (``ti|dag|task|run|map_index|try``) or, for a
+    submission of it (``...|try|<submission>``), its first six parts; None for anything else."""
+    parts = key.split("|")
+    if parts[0] != "ti" or len(parts) not in (_TRY_KEY_PARTS, _TRY_KEY_PARTS + 1):
+        return None
+    return "|".join(parts[:_TRY_KEY_PARTS])
+
+
+def starts_per_try(start_attempts: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
+    """Group the stack's ECS starts per task key into the starts of each submission of a try.
+
+    A key without a submission counts as the try's only submission, so keys of both forms
+    are counted the same way.
+    """
+    grouped: dict[str, list[int]] = {}
+    for key, count in start_attempts.items():
+        try_key = try_key_of(key)
+        if try_key is not None:
+            grouped.setdefault(try_key, []).append(count)
+    return {try_key: tuple(counts) for try_key, counts in grouped.items()}
+
+
 def collect_outcomes(
-    airflow: LocalAirflow, runs: Sequence[DagRun], start_attempts: dict[str, int]
+    airflow: LocalAirflow, runs: Sequence[DagRun], start_attempts: Mapping[str, int]
 ) -> list[RunOutcome]:
+    starts = starts_per_try(start_attempts)
     outcomes = []
     for run in runs:
         tis = sorted(
@@ -120,7 +171,7 @@ def collect_outcomes(
                 map_index=ti.map_index,
                 state=ti.state,
                 try_number=ti.try_number,
-                start_attempts=start_attempts.get(task_key(ti), 0),
+                starts=starts.get(task_key(ti), ()),
                 duration=ti.duration,
             )
             for ti in tis
@@ -264,7 +315,9 @@ def _wait_for_alerts(
 ) -> list[str]:
     """Alerts travel EventBridge -> SNS on their own path: give them a moment to arrive."""
     never_started = sum(
-        task.state == "failed" and task.start_attempts >= max_attempts for run in runs for task in run.tasks
+        task.state == "failed" and any(count >= max_attempts for count in task.starts)
+        for run in runs
+        for task in run.tasks
     )
     deadline = time.monotonic() + _ALERT_WAIT_SECONDS
     alerts = read_alerts()
@@ -283,6 +336,7 @@ def render(result: DemoResult, console: Console) -> None:
         ("state", "left"),
         ("try", "right"),
         ("starts", "right"),
+        ("submissions", "right"),
         ("duration", "right"),
     ]
     for name, justify in columns:
@@ -296,6 +350,7 @@ def render(result: DemoResult, console: Console) -> None:
                 _coloured(task.state),
                 str(task.try_number),
                 str(task.start_attempts),
+                str(task.submissions),
                 "" if task.duration is None else f"{task.duration:.1f} s",
             )
         table.add_section()

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ecscp.demo import DemoResult, RunOutcome, TaskOutcome, alert_summary
+from ecscp.demo import DemoResult, RunOutcome, TaskOutcome, alert_summary, starts_per_try, try_key_of
 from ecscp.local.airflow import candidate_dag_files
 
 
 def run(state: str) -> RunOutcome:
-    return RunOutcome("dag", "manual__1", state, [TaskOutcome("t", -1, state, 1, 2, duration=1.5)])
+    return RunOutcome("dag", "manual__1", state, [TaskOutcome("t", -1, state, 1, (2,), duration=1.5)])
 
 
 @pytest.mark.parametrize(
@@ -45,12 +45,67 @@ def test_json_document_has_the_documented_shape() -> None:
                 "run_id": "manual__1",
                 "state": "failed",
                 "tasks": [
-                    {"task_id": "t", "map_index": -1, "state": "failed", "try_number": 1, "start_attempts": 2}
+                    {
+                        "task_id": "t",
+                        "map_index": -1,
+                        "state": "failed",
+                        "try_number": 1,
+                        "start_attempts": 2,
+                        "submissions": 1,
+                    }
                 ],
             }
         ],
         "alerts": ["Airflow task failed to start"],
     }
+
+
+TRY = "ti|dag|sensor|manual__2024-01-01T00%3A00%3A00%2B00%3A00|-1|1"
+
+
+def test_starts_of_every_submission_count_for_their_try() -> None:
+    # GIVEN ECS starts per task key: three pokes of one sensor try (one retried start), another
+    # try of it, a v1 key without a submission, and keys that name no task try
+    starts = {
+        f"{TRY}|poke-a": 1,
+        f"{TRY}|poke-b": 2,
+        "ti|dag|sensor|run|-1|2|poke-c": 1,
+        f"{TRY}|poke-d": 1,
+        "ti|dag|legacy|run|-1|1": 3,
+        "cb|callback-1": 1,
+        "arn:aws:ecs:us-east-1:123456789012:task/c/abc": 1,
+    }
+
+    # WHEN they are grouped per try
+    grouped = starts_per_try(starts)
+
+    # THEN each try has the starts of each of its submissions, in order; a v1 key is one submission
+    assert grouped == {
+        TRY: (1, 2, 1),
+        "ti|dag|sensor|run|-1|2": (1,),
+        "ti|dag|legacy|run|-1|1": (3,),
+    }
+    outcome = TaskOutcome("sensor", -1, "success", 1, grouped[TRY])
+    assert (outcome.start_attempts, outcome.submissions) == (4, 3)
+
+
+@pytest.mark.parametrize(
+    ("key", "try_key"),
+    [
+        (f"{TRY}|0b7c5d2e-1f3a-4c6b-9d8e-7a6b5c4d3e2f", TRY),
+        (TRY, TRY),
+        ("ti|dag|task|run|-1", None),
+        ("cb|callback-1", None),
+        ("not a key", None),
+    ],
+    ids=["submission", "v1-try", "too-short", "callback", "garbage"],
+)
+def test_try_key_reads_both_key_forms(key: str, try_key: str | None) -> None:
+    assert try_key_of(key) == try_key
+
+
+def test_task_without_starts_reports_none() -> None:
+    assert (TaskOutcome("t", -1, None, 0).start_attempts, TaskOutcome("t", -1, None, 0).submissions) == (0, 0)
 
 
 @pytest.mark.parametrize(
