@@ -7,20 +7,30 @@ Starting, retrying and watching ECS tasks happens in the control plane's Lambda 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.executors.base_executor import BaseExecutor
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.sdk.exceptions import AirflowException
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ecs_control_plane.contract import OWNER_INDEX, RunRequest, TaskKey, TaskState, TaskStateItem, now_ms
-from ecs_control_plane.run_task_call import RunTaskConfigError, check_run_task_overrides
+from ecs_control_plane.contract import (
+    OWNER_INDEX,
+    RunRequest,
+    TaskKey,
+    TaskState,
+    TaskStateItem,
+    is_submission_id,
+    now_ms,
+)
+from ecs_control_plane.run_task_call import check_run_task_overrides
 
 from . import config as cfg
 from .aws import ControlPlaneClients, is_credential_error, make_clients, mentions_credential_error
@@ -38,9 +48,15 @@ try:  # ExecuteCallback exists from Airflow 3.3 on.
 except ImportError:  # pragma: no cover - older Airflow
     _ExecuteCallback = None
 SUPPORTS_CALLBACKS = _ExecuteCallback is not None
+#: From Airflow 3.3 on, the scheduler gives each queueing of a task instance a fresh UUID as its
+#: external_executor_id, stored with the QUEUED state (so it survives a scheduler crash) and
+#: carried by the workload: it names the submission, and adoption finds the item from it.
+PRE_ASSIGNED_IDS = hasattr(BaseExecutor, "pre_assigns_external_executor_id")
 
 WORKLOAD_MODULE = "airflow.sdk.execution_time.execute_workload"
 END_POLL_SECONDS = 5.0
+ADOPT_ATTEMPTS = 3
+ADOPT_RETRY_SECONDS = 0.2
 RECONNECT_BACKOFF_CAP_SECONDS = 120.0
 OWNER_MAX_CHARS = 200
 
@@ -66,6 +82,29 @@ def task_key_for(key: AirflowKey) -> TaskKey:
     return TaskKey.for_callback(str(callback_id))
 
 
+def new_submission_id() -> str:
+    return uuid.uuid4().hex
+
+
+def token_expiry_ms(workload: Any, fallback_seconds: float) -> int:
+    """When the workload's token expires (its JWT ``exp``), else ``fallback_seconds`` from now.
+
+    The payload is only read, not verified: the control plane needs the time, Airflow's API
+    server checks the signature.
+    """
+    token = getattr(workload, "token", None)
+    if isinstance(token, str) and token.count(".") == 2:
+        payload = token.split(".")[1]
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            expires = float(claims["exp"]) if isinstance(claims, dict) else None
+        except (ValueError, KeyError, TypeError):
+            expires = None
+        if expires is not None and 0 < expires < 2**40:
+            return int(expires * 1000)
+    return now_ms() + int(fallback_seconds * 1000)
+
+
 def default_owner(job_id: object | None) -> str:
     """Unique per executor instance: host, process, scheduler job (when known), random suffix."""
     job = f"-job{job_id}" if job_id is not None else ""
@@ -81,6 +120,8 @@ class EcsControlPlaneExecutor(BaseExecutor):
 
     supports_callbacks: bool = SUPPORTS_CALLBACKS
     supports_task_instance_uuid: bool = hasattr(BaseExecutor, "get_task_key")
+    #: Airflow >= 3.3: have the scheduler assign each queueing its id (see PRE_ASSIGNED_IDS).
+    pre_assigns_external_executor_id: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -105,14 +146,21 @@ class EcsControlPlaneExecutor(BaseExecutor):
             full_resync_interval_ms=self._get_int(cfg.FULL_RESYNC_INTERVAL_SECONDS) * 1000,
         )
 
-        #: encoded task key -> Airflow key, for every task this executor is responsible for.
+        #: encoded task key (one submission) -> Airflow key, for every submission this executor
+        #: reports; and the current submission of each Airflow key (Airflow hands the same try
+        #: over again for reschedule pokes, resumes after a deferral and requeues).
         self.tracked: dict[str, AirflowKey] = {}
+        self._current: dict[AirflowKey, str] = {}
+        #: Adopted submissions whose item could not be moved to this owner yet (DynamoDB errors):
+        #: encoded key -> whether a missing item may be claimed. Retried on every sync.
+        self._pending_adoption: dict[str, bool] = {}
+        self.task_queued_timeout = self._task_queued_timeout()
         #: Requests not yet accepted by SQS, in order; and how many sends each has failed.
         self._outbox: dict[tuple[str, str], RunRequest] = {}
         self._send_failures: dict[tuple[str, str], int] = {}
         #: When each tracked key's run request was accepted by SQS (or the key was adopted).
         self._sent_at: dict[str, int] = {}
-        #: The ECS task ARN last reported through running_state, per key.
+        #: The ECS task ARN last logged, per key.
         self._reported_arn: dict[str, str] = {}
         self._overdue_reported: set[str] = set()
 
@@ -137,6 +185,16 @@ class EcsControlPlaneExecutor(BaseExecutor):
             return int(raw if raw is not None else str(cfg.DEFAULTS[key]))
         except ValueError as exc:
             raise AirflowException(f"{cfg.env_name(key)} must be an integer, not {raw!r}") from exc
+
+    @staticmethod
+    def _task_queued_timeout() -> float:
+        """``[scheduler] task_queued_timeout``: how long Airflow signs a workload token for."""
+        from airflow.configuration import conf  # noqa: PLC0415 - the global config, not self.conf
+
+        try:
+            return conf.getfloat("scheduler", "task_queued_timeout", fallback=600.0)
+        except (ValueError, TypeError):
+            return 600.0
 
     def _require_settings(self) -> None:
         required = ((cfg.QUEUE_URL, self.queue_url), (cfg.STATE_TABLE, self.state_table))
@@ -282,15 +340,22 @@ class EcsControlPlaneExecutor(BaseExecutor):
         queue: str | None = None,
         executor_config: Any = None,
     ) -> bool:
-        """Buffer a run request (sent on the next sync); refuse a bad executor_config at once.
+        """Buffer a run request for a new submission of ``key`` (sent on the next sync).
 
-        Returns whether the workload was accepted; a refused one is already reported failed.
+        Every call is a new submission: Airflow hands the same try over again for reschedule
+        pokes, resumes after a deferral and requeues, and each must start its own ECS task. From
+        now on only this submission's outcome is reported for ``key``. A bad executor_config is
+        refused at once and the task failed with the reason; nothing here raises.
+
+        Returns whether the workload was accepted.
         """
         is_workload = len(command) == 1 and not isinstance(command[0], str)
-        parts = workload_command(command[0]) if is_workload else command
-        config = executor_config or {}
-        encoded = task_key_for(key).encode()
+        workload = command[0] if is_workload else None
         try:
+            base = task_key_for(key)
+            encoded = base.with_submission(self._submission_for(key, workload)).encode()
+            parts = workload_command(workload) if is_workload else command
+            config = executor_config or {}
             check_run_task_overrides(config, self.container_name, "executor_config")
             request = RunRequest(
                 kind="run",
@@ -300,16 +365,49 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 queue=queue,
                 executor_config=dict(config),
                 attempt=1,
+                token_expires_at=token_expiry_ms(workload, self.task_queued_timeout),
             )
-        except (RunTaskConfigError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any bad input fails this task alone, never the heartbeat
             reason = f"refused before sending: {exc}"
-            self.log.error("Task %s failed: %s", encoded, reason)
+            self.log.error("Task %s failed: %s", key, reason)
             self.log_task_event(event="ecs control plane task refused", extra=reason, ti_key=key)
             self.fail(key)
             return False
-        self.tracked[encoded] = key
+        previous = self._current.get(key)
+        if previous is not None and previous != encoded:
+            # The earlier submission is over as far as Airflow is concerned: its events and
+            # outcome must never be reported for this one.
+            self.log.info("Task %s submitted again as %s; no longer reporting %s", key, encoded, previous)
+            self._forget(previous)
+        self._track(encoded, key)
         self._outbox[("run", encoded)] = request
         return True
+
+    def _submission_for(self, key: AirflowKey, workload: Any) -> str:
+        """The id of this submission: the one the scheduler pre-assigned, else a fresh one."""
+        assigned = getattr(getattr(workload, "ti", None), "external_executor_id", None)
+        current = self._current.get(key)
+        if (
+            PRE_ASSIGNED_IDS
+            and is_submission_id(assigned)
+            and (current is None or TaskKey.parse(current).submission != assigned)
+        ):
+            return str(assigned)
+        return new_submission_id()
+
+    def _track(self, encoded: str, key: AirflowKey) -> None:
+        self.tracked[encoded] = key
+        self._current[key] = encoded
+
+    def _forget(self, encoded: str) -> None:
+        """Stop reporting a submission; a run request of it still unsent is still sent."""
+        key = self.tracked.pop(encoded, None)
+        if key is not None and self._current.get(key) == encoded:
+            del self._current[key]
+        self._sent_at.pop(encoded, None)
+        self._reported_arn.pop(encoded, None)
+        self._overdue_reported.discard(encoded)
+        self._pending_adoption.pop(encoded, None)
 
     def _send_stop(self, encoded: str, reason: str) -> None:
         """Buffer a stop request, or just drop the run request if it was never sent."""
@@ -326,13 +424,21 @@ class EcsControlPlaneExecutor(BaseExecutor):
         pending = dict(self._outbox)
         result = self.clients.queue.send_batch(list(pending.values()))
         failed = {(r.kind, r.key): why for r, why in result.failed}
+        refused = {(r.kind, r.key): why for r, why in result.refused}
         sent_at = now_ms()
         for slot in pending:
-            if slot not in failed:
-                self._outbox.pop(slot, None)
-                self._send_failures.pop(slot, None)
-                if slot[0] == "run" and slot[1] in self.tracked:
-                    self._sent_at[slot[1]] = sent_at
+            if slot in failed:
+                continue
+            self._outbox.pop(slot, None)
+            self._send_failures.pop(slot, None)
+            airflow_key = self.tracked.get(slot[1])
+            if slot in refused:
+                self._refused(slot, refused[slot])
+            elif slot[0] == "run" and airflow_key is not None:
+                self._sent_at[slot[1]] = sent_at
+                # Airflow stores the submission as the task instance's external_executor_id, so
+                # that a scheduler adopting it finds its item (Airflow >= 3.3 pre-assigns it).
+                self.running_state(airflow_key, TaskKey.parse(slot[1]).submission or None)
         if not failed:
             return
         if any(mentions_credential_error(why) for why in failed.values()):
@@ -362,6 +468,17 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 self._untrack(encoded)
                 self.fail(airflow_key)
 
+    def _refused(self, slot: tuple[str, str], why: str) -> None:
+        """SQS will never take this request: fail its task now, with the reason."""
+        kind, encoded = slot
+        self.log.error("Task %s: %s request refused by SQS: %s", encoded, kind, why)
+        airflow_key = self.tracked.get(encoded)
+        if kind == "run" and airflow_key is not None:
+            reason = f"run request refused by the control plane queue: {why}"
+            self.log_task_event(event="ecs control plane task refused", extra=reason, ti_key=airflow_key)
+            self._untrack(encoded)
+            self.fail(airflow_key)
+
     # -- syncing --------------------------------------------------------------------------------
 
     def sync(self) -> None:
@@ -372,6 +489,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
             self._flush()
             if self._clients is None:  # the flush found the credentials expired
                 return
+            self._retry_pending_adoptions()
             self._read_changes()
             self._reconnect_attempts = 0
         except Exception as exc:
@@ -421,9 +539,9 @@ class EcsControlPlaneExecutor(BaseExecutor):
             )
 
     def _apply(self, item: TaskStateItem) -> None:
-        """Report one item's state to Airflow, if it is ours."""
+        """Report one item's state to Airflow, if it is the current submission of a task of ours."""
         airflow_key = self.tracked.get(item.key)
-        if airflow_key is None:
+        if airflow_key is None or item.key in self._pending_adoption:
             return
         if item.owner != self.owner:
             # Another scheduler adopted it: it reports the outcome now.
@@ -441,15 +559,13 @@ class EcsControlPlaneExecutor(BaseExecutor):
             self._untrack(item.key)
             self.fail(airflow_key, item.task_arn)
         elif item.task_arn and self._reported_arn.get(item.key) != item.task_arn:
-            # STARTING or RUNNING with a (new) ECS task: Airflow records it as external executor id.
             self._reported_arn[item.key] = item.task_arn
-            self.running_state(airflow_key, item.task_arn)
+            self.log.info(
+                "Task %s runs as ECS task %s (start attempt %d)", item.key, item.task_arn, item.attempt
+            )
 
     def _untrack(self, encoded: str) -> None:
-        self.tracked.pop(encoded, None)
-        self._sent_at.pop(encoded, None)
-        self._reported_arn.pop(encoded, None)
-        self._overdue_reported.discard(encoded)
+        self._forget(encoded)
         for kind in ("run", "stop"):
             self._send_failures.pop((kind, encoded), None)
         self._outbox.pop(("run", encoded), None)
@@ -457,25 +573,40 @@ class EcsControlPlaneExecutor(BaseExecutor):
     # -- adoption -------------------------------------------------------------------------------
 
     def try_adopt_task_instances(self, tis: Sequence[TaskInstance]) -> Sequence[TaskInstance]:
-        """Take over the control plane items of tasks whose scheduler died; the rest are reset."""
+        """Take over the submissions of tasks whose scheduler died; hand back what cannot be.
+
+        The submission comes from the task instance's ``external_executor_id``. Its item moves
+        to this owner whatever its state: a try that finished since the old scheduler's last sync
+        is reported as it ended, not reset and run again. A submission whose run request is still
+        on the queue gets a QUEUED item of this owner, so its task starts watched (or fails as
+        overdue if the request never arrives). Only a try with no item and no known submission
+        (a request of the previous contract) is handed back for reset. A DynamoDB error is not
+        "no item": the try is tracked and its adoption retried on each sync.
+        """
         not_adopted: list[TaskInstance] = []
         adopted: list[str] = []
         for ti in tis:
             key = self._key_of(ti)
-            encoded = task_key_for(key).encode()
+            external = getattr(ti, "external_executor_id", None)
+            submission = str(external) if is_submission_id(external) else ""
+            encoded = task_key_for(key).with_submission(submission).encode()
+            claim = bool(submission)
             try:
-                item = self.clients.table.transfer_owner(encoded, self.owner)
+                item = self._adopt_item(encoded, claim)
             except (ClientError, BotoCoreError) as exc:
-                self.log.warning("Could not adopt %s: %s", encoded, _describe(exc))
-                item = None
-            if item is None:  # no item, or already finished: the scheduler resets the task
+                self.log.warning(
+                    "Could not adopt %s yet (%s); tracking it and retrying on each sync",
+                    encoded,
+                    _describe(exc),
+                )
+                self._pending_adoption[encoded] = claim
+                self._adopted(encoded, key)
+                adopted.append(f"{encoded} (adoption pending)")
+                continue
+            if item is None:  # no item, and none may be claimed: the scheduler resets the task
                 not_adopted.append(ti)
                 continue
-            self.tracked[encoded] = key
-            self._sent_at[encoded] = now_ms()
-            self.running.add(key)
-            if ti.external_executor_id and ti.external_executor_id == item.task_arn:
-                self._reported_arn[encoded] = item.task_arn
+            self._adopted(encoded, key)
             adopted.append(f"{encoded} ({item.state.value}, {item.task_arn or 'no ECS task yet'})")
         if adopted:
             self.log.info(
@@ -483,13 +614,56 @@ class EcsControlPlaneExecutor(BaseExecutor):
             )
         return not_adopted
 
+    def _adopted(self, encoded: str, key: AirflowKey) -> None:
+        self._track(encoded, key)
+        self._sent_at[encoded] = now_ms()
+        self.running.add(key)
+
+    def _adopt_item(self, encoded: str, claim: bool) -> TaskStateItem | None:
+        """Move the item to this owner (or claim a missing one), retrying DynamoDB errors."""
+        table = self.clients.table
+        for attempt in range(ADOPT_ATTEMPTS):
+            try:
+                item = table.transfer_owner(encoded, self.owner)
+                if item is None and claim:
+                    # Created by the run request meanwhile? Then move that one.
+                    item = table.claim_for_adoption(encoded, self.owner) or table.transfer_owner(
+                        encoded, self.owner
+                    )
+                return item
+            except (ClientError, BotoCoreError):
+                if attempt == ADOPT_ATTEMPTS - 1:
+                    raise
+                time.sleep(ADOPT_RETRY_SECONDS * 2**attempt)
+        return None  # pragma: no cover - the loop returns or raises
+
+    def _retry_pending_adoptions(self) -> None:
+        for encoded, claim in list(self._pending_adoption.items()):
+            try:
+                item = self._adopt_item(encoded, claim)
+            except (ClientError, BotoCoreError) as exc:
+                self.log.warning("Adoption of %s still pending: %s", encoded, _describe(exc))
+                return
+            del self._pending_adoption[encoded]
+            airflow_key = self.tracked.get(encoded)
+            if item is None and airflow_key is not None:
+                reason = "adopted, but the control plane has no state for this try: it cannot be watched"
+                self.log.error("Task %s: %s", encoded, reason)
+                self.log_task_event(event="ecs control plane task lost", extra=reason, ti_key=airflow_key)
+                self._untrack(encoded)
+                self.fail(airflow_key)
+
     # -- stopping -------------------------------------------------------------------------------
 
     def revoke_task(self, *, ti: TaskInstance) -> None:
-        """Ask the control plane to stop the task's ECS task, and forget it. Never raises."""
+        """Ask the control plane to stop the task's current submission, and forget it. Never raises."""
         key = self._key_of(ti)
         try:
-            encoded = task_key_for(key).encode()
+            encoded = self._current.get(key)
+            if encoded is None:
+                external = getattr(ti, "external_executor_id", None)
+                submission = str(external) if is_submission_id(external) else ""
+                encoded = task_key_for(key).with_submission(submission).encode()
             self._send_stop(encoded, "revoked by the Airflow scheduler")
             self._untrack(encoded)
             self.running.discard(key)

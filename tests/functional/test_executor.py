@@ -77,8 +77,18 @@ def make_executor(owner: str | None = None) -> EcsControlPlaneExecutor:
     return executor
 
 
+def submission_of(task_id: str, try_number: int = 1, map_index: int = -1, n: int = 1) -> str:
+    """The id the scheduler (Airflow >= 3.3) pre-assigns to the ``n``-th queueing of a try, here."""
+    return f"sub-{task_id}-{try_number}-{map_index + 1}-{n}"
+
+
 def workload(
-    task_id: str = "extract", *, try_number: int = 1, map_index: int = -1, executor_config: Any = None
+    task_id: str = "extract",
+    *,
+    try_number: int = 1,
+    map_index: int = -1,
+    executor_config: Any = None,
+    submission: str | None = None,
 ) -> ExecuteTask:
     ti = TaskInstanceDTO(
         id=uuid.uuid4(),
@@ -92,6 +102,7 @@ def workload(
         priority_weight=1,
         queue="default",
         executor_config=executor_config,
+        external_executor_id=submission or submission_of(task_id, try_number, map_index),
     )
     return ExecuteTask(
         ti=ti,
@@ -109,8 +120,12 @@ def submit(executor: EcsControlPlaneExecutor, *items: Any) -> None:
     executor.heartbeat()
 
 
-def encoded(key: TaskInstanceKey) -> str:
-    return TaskKey(key.dag_id, key.task_id, key.run_id, key.map_index, key.try_number).encode()
+def encoded(key: TaskInstanceKey, submission: str | None = None) -> str:
+    """The contract's key of one submission of ``key`` (by default its first, see submission_of)."""
+    submission = submission or submission_of(key.task_id, key.try_number, key.map_index)
+    return TaskKey(
+        key.dag_id, key.task_id, key.run_id, key.map_index, key.try_number, submission=submission
+    ).encode()
 
 
 def events(executor: EcsControlPlaneExecutor) -> dict[Any, tuple[Any, Any]]:
@@ -155,14 +170,17 @@ def test_task_that_exits_0_is_reported_running_then_success(plane: MockedControl
     work = workload("extract")
     submit(executor, work)
     key = work.ti.key
+    sent = executor.get_event_buffer()
     # WHEN the control plane starts it and ECS runs it
     plane.deliver()
     started = events(executor)
     task_arn = plane.task_for(encoded(key))["taskArn"]
     plane.run_to_exit(encoded(key), 0)
     finished = events(executor)
-    # THEN Airflow first learns the ECS task ARN, then the success, and nothing is tracked any more
-    assert started == {key: (TaskInstanceState.RUNNING, task_arn)}
+    # THEN Airflow first records the submission as the external executor id (adoption finds the
+    # item from it), then learns of the success, and nothing is tracked any more
+    assert sent == {key: (TaskInstanceState.RUNNING, work.ti.external_executor_id)}
+    assert started == {}
     assert finished == {key: (TaskInstanceState.SUCCESS, task_arn)}
     assert executor.tracked == {}
     assert key not in executor.running
@@ -178,7 +196,10 @@ def test_run_request_carries_the_workload_as_the_contract_says(plane: MockedCont
     # THEN one run request is on the queue with the task's key, owner, command, queue and config
     [request] = queued_requests(plane)
     assert request.kind == "run"
-    assert request.key == TaskKey(DAG_ID, "transform", RUN_ID, 3, 2).encode()
+    assert (
+        request.key
+        == TaskKey(DAG_ID, "transform", RUN_ID, 3, 2, submission=work.ti.external_executor_id).encode()
+    )
     assert request.owner == "scheduler-a"
     assert request.command[:4] == [
         "python",
@@ -292,7 +313,8 @@ def test_callback_workload_runs_through_the_control_plane(plane: MockedControlPl
     # WHEN it is submitted, started and exits 0
     submit(executor, work)
     plane.deliver()
-    key = TaskKey.for_callback(callback_id).encode()
+    key = executor._current[CallbackKey(id=callback_id)]
+    assert TaskKey.parse(key) == TaskKey.for_callback(callback_id, TaskKey.parse(key).submission)
     plane.run_to_exit(key, 0)
     buffered = events(executor)
     # THEN the callback is reported with Airflow's callback states
@@ -333,7 +355,7 @@ def test_replacement_scheduler_adopts_running_task_and_reports_it(plane: MockedC
     events(old)
     # WHEN a new scheduler adopts the task instance (plus one never started, one already finished)
     new = make_executor(owner="scheduler-new")
-    running_ti = task_instance("long_running", external_executor_id=task_arn)
+    running_ti = task_instance("long_running", external_executor_id=work.ti.external_executor_id)
     never_sent_ti = task_instance("never_sent")
     not_adopted = new.try_adopt_task_instances([running_ti, never_sent_ti])
     plane.run_to_exit(key, 0)
@@ -349,9 +371,12 @@ def test_old_scheduler_forgets_a_task_adopted_by_another(plane: MockedControlPla
     old = make_executor(owner="scheduler-old")
     work = workload("contested")
     submit(old, work)
+    old.get_event_buffer()  # the submission's id, as Airflow records it
     plane.deliver()
     new = make_executor(owner="scheduler-new")
-    new.try_adopt_task_instances([task_instance("contested")])
+    new.try_adopt_task_instances(
+        [task_instance("contested", external_executor_id=work.ti.external_executor_id)]
+    )
     # WHEN the old scheduler's safety net reads the item
     old.feed.last_full_resync_ms = None
     old_events = events(old)
@@ -490,7 +515,7 @@ def test_sent_task_without_item_is_reported_after_the_grace(
         executor.sync()
     # THEN the task's log says so once, and the task is not failed by the executor
     assert [event for event, _ in task_events(executor)] == ["ecs control plane task not started"]
-    assert executor.get_event_buffer() == {}
+    assert [state for state, _ in executor.get_event_buffer().values()] == [TaskInstanceState.RUNNING]
     assert encoded(work.ti.key) in executor.tracked
 
 
@@ -534,22 +559,24 @@ def test_sync_never_raises_into_the_scheduler(plane: MockedControlPlane, monkeyp
     assert executor.sync_failures == 1
 
 
-def test_send_failing_repeatedly_fails_the_task(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
-    # GIVEN SQS refusing every message and max_send_attempts = 2
-    monkeypatch.setenv(cfg.env_name(cfg.MAX_SEND_ATTEMPTS), "2")
-    executor = make_executor()
-    sqs = executor.clients.queue._client
-
+def refusing_sqs(code: str, *, sender_fault: bool) -> Any:
     def refuse(QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803 - boto3 names
         return {
             "Successful": [],
             "Failed": [
-                {"Id": e["Id"], "Code": "InvalidMessageContents", "Message": "nope", "SenderFault": True}
-                for e in Entries
+                {"Id": e["Id"], "Code": code, "Message": "nope", "SenderFault": sender_fault} for e in Entries
             ],
         }
 
-    monkeypatch.setattr(sqs, "send_message_batch", refuse)
+    return refuse
+
+
+def test_send_failing_repeatedly_fails_the_task(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch):
+    # GIVEN SQS failing every message on its side and max_send_attempts = 2
+    monkeypatch.setenv(cfg.env_name(cfg.MAX_SEND_ATTEMPTS), "2")
+    executor = make_executor()
+    sqs = executor.clients.queue._client
+    monkeypatch.setattr(sqs, "send_message_batch", refusing_sqs("InternalError", sender_fault=False))
     work = workload("unsendable")
     # WHEN two heartbeats fail to send it
     submit(executor, work)
@@ -558,7 +585,23 @@ def test_send_failing_repeatedly_fails_the_task(plane: MockedControlPlane, monke
     # THEN it is retried once, then failed with the reason
     assert first == {}
     assert executor.get_event_buffer()[work.ti.key][0] == TaskInstanceState.FAILED
+    assert "InternalError" in task_events(executor)[0][1]
+
+
+def test_message_sqs_refuses_as_the_senders_fault_fails_the_task_at_once(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+):
+    # GIVEN SQS refusing the message as the sender's fault (sending it again cannot help)
+    executor = make_executor()
+    sqs = executor.clients.queue._client
+    monkeypatch.setattr(sqs, "send_message_batch", refusing_sqs("InvalidMessageContents", sender_fault=True))
+    work = workload("unsendable")
+    # WHEN one heartbeat tries to send it
+    submit(executor, work)
+    # THEN the task fails on this heartbeat with SQS's reason
+    assert executor.get_event_buffer() == {work.ti.key: (TaskInstanceState.FAILED, None)}
     assert "InvalidMessageContents" in task_events(executor)[0][1]
+    assert executor.tracked == {}
 
 
 def test_more_than_ten_tasks_are_sent_in_one_heartbeat(plane: MockedControlPlane):

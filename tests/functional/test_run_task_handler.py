@@ -102,14 +102,16 @@ def test_throttled_run_task_spends_no_attempt(
     # WHEN the request is processed
     responses = plane.deliver(max_batches=1)
 
-    # THEN the record is retried later, the attempt is not spent and nothing failed
-    assert len(responses[0]["batchItemFailures"]) == 1
+    # THEN the record is done with (no receive spent), a fresh message waits out a jittered
+    # backoff, the attempt is not spent and nothing failed
+    assert responses[0]["batchItemFailures"] == []
     assert len(calls) == 1
     item = plane.item(key)
     assert item.state == TaskState.QUEUED
     assert item.attempt == 1
     attrs = plane.sqs.get_queue_attributes(QueueUrl=plane.queue_url, AttributeNames=["All"])["Attributes"]
-    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "1"  # hidden for the backoff, not lost
+    assert attrs["ApproximateNumberOfMessagesDelayed"] == "1"  # the retry, not the old message
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
     assert plane.alerts() == []
 
 

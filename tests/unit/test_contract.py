@@ -74,7 +74,7 @@ def test_run_request_repr_and_redaction_hide_the_command() -> None:
             "command",
         ),
         (
-            json.dumps({"version": 2, "kind": "run", "key": task_key(), "owner": "o", "command": ["x"]}),
+            json.dumps({"version": 3, "kind": "run", "key": task_key(), "owner": "o", "command": ["x"]}),
             True,
             "version",
         ),

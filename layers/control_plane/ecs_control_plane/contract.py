@@ -1,4 +1,4 @@
-"""Contract v1 between the Airflow executor and the control plane.
+"""Contract v2 between the Airflow executor and the control plane.
 
 Both sides import these definitions; nothing here may be defined a second time elsewhere.
 The module is pure: no boto3, no Airflow.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -16,7 +17,10 @@ from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION: Literal[2] = 2
+#: Versions of run requests this control plane still reads (v1 messages in flight during an
+#: upgrade keep working: their keys name a try without a submission).
+READABLE_VERSIONS = (1, 2)
 
 #: Container environment variables that travel with every ECS task the control plane starts.
 TASK_KEY_ENV = "ECSCP_TASK_KEY"
@@ -79,12 +83,25 @@ class InvalidTaskKeyError(ValueError):
     """A string that is not a task key of this contract."""
 
 
+#: A submission id: what Airflow pre-assigns as ``external_executor_id`` (a UUID) or what the
+#: executor generates; readable in a key without quoting.
+SUBMISSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def is_submission_id(value: object) -> bool:
+    return isinstance(value, str) and SUBMISSION_PATTERN.fullmatch(value) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class TaskKey:
-    """Identifies one Airflow task try, or one executor callback.
+    """Identifies one submission of one Airflow task try (or of one executor callback).
 
-    Encoded as ``ti|dag|task|run|map_index|try`` (parts percent-quoted), so it is stable,
-    reversible and computable from a TaskInstance again when a scheduler adopts the task.
+    Encoded as ``ti|dag|task|run|map_index|try|submission`` (parts percent-quoted), so it is
+    stable, reversible and, given the submission id Airflow stores as the task instance's
+    ``external_executor_id``, computable from a TaskInstance again when a scheduler adopts it.
+    Airflow hands the executor the same try more than once (reschedule pokes, resumes after a
+    deferral, requeues); each hand-over is a new submission with its own key and item. Keys
+    without a submission (contract v1, ``ti|dag|task|run|map_index|try``) are still read.
     """
 
     dag_id: str
@@ -93,40 +110,59 @@ class TaskKey:
     map_index: int = -1
     try_number: int = 1
     kind: Literal["ti", "cb"] = "ti"
+    submission: str = ""
+
+    def __post_init__(self) -> None:
+        if self.submission and not is_submission_id(self.submission):
+            raise InvalidTaskKeyError(f"not a submission id: {self.submission!r}")
 
     @classmethod
-    def for_callback(cls, callback_id: str) -> TaskKey:
-        return cls(dag_id="", task_id=str(callback_id), run_id="", kind="cb")
+    def for_callback(cls, callback_id: str, submission: str = "") -> TaskKey:
+        return cls(dag_id="", task_id=str(callback_id), run_id="", kind="cb", submission=submission)
+
+    def with_submission(self, submission: str) -> TaskKey:
+        """The same try, as the submission ``submission`` (empty: the try itself, the v1 key)."""
+        return TaskKey(
+            self.dag_id, self.task_id, self.run_id, self.map_index, self.try_number, self.kind, submission
+        )
+
+    @property
+    def try_key(self) -> str:
+        """The encoded key of the try, whatever the submission (the v1 key)."""
+        return self.with_submission("").encode()
 
     def encode(self) -> str:
         if self.kind == "cb":
-            return _SEP.join(("cb", _q(self.task_id)))
-        return _SEP.join(
-            (
+            parts = ["cb", _q(self.task_id)]
+        else:
+            parts = [
                 "ti",
                 _q(self.dag_id),
                 _q(self.task_id),
                 _q(self.run_id),
                 str(self.map_index),
                 str(self.try_number),
-            )
-        )
+            ]
+        if self.submission:
+            parts.append(self.submission)
+        return _SEP.join(parts)
 
     @classmethod
     def parse(cls, value: str) -> TaskKey:
         parts = value.split(_SEP)
         try:
-            if parts[0] == "cb" and len(parts) == 2:
-                return cls.for_callback(unquote(parts[1]))
-            if parts[0] == "ti" and len(parts) == 6:
+            if parts[0] == "cb" and len(parts) in (2, 3):
+                return cls.for_callback(unquote(parts[1]), parts[2] if len(parts) == 3 else "")
+            if parts[0] == "ti" and len(parts) in (6, 7):
                 return cls(
                     dag_id=unquote(parts[1]),
                     task_id=unquote(parts[2]),
                     run_id=unquote(parts[3]),
                     map_index=int(parts[4]),
                     try_number=int(parts[5]),
+                    submission=parts[6] if len(parts) == 7 else "",
                 )
-        except ValueError as exc:
+        except (ValueError, InvalidTaskKeyError) as exc:
             raise InvalidTaskKeyError(f"not a task key: {value!r} ({exc})") from exc
         raise InvalidTaskKeyError(f"not a task key: {value!r}")
 
@@ -142,10 +178,11 @@ class TaskKey:
 
 
 def client_token(key: str, attempt: int, scope: str = "") -> str:
-    """ECS ``clientToken`` (at most 64 characters) for one start attempt of one task try.
+    """ECS ``clientToken`` (at most 64 characters) for one start attempt of one submission.
 
     The same (key, attempt) always gives the same token, so a redelivered run request makes
-    ECS return the task it already started instead of starting a second one. ``scope`` (the
+    ECS return the task it already started instead of starting a second one; the key names the
+    submission, so another submission of the same try gets a task of its own. ``scope`` (the
     control plane id) keeps two stacks sharing a cluster from colliding on repeated run ids.
     """
     return hashlib.sha256(f"{scope}#{key}#{attempt}".encode()).hexdigest()
@@ -156,6 +193,8 @@ def client_token(key: str, attempt: int, scope: str = "") -> str:
 # ---------------------------------------------------------------------------------------------
 
 ExecutorConfig = dict[str, Any]
+#: No start is retried anywhere near this often; a larger number is bad input, not a counter.
+MAX_ATTEMPT = 1000
 
 
 class RunRequest(BaseModel):
@@ -163,21 +202,27 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: Literal[1] = 1
+    version: Literal[1, 2] = CONTRACT_VERSION
     kind: Literal["run", "stop"]
     key: Annotated[str, Field(min_length=1, max_length=1024)]
     owner: Annotated[str, Field(min_length=1, max_length=256)]
     command: list[str] = Field(default_factory=list, repr=False)
     queue: str | None = None
     executor_config: ExecutorConfig = Field(default_factory=dict)
-    attempt: Annotated[int, Field(ge=1)] = 1
+    attempt: Annotated[int, Field(ge=1, le=MAX_ATTEMPT)] = 1
     sent_at: int = Field(default_factory=now_ms)
     reason: str | None = None
+    #: When the workload's token expires (epoch ms; v2): a container started after that can only
+    #: fail, so no start is made past it. The token lives for ``[scheduler] task_queued_timeout``.
+    token_expires_at: Annotated[int, Field(ge=0, lt=2**53)] | None = None
+    #: How many times ECS throttled this start attempt (v2): grows the jittered backoff.
+    throttled: Annotated[int, Field(ge=0, le=MAX_ATTEMPT)] = 0
 
     @field_validator("key")
     @classmethod
     def _key_is_a_task_key(cls, value: str) -> str:
-        TaskKey.parse(value)
+        if TaskKey.parse(value).encode() != value:
+            raise ValueError("not in canonical form (parse(key).encode() must give the key back)")
         return value
 
     @field_validator("command")
@@ -264,6 +309,11 @@ class TaskStateItem(BaseModel):
     #: Set when the try failed to start, and once the failed-start event has been put.
     start_failed: bool = False
     alerted: bool = False
+    #: When the submission's workload token expires (epoch ms): no start is made after it.
+    token_expires_at: int | None = None
+    #: Created by an adopting scheduler before the submission's run request arrived: the request
+    #: starts it under the adopter (or the reconciler fails it once it is overdue).
+    awaiting_request: bool = False
     updated_at: int = Field(default_factory=now_ms)
     created_at: int | None = None
     expires_at: int | None = None
@@ -298,6 +348,7 @@ class FailedStartDetail(BaseModel):
     run_id: str = ""
     map_index: int = -1
     try_number: int = 0
+    submission: str = ""
 
     @classmethod
     def build(
@@ -320,6 +371,7 @@ class FailedStartDetail(BaseModel):
                 "run_id": parsed.run_id,
                 "map_index": parsed.map_index,
                 "try_number": parsed.try_number,
+                "submission": parsed.submission,
             }
         except InvalidTaskKeyError:
             pass

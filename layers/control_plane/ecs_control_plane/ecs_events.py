@@ -60,8 +60,27 @@ class EcsTask(BaseModel):
     containers: list[EcsContainer] = Field(default_factory=list)
     overrides: EcsOverrides = Field(default_factory=EcsOverrides)
 
+    def _override_named(self, name: str) -> EcsContainerOverride | None:
+        return next((c for c in self.overrides.containerOverrides if c.name == name), None)
+
+    def airflow_container(self, container_name: str) -> str:
+        """The name of the container that carries the task key (the Airflow container).
+
+        That is ``container_name`` unless the task was started before a stack update renamed the
+        container (ContainerName): then it is the container the task was started with, so the
+        task's events, exit code and command are still found.
+        """
+        carries_key = [
+            c.name
+            for c in self.overrides.containerOverrides
+            if any(kv.name == TASK_KEY_ENV for kv in c.environment)
+        ]
+        if container_name in carries_key or not carries_key:
+            return container_name
+        return carries_key[0]
+
     def container_override(self, container_name: str) -> EcsContainerOverride | None:
-        return next((c for c in self.overrides.containerOverrides if c.name == container_name), None)
+        return self._override_named(self.airflow_container(container_name))
 
     def environment(self, container_name: str) -> dict[str, str]:
         override = self.container_override(container_name)
@@ -78,12 +97,16 @@ class EcsTask(BaseModel):
         except ValueError:
             return None
 
+    def _container(self, container_name: str) -> EcsContainer | None:
+        name = self.airflow_container(container_name)
+        return next((c for c in self.containers if c.name == name), None)
+
     def exit_code(self, container_name: str) -> int | None:
-        container = next((c for c in self.containers if c.name == container_name), None)
+        container = self._container(container_name)
         return container.exitCode if container else None
 
     def container_reason(self, container_name: str) -> str | None:
-        container = next((c for c in self.containers if c.name == container_name), None)
+        container = self._container(container_name)
         return container.reason if container else None
 
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 SQS_BATCH_LIMIT = 10
 SQS_MAX_DELAY_SECONDS = 900
+#: SQS refuses a message, and a whole SendMessageBatch call, larger than this (256 KiB).
+SQS_MAX_BYTES = 262_144
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class EcsGateway:
                 # deliveries): ECS names the task it started for it, which is our task.
                 return RunTaskOutcome(task_arn=str(resources[0]))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = str(error.get("Message", ""))
             return RunTaskOutcome(
-                failure=classify_api_error(code, status), reason=f"{code}: {error.get('Message', '')}".strip()
+                failure=classify_api_error(code, status, message), reason=f"{code}: {message}".strip()
             )
         except BotoCoreError as exc:  # connection errors, timeouts: ECS may be fine a moment later
             return RunTaskOutcome(failure=FailureClass.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
@@ -99,7 +102,10 @@ class EcsGateway:
 
 @dataclass
 class BatchSendResult:
+    #: Requests that may be sent again later (the call or the entry failed for now).
     failed: list[tuple[RunRequest, str]] = field(default_factory=list)
+    #: Requests SQS will never take (too large, refused as the sender's fault): fail them now.
+    refused: list[tuple[RunRequest, str]] = field(default_factory=list)
     sent: int = 0
 
 
@@ -119,22 +125,50 @@ class RunRequestQueue:
         return response["MessageId"]
 
     def send_batch(self, requests: Sequence[RunRequest]) -> BatchSendResult:
-        """Send up to any number of requests, ten per call; report each one that failed."""
+        """Send any number of requests in as few calls as SQS allows; report each one that failed.
+
+        Calls carry at most ten messages and 256 KiB in all, so one large request never makes SQS
+        refuse the other nine of its batch; a request that is too large on its own is refused alone.
+        """
         result = BatchSendResult()
-        for start in range(0, len(requests), SQS_BATCH_LIMIT):
-            chunk = requests[start : start + SQS_BATCH_LIMIT]
-            entries = [{"Id": str(i), "MessageBody": r.model_dump_json()} for i, r in enumerate(chunk)]
-            try:
-                response = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
-            except (ClientError, BotoCoreError) as exc:
-                result.failed.extend((r, f"{type(exc).__name__}: {exc}") for r in chunk)
-                continue
-            result.sent += len(response.get("Successful", []))
-            for failed in response.get("Failed", []):
-                result.failed.append(
-                    (chunk[int(failed["Id"])], f"{failed.get('Code')}: {failed.get('Message', '')}")
+        chunks: list[list[tuple[RunRequest, str]]] = []
+        chunk: list[tuple[RunRequest, str]] = []
+        chunk_bytes = 0
+        for request in requests:
+            body = request.model_dump_json()
+            size = len(body.encode())
+            if size > SQS_MAX_BYTES:
+                result.refused.append(
+                    (
+                        request,
+                        f"the run request is {size} bytes, more than the {SQS_MAX_BYTES} bytes SQS accepts "
+                        "in a message: shrink the task's executor_config",
+                    )
                 )
+                continue
+            if chunk and (len(chunk) == SQS_BATCH_LIMIT or chunk_bytes + size > SQS_MAX_BYTES):
+                chunks.append(chunk)
+                chunk, chunk_bytes = [], 0
+            chunk.append((request, body))
+            chunk_bytes += size
+        if chunk:
+            chunks.append(chunk)
+        for entries in chunks:
+            self._send_chunk(entries, result)
         return result
+
+    def _send_chunk(self, chunk: list[tuple[RunRequest, str]], result: BatchSendResult) -> None:
+        entries = [{"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(chunk)]
+        try:
+            response = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+        except (ClientError, BotoCoreError) as exc:
+            result.failed.extend((request, f"{type(exc).__name__}: {exc}") for request, _ in chunk)
+            return
+        result.sent += len(response.get("Successful", []))
+        for failed in response.get("Failed", []):
+            request = chunk[int(failed["Id"])][0]
+            why = f"{failed.get('Code')}: {failed.get('Message', '')}"
+            (result.refused if failed.get("SenderFault") else result.failed).append((request, why))
 
     def delay_redelivery(self, receipt_handle: str, seconds: int) -> None:
         self._client.change_message_visibility(

@@ -1,7 +1,8 @@
-"""Classifying what went wrong when starting an ECS task (pure)."""
+"""Classifying what went wrong when starting an ECS task, and how long to wait (pure)."""
 
 from __future__ import annotations
 
+import random
 from enum import Enum
 
 
@@ -60,8 +61,34 @@ _CAPACITY_REASON_PREFIXES = ("RESOURCE:", "AGENT", "Capacity is unavailable", "C
 _PERMANENT_REASONS = ("MISSING", "INACTIVE", "ATTRIBUTE")
 
 
-def classify_api_error(code: str, http_status: int | None = None) -> FailureClass:
-    """Classify an ECS API error by its code, falling back to the HTTP status."""
+#: Codes ECS also uses for rate and quota limits; the message tells those apart from bad input.
+_AMBIGUOUS_CODES = frozenset({"ClientException", "InvalidParameterException", "LimitExceededException"})
+#: Messages of rate and quota limits, lower case. "Tasks provisioning capacity limit exceeded."
+#: is the per-cluster quota on tasks in PROVISIONING (500); "Request limit exceeded" is EC2
+#: throttling ECS while it resolves security groups or subnets.
+_RATE_LIMIT_MESSAGES = (
+    "provisioning capacity limit exceeded",
+    "request limit exceeded",
+    "requestlimitexceeded",
+    "rate exceeded",
+    "throttl",
+    "too many requests",
+)
+
+
+def is_rate_limit_message(message: str) -> bool:
+    text = (message or "").lower()
+    return any(marker in text for marker in _RATE_LIMIT_MESSAGES)
+
+
+def classify_api_error(code: str, http_status: int | None = None, message: str = "") -> FailureClass:
+    """Classify an ECS API error by its code (and its message where the code is ambiguous).
+
+    A rate or quota limit is never the request's fault: it spends no start attempt and is
+    tried again with jittered backoff, bounded by the workload token's lifetime.
+    """
+    if code in _AMBIGUOUS_CODES and is_rate_limit_message(message):
+        return FailureClass.TRANSIENT
     if code in _TRANSIENT_CODES:
         return FailureClass.TRANSIENT
     if code in _RETRY_ATTEMPT_CODES:
@@ -88,12 +115,20 @@ def classify_run_task_failure(reason: str) -> FailureClass:
     return FailureClass.RETRY_ATTEMPT
 
 
-#: Longest visibility backoff for a throttled RunTask call.
-TRANSIENT_BACKOFF_CAP_SECONDS = 300
+#: Longest wait before a throttled start is tried again (a fresh message's delay).
+TRANSIENT_BACKOFF_CAP_SECONDS = 60
 
 
 def transient_delay_seconds(
-    receive_count: int, base: int = 5, cap: int = TRANSIENT_BACKOFF_CAP_SECONDS
+    times_throttled: int,
+    base: int = 2,
+    cap: int = TRANSIENT_BACKOFF_CAP_SECONDS,
+    rng: random.Random | None = None,
 ) -> int:
-    """Visibility backoff for transient errors, growing with the number of deliveries."""
-    return int(min(cap, base * 2 ** max(0, receive_count - 1)))
+    """Delay before a throttled start is tried again: exponential with full jitter, in seconds.
+
+    Full jitter spreads a burst of throttled starts over the whole window, so they come back at
+    the rate ECS allows instead of all together (a fixed backoff makes them collide again).
+    """
+    ceiling = int(min(cap, base * 2 ** max(0, times_throttled - 1)))
+    return (rng or random).randint(1, max(1, ceiling))

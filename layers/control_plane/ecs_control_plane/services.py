@@ -16,7 +16,7 @@ from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue
 from .retry import FailureClass, transient_delay_seconds
 from .run_task_call import RunTaskConfigError, build_run_task_call
 from .settings import ControlPlaneSettings
-from .store import StateTable
+from .store import ItemTooLargeError, StateTable
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class Outcome(str, Enum):
     APPLIED = "APPLIED"
     IGNORED = "IGNORED"
     RETRY_QUEUED = "RETRY_QUEUED"
+    THROTTLED = "THROTTLED"
 
 
 @dataclass(frozen=True)
@@ -116,65 +117,144 @@ class ControlPlane:
         except RunTaskConfigError as exc:
             return self.fail_start(key, request.owner, str(exc), attempt=request.attempt)
 
-        item = self.table.create_queued(
-            key, request.owner, request.attempt, request.queue, request.executor_config
-        )
-        attempt = request.attempt
-        if item is None:
-            existing = self.table.get(key)
-            if existing is None:  # expired between the two calls: the next delivery creates it
-                raise RetryLater("item vanished while claiming", 1)
-            plan, attempt, why = plan_run(existing, request)
-            if plan is _Plan.DROP:
-                logger.info("run request dropped", extra={"key": key, "reason": why})
-                self._alert_once(existing)  # a redelivery after a failed PutEvents
-                return Result(Outcome.DUPLICATE, key, why, existing.task_arn, existing.attempt)
-            if plan is _Plan.FAIL:
-                failed = self.table.mark_failed(key, existing.owner, why, create=False)
-                return Result(
-                    Outcome.FAILED if failed else Outcome.DROPPED, key, why, attempt=existing.attempt
-                )
-            if plan is _Plan.WAIT:
-                raise RetryLater(why, 2)
-            if attempt > existing.attempt:
-                self.table.advance_queued_attempt(key, attempt)
-            item = existing
+        try:
+            item = self.table.create_queued(
+                key,
+                request.owner,
+                request.attempt,
+                request.queue,
+                request.executor_config,
+                token_expires_at=request.token_expires_at,
+            )
+            attempt = request.attempt
+            if item is None:
+                existing = self.table.get(key)
+                if existing is not None and existing.awaiting_request:
+                    # Adopted before this request arrived: it starts under the adopting scheduler.
+                    existing = self.table.claim_awaiting(
+                        key, request.queue, request.executor_config, token_expires_at=request.token_expires_at
+                    ) or self.table.get(key)
+                if existing is None:  # expired between the two calls: the next delivery creates it
+                    raise RetryLater("item vanished between create and read", 1)
+                plan, attempt, why = plan_run(existing, request)
+                if plan is _Plan.DROP:
+                    logger.info("run request dropped", extra={"key": key, "reason": why})
+                    return Result(Outcome.DUPLICATE, key, why, existing.task_arn, existing.attempt)
+                if plan is _Plan.FAIL:
+                    return self.fail_start(key, existing.owner, why, attempt=existing.attempt)
+                if plan is _Plan.WAIT:
+                    raise RetryLater(why, 2)
+                if attempt > existing.attempt:
+                    self.table.advance_queued_attempt(key, attempt)
+                item = existing
+        except ItemTooLargeError as exc:
+            return self.fail_start(key, request.owner, str(exc), attempt=request.attempt)
         return self._start(request, item, attempt, receive_count)
+
+    def _deadline_ms(self, item: TaskStateItem, request: RunRequest | None = None) -> int:
+        """The latest time a start may begin: the workload token's expiry less the start margin.
+
+        Requests of contract v1 carry no expiry; their tries are bounded by QueuedTimeoutSeconds.
+        """
+        expires = item.token_expires_at or (request.token_expires_at if request else None)
+        if expires is None:
+            created = item.created_at or item.updated_at
+            return created + self.settings.queued_timeout_seconds * 1000
+        return expires - self.settings.token_start_margin_seconds * 1000
+
+    def _token_expired_reason(self, attempt: int, what: str) -> str:
+        return (
+            f"{what}, but start attempt {attempt} could not begin before the workload token expires: "
+            "Airflow signs it for [scheduler] task_queued_timeout, and a container started later could "
+            "not reach Airflow. Airflow's own retry (with a fresh token) takes over"
+        )
 
     def _start(self, request: RunRequest, item: TaskStateItem, attempt: int, receive_count: int) -> Result:
         key = request.key
+        owner = item.owner
+        deadline = self._deadline_ms(item, request)
+        if now_ms() > deadline:
+            what = request.reason or "the run request waited too long"
+            return self.fail_start(key, owner, self._token_expired_reason(attempt, what), attempt=attempt)
         call = build_run_task_call(self.settings, request, attempt)
         outcome = self.ecs.run_task(call)
         if outcome.task_arn is not None:
-            recorded = self.table.record_started(key, attempt, outcome.task_arn)
-            if recorded is not None and recorded.stop_requested:
-                self.ecs.stop_task(self.settings.cluster, outcome.task_arn, "Airflow asked to stop this task")
-            logger.info(
-                "ECS task started", extra={"key": key, "attempt": attempt, "task_arn": outcome.task_arn}
-            )
-            return Result(Outcome.STARTED, key, task_arn=outcome.task_arn, attempt=attempt)
+            return self._record_start(key, attempt, outcome.task_arn)
 
         reason = outcome.reason or "unknown RunTask failure"
         if outcome.failure is FailureClass.TRANSIENT:
-            delay = transient_delay_seconds(receive_count)
-            logger.warning(
-                "RunTask throttled or unavailable; no attempt spent", extra={"key": key, "reason": reason}
-            )
-            self.table.touch_queued(key, attempt)  # still being worked on: the reconciler leaves it be
-            raise RetryLater(f"ECS unavailable: {reason}", delay)
+            return self._retry_throttled(request, item, attempt, reason, deadline)
         if outcome.failure is FailureClass.RETRY_ATTEMPT and attempt < self.settings.max_run_task_attempts:
             why = f"start attempt {attempt} of {self.settings.max_run_task_attempts} failed: {reason}"
+            delay = self.settings.backoff_seconds(attempt)
+            if now_ms() + delay * 1000 > deadline:
+                reason = self._token_expired_reason(attempt + 1, why)
+                return self.fail_start(key, owner, reason, attempt=attempt)
             if self.table.schedule_retry(key, attempt, why) is None:
                 raise RetryLater(f"item moved while scheduling a retry: {why}", 1)
             # A fresh message per attempt: attempts never eat into the queue's maxReceiveCount. If
             # the send fails, this message comes back and finds the item QUEUED at attempt + 1.
-            retry = request.model_copy(update={"attempt": attempt + 1, "sent_at": now_ms(), "reason": why})
-            self.queue.send(retry, delay_seconds=self.settings.backoff_seconds(attempt))
+            retry = request.model_copy(
+                update={"attempt": attempt + 1, "sent_at": now_ms(), "reason": why, "throttled": 0}
+            )
+            self.queue.send(retry, delay_seconds=delay)
             logger.warning("start failed; retrying with backoff", extra={"key": key, "reason": why})
             return Result(Outcome.RETRY_QUEUED, key, why, attempt=attempt + 1)
         if outcome.failure is FailureClass.RETRY_ATTEMPT:
             reason = f"task failed to start after {attempt} attempt(s): {reason}"
-        return self.fail_start(key, item.owner, reason, attempt=attempt)
+        return self.fail_start(key, owner, reason, attempt=attempt)
+
+    def _record_start(self, key: str, attempt: int, task_arn: str) -> Result:
+        """Record the started task; a task the item no longer wants is stopped at once."""
+        recorded = self.table.record_started(key, attempt, task_arn)
+        if recorded is None:
+            current = self.table.get(key)
+            if current is None or current.attempt != attempt or current.task_arn != task_arn:
+                # Another invocation moved the item on (a later attempt, a stop, the try is over)
+                # while RunTask ran: nobody would watch this task, so it must not run.
+                why = "the control plane moved this try on while the task was starting"
+                if current is not None:
+                    why += f" (now {current.state.value} at attempt {current.attempt})"
+                self.ecs.stop_task(self.settings.cluster, task_arn, why)
+                logger.warning("started task not recorded; stopped", extra={"key": key, "task_arn": task_arn})
+                return Result(Outcome.DUPLICATE, key, why, task_arn, attempt)
+            recorded = current
+        if recorded.stop_requested:
+            self.ecs.stop_task(self.settings.cluster, task_arn, "Airflow asked to stop this task")
+        logger.info("ECS task started", extra={"key": key, "attempt": attempt, "task_arn": task_arn})
+        return Result(Outcome.STARTED, key, task_arn=task_arn, attempt=attempt)
+
+    def _retry_throttled(
+        self, request: RunRequest, item: TaskStateItem, attempt: int, reason: str, deadline: int
+    ) -> Result:
+        """Try a throttled start again later, on a fresh message: no attempt and no receive spent.
+
+        Throttling says nothing about the request, so it must never use up the message
+        (maxReceiveCount) nor a start attempt; only the token's lifetime bounds it.
+        """
+        key = request.key
+        throttled = request.throttled + 1
+        room_s = (deadline - now_ms()) // 1000
+        if room_s < 1:
+            what = f"ECS refused to start it {throttled} time(s) for rate or quota limits ({reason})"
+            reason = self._token_expired_reason(attempt, what)
+            return self.fail_start(key, item.owner, reason, attempt=attempt)
+        delay = min(transient_delay_seconds(throttled), room_s)
+        retry = request.model_copy(
+            update={
+                "attempt": attempt,
+                "throttled": throttled,
+                "sent_at": now_ms(),
+                "reason": f"throttled: {reason}",
+            }
+        )
+        self.queue.send(retry, delay_seconds=delay)
+        self.table.touch_queued(key, attempt)  # still being worked on: the reconciler leaves it be
+        logger.warning(
+            "RunTask throttled; trying again on a fresh message, no attempt spent",
+            extra={"key": key, "reason": reason, "times": throttled, "delay_seconds": delay},
+        )
+        return Result(Outcome.THROTTLED, key, reason, attempt=attempt)
 
     def _stop(self, request: RunRequest) -> Result:
         key = request.key
@@ -290,6 +370,16 @@ class ControlPlane:
 
     def _retry_start(self, item: TaskStateItem, task: EcsTask, reason: str) -> Result:
         """Re-enqueue the try with attempt + 1 after ECS stopped it before it ran."""
+        delay = self.settings.backoff_seconds(item.attempt)
+        if now_ms() + delay * 1000 > self._deadline_ms(item):
+            return self.fail_start(
+                item.key,
+                item.owner,
+                self._token_expired_reason(item.attempt + 1, reason),
+                attempt=item.attempt,
+                task_arn=task.task_arn,
+                changes={"stop_code": task.stop_code, "stopped_reason": task.stopped_reason},
+            )
         container = self.settings.container_name
         override = task.container_override(container)
         command = override.command if override else None
@@ -314,10 +404,11 @@ class ControlPlane:
             executor_config=item.executor_config,
             attempt=item.attempt + 1,
             reason=reason,
+            token_expires_at=item.token_expires_at,
         )
         # Send first: a retry message without its QUEUED item waits (plan_run); an item moved to
         # QUEUED with no message would wait forever.
-        self.queue.send(retry, delay_seconds=self.settings.backoff_seconds(item.attempt))
+        self.queue.send(retry, delay_seconds=delay)
         moved = self.table.schedule_retry(
             item.key,
             item.attempt,
@@ -395,23 +486,35 @@ class ControlPlane:
             if self.handle_task_change(task).outcome is not Outcome.IGNORED:
                 report.repaired += 1
             return
-        if item.state is TaskState.QUEUED and item.updated_at < queued_cutoff:
+        if item.state is not TaskState.QUEUED:
+            return
+        expired = item.token_expires_at is not None and now_ms() > item.token_expires_at
+        if item.awaiting_request and item.updated_at < queued_cutoff:
+            reason = (
+                f"adopted by {item.owner}, but its run request did not arrive within "
+                f"{self.settings.queued_timeout_seconds} s (look in the run-request dead-letter queue)"
+            )
+        elif expired:
+            reason = self._token_expired_reason(item.attempt, "no ECS task was started for it")
+        elif item.updated_at < queued_cutoff:
             reason = (
                 f"no ECS task was started within {self.settings.queued_timeout_seconds} s: "
                 "the run request was lost (look in the run-request dead-letter queue)"
             )
-            failed = self.table.mark_failed(
-                item.key,
-                item.owner,
-                reason,
-                create=False,
-                start_failed=True,
-                only_if_queued=True,
-                expect_updated_at=item.updated_at,
-            )
-            if failed is not None:
-                self._alert_once(failed)
-                report.timed_out += 1
+        else:
+            return
+        failed = self.table.mark_failed(
+            item.key,
+            item.owner,
+            reason,
+            create=False,
+            start_failed=True,
+            only_if_queued=True,
+            expect_updated_at=item.updated_at,
+        )
+        if failed is not None:
+            self._alert_once(failed)
+            report.timed_out += 1
 
     def _stop_orphans(self) -> int:
         container = self.settings.container_name

@@ -44,6 +44,7 @@ ENV_EVENT_BUS = "ECSCP_EVENT_BUS"
 ENV_ITEM_RETENTION_DAYS = "ECSCP_ITEM_RETENTION_DAYS"
 ENV_RECONCILE_STALE_SECONDS = "ECSCP_RECONCILE_STALE_SECONDS"
 ENV_QUEUED_TIMEOUT_SECONDS = "ECSCP_QUEUED_TIMEOUT_SECONDS"
+ENV_TOKEN_START_MARGIN_SECONDS = "ECSCP_TOKEN_START_MARGIN_SECONDS"  # noqa: S105 - a name, no secret
 
 ALL_ENV = {
     "cluster": ENV_CLUSTER,
@@ -66,6 +67,7 @@ ALL_ENV = {
     "item_retention_days": ENV_ITEM_RETENTION_DAYS,
     "reconcile_stale_seconds": ENV_RECONCILE_STALE_SECONDS,
     "queued_timeout_seconds": ENV_QUEUED_TIMEOUT_SECONDS,
+    "token_start_margin_seconds": ENV_TOKEN_START_MARGIN_SECONDS,
 }
 
 
@@ -120,6 +122,9 @@ class ControlPlaneSettings(BaseModel):
     reconcile_stale_seconds: int = Field(default=300, ge=10)
     #: A try still QUEUED with no ECS task after this long lost its run request (see the DLQ).
     queued_timeout_seconds: int = Field(default=900, ge=60)
+    #: No start is made later than this before the workload token expires: the container needs
+    #: that long to reach Airflow's execution API with it.
+    token_start_margin_seconds: int = Field(default=30, ge=0, le=600)
 
     @field_validator("security_groups", "subnets", mode="before")
     @classmethod

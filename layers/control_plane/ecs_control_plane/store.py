@@ -70,6 +70,19 @@ def _is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+#: DynamoDB's item limit is 400 KB; a stored executor_config larger than this leaves no room.
+MAX_STORED_CONFIG_BYTES = 300_000
+
+
+class ItemTooLargeError(ValueError):
+    """The item would exceed DynamoDB's 400 KB item size (its executor_config is too large)."""
+
+
+def _is_item_too_large(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return error.get("Code") == "ValidationException" and "size" in str(error.get("Message", "")).lower()
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
@@ -82,6 +95,18 @@ def _plain(value: Any) -> Any:
 
 def item_from_dynamodb(raw: dict[str, Any]) -> TaskStateItem:
     return TaskStateItem.model_validate({k: _plain(_de.deserialize(v)) for k, v in raw.items()})
+
+
+def stored_config(executor_config: dict[str, Any]) -> str:
+    """The executor_config as the item stores it; refused when it would not fit in the item."""
+    text = json.dumps(executor_config, separators=(",", ":"))
+    size = len(text.encode())
+    if size > MAX_STORED_CONFIG_BYTES:
+        raise ItemTooLargeError(
+            f"executor_config is {size} bytes as JSON, more than the {MAX_STORED_CONFIG_BYTES} the state "
+            "item can hold (DynamoDB items are limited to 400 KB): shrink it"
+        )
+    return text
 
 
 class _Update:
@@ -228,20 +253,70 @@ class StateTable:
         except ClientError as exc:
             if _is_conditional_failure(exc):
                 return None
+            if _is_item_too_large(exc):
+                raise ItemTooLargeError(str(exc.response.get("Error", {}).get("Message", ""))) from exc
             raise
         return item_from_dynamodb(response["Attributes"])
 
     def create_queued(
-        self, key: str, owner: str, attempt: int, queue: str | None, executor_config: dict[str, Any]
+        self,
+        key: str,
+        owner: str,
+        attempt: int,
+        queue: str | None,
+        executor_config: dict[str, Any],
+        *,
+        token_expires_at: int | None = None,
     ) -> TaskStateItem | None:
-        """Create the item of a new task try; None if it exists already."""
+        """Create the item of a new submission; None if it exists already.
+
+        Raises ItemTooLargeError (before writing) when the executor_config cannot be stored.
+        """
+        config = stored_config(executor_config)
         u = _Update()
         u.set("owner", owner)
-        u.set("executor_config", json.dumps(executor_config, separators=(",", ":")))
+        u.set("executor_config", config)
         u.set("active_shard", active_shard(key))
         u.set("state", TaskState.QUEUED.value)
         u.set("attempt", attempt)
         u.set("queue", queue)
+        u.set("token_expires_at", token_expires_at)
+        now = self._stamp(u, terminal=False)
+        u.set("created_at", now)
+        u.names["#key"] = "key"
+        return self._update(key, u, "attribute_not_exists(#key)", create=True)
+
+    def claim_awaiting(
+        self,
+        key: str,
+        queue: str | None,
+        executor_config: dict[str, Any],
+        *,
+        token_expires_at: int | None = None,
+    ) -> TaskStateItem | None:
+        """Fill in an adopted submission's item from its run request, which has now arrived."""
+        u = _Update()
+        u.set("executor_config", stored_config(executor_config))
+        u.set("queue", queue)
+        u.set("token_expires_at", token_expires_at)
+        u.set("awaiting_request", None)
+        self._stamp(u, terminal=False)
+        u.values.update({":q": _ser.serialize(TaskState.QUEUED.value), ":t": _ser.serialize(True)})
+        return self._update(key, u, f"{u.name('state')} = :q AND #awaiting_request = :t")
+
+    def claim_for_adoption(self, key: str, owner: str) -> TaskStateItem | None:
+        """Adopt a submission whose run request has not made an item yet: a QUEUED item of ``owner``.
+
+        The run request, when it arrives, starts the task under the adopter; if it never does,
+        the reconciler fails the try once it is overdue, and Airflow's own retry takes over.
+        None if an item exists already.
+        """
+        u = _Update()
+        u.set("owner", owner)
+        u.set("state", TaskState.QUEUED.value)
+        u.set("attempt", 1)
+        u.set("awaiting_request", True)
+        u.set("active_shard", active_shard(key))
         now = self._stamp(u, terminal=False)
         u.set("created_at", now)
         u.names["#key"] = "key"
@@ -273,12 +348,27 @@ class StateTable:
         started = self._update(key, u, f"{u.name('state')} = :q AND {u.name('attempt')} = :a")
         if started is not None:
             return started
-        # An event got there first (RUNNING, or already stopped): only fill in the ARN.
+        # An event got there first (STARTING or RUNNING): only fill in the ARN. None when the
+        # item moved on (another attempt, another task, or over): the caller stops the task.
         u = _Update()
         u.set_if_missing("task_arn", task_arn)
         self._stamp(u, terminal=None)
-        u.values[":a"] = _ser.serialize(attempt)
-        return self._update(key, u, f"{u.name('attempt')} = :a")
+        u.values.update(
+            {
+                ":a": _ser.serialize(attempt),
+                ":arn": _ser.serialize(task_arn),
+                ":active0": _ser.serialize(_ACTIVE[0]),
+                ":active1": _ser.serialize(_ACTIVE[1]),
+                ":active2": _ser.serialize(_ACTIVE[2]),
+            }
+        )
+        arn_n = u.name("task_arn")
+        return self._update(
+            key,
+            u,
+            f"{u.name('attempt')} = :a AND {u.name('state')} IN (:active0, :active1, :active2)"
+            f" AND (attribute_not_exists({arn_n}) OR {arn_n} = :arn)",
+        )
 
     def schedule_retry(
         self, key: str, from_attempt: int, reason: str, changes: dict[str, Any] | None = None
@@ -424,18 +514,17 @@ class StateTable:
         )
 
     def transfer_owner(self, key: str, new_owner: str) -> TaskStateItem | None:
-        """Adopt a task try: move it to ``new_owner`` if it is still in flight."""
+        """Adopt a submission: move its item to ``new_owner``, whatever its state.
+
+        A try that finished after the old scheduler's last sync is adopted too, so that the
+        adopter reports how it ended instead of Airflow resetting (and re-running) it. The new
+        ``updated_at`` puts it in the adopter's next incremental read. None if there is no item.
+        """
         u = _Update()
         u.set("owner", new_owner)
-        self._stamp(u, terminal=False)
-        u.values.update(
-            {
-                ":active0": _ser.serialize(_ACTIVE[0]),
-                ":active1": _ser.serialize(_ACTIVE[1]),
-                ":active2": _ser.serialize(_ACTIVE[2]),
-            }
-        )
-        return self._update(key, u, f"{u.name('state')} IN (:active0, :active1, :active2)")
+        self._stamp(u, terminal=None)
+        u.names["#key"] = "key"
+        return self._update(key, u, "attribute_exists(#key)")
 
     def describe(self) -> dict[str, Any]:
         """The table's description (health checks)."""
