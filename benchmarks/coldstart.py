@@ -255,7 +255,9 @@ def handler_costs(server: MotoServer, records: int) -> dict[str, Any]:
         keys, bodies = [], []
         for i in range(records):
             workload = make_workload(i, batch="lambda")
-            key = TaskKey(dag_id="bench", task_id=workload.ti.task_id, run_id=workload.ti.run_id).encode()
+            key = TaskKey(
+                dag_id="bench", task_id=workload.ti.task_id, run_id=workload.ti.run_id, submission=f"bench{i}"
+            ).encode()
             keys.append(key)
             bodies.append(
                 RunRequest(

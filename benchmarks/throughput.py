@@ -75,7 +75,6 @@ def run(  # noqa: PLR0915 - one linear script: start, submit, sync until done, a
 
     from ecscp.local.stack import LocalStack, LocalStackConfig
     from executor_client import EcsControlPlaneExecutor
-    from executor_client.executor import task_key_for
 
     state_dir = Path(tempfile.mkdtemp(prefix="ecscp-bench-stack-"))
     config = LocalStackConfig(
@@ -140,7 +139,9 @@ def run(  # noqa: PLR0915 - one linear script: start, submit, sync until done, a
             unfinished = [key for key in submitted if key not in seen]
             with_item = {
                 item.key
-                for item in executor.clients.table.batch_get([task_key_for(k).encode() for k in unfinished])
+                for item in executor.clients.table.batch_get(
+                    [key for key in map(executor.current_submission, unfinished) if key]
+                )
             }
             queued = int(
                 stack.client("sqs").get_queue_attributes(

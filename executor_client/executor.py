@@ -395,6 +395,10 @@ class EcsControlPlaneExecutor(BaseExecutor):
             return str(assigned)
         return new_submission_id()
 
+    def current_submission(self, key: AirflowKey) -> str | None:
+        """The encoded task key of the submission of ``key`` this executor reports, if any."""
+        return self._current.get(key)
+
     def _track(self, encoded: str, key: AirflowKey) -> None:
         self.tracked[encoded] = key
         self._current[key] = encoded
