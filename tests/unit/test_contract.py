@@ -38,10 +38,65 @@ def test_task_key_is_readable_for_ordinary_ids() -> None:
     assert key.describe() == "etl.extract[2] run manual__2026-11-25T10:00:00+00:00 try 1"
 
 
-@pytest.mark.parametrize("value", ["", "ti|a|b", "xx|a|b|c|1|1", "ti|a|b|c|one|1", "cb"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "ti|a|b",
+        "xx|a|b|c|1|1",
+        "ti|a|b|c|one|1",
+        "cb",
+        "ti|a|b|c|1|1|sub|extra",
+        "ti|a|b|c|1|1|not a submission",
+        "ti|a|b|c|1|1|-leading-dash",
+    ],
+)
 def test_task_key_parse_refuses_other_strings(value: str) -> None:
     with pytest.raises(InvalidTaskKeyError):
         TaskKey.parse(value)
+
+
+def test_submissions_of_one_try_have_distinct_keys_and_tokens() -> None:
+    # GIVEN two submissions of the same try (a reschedule poke, a resume after deferral)
+    first = TaskKey("etl", "wait", "manual__1", submission="0199a1b2-0000-7000-8000-000000000001")
+    second = first.with_submission("0199a1b2-0000-7000-8000-000000000002")
+    # THEN each has its own key and client tokens, and both name the same try
+    assert first.encode() != second.encode()
+    assert client_token(first.encode(), 1) != client_token(second.encode(), 1)
+    assert first.try_key == second.try_key == "ti|etl|wait|manual__1|-1|1"
+    assert TaskKey.parse(second.encode()) == second
+    assert TaskKey.parse(TaskKey.for_callback("cb-1", "s1").encode()).submission == "s1"
+
+
+def test_v1_keys_without_a_submission_are_still_read() -> None:
+    key = TaskKey.parse("ti|etl|extract|manual__1|-1|2")
+    assert (key.task_id, key.try_number, key.submission) == ("extract", 2, "")
+    assert key.encode() == "ti|etl|extract|manual__1|-1|2"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["ti|etl|%65xtract|manual__1|-1|1", "ti|etl|extract|manual__1|-01|1", "ti|etl|extract|manual__1|-1|+1"],
+    ids=["needless-quoting", "padded-number", "signed-number"],
+)
+def test_run_requests_refuse_keys_that_are_not_canonical(key: str) -> None:
+    body = json.dumps({"kind": "run", "key": key, "owner": "o", "command": ["x"]})
+    with pytest.raises(MalformedRequestError, match="canonical"):
+        RunRequest.from_message(body)
+
+
+def test_v1_run_request_in_flight_during_an_upgrade_is_still_read() -> None:
+    body = json.dumps(
+        {"version": 1, "kind": "run", "key": "ti|etl|extract|manual__1|-1|1", "owner": "o", "command": ["x"]}
+    )
+    request = RunRequest.from_message(body)
+    assert (request.version, request.token_expires_at, request.throttled) == (1, None, 0)
+
+
+def test_absurd_attempt_numbers_are_refused_readably() -> None:
+    body = json.dumps({"kind": "run", "key": task_key(), "owner": "o", "command": ["x"], "attempt": 10**40})
+    with pytest.raises(MalformedRequestError, match="attempt"):
+        RunRequest.from_message(body)
 
 
 def test_client_token_is_stable_per_attempt_and_fits_ecs() -> None:

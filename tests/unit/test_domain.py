@@ -8,7 +8,13 @@ import pytest
 
 from ecs_control_plane.contract import TaskState, TaskStateItem
 from ecs_control_plane.ecs_events import Action, EcsTask, plan_transition
-from ecs_control_plane.retry import FailureClass, classify_api_error, classify_run_task_failure
+from ecs_control_plane.retry import (
+    TRANSIENT_BACKOFF_CAP_SECONDS,
+    FailureClass,
+    classify_api_error,
+    classify_run_task_failure,
+    transient_delay_seconds,
+)
 from ecs_control_plane.services import _Plan, plan_run
 from tests.support.events import load_event
 from tests.support.requests import run_request, task_key
@@ -34,6 +40,55 @@ ARN = "arn:aws:ecs:us-east-1:123456789012:task/airflow-cluster/0123456789abcdef"
 )
 def test_classify_api_error(code: str, status: int, expected: FailureClass) -> None:
     assert classify_api_error(code, status) is expected
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "expected"),
+    [
+        # The per-cluster quota on tasks in PROVISIONING: clears as tasks move on.
+        ("ClientException", "Tasks provisioning capacity limit exceeded.", FailureClass.TRANSIENT),
+        # EC2 throttling ECS while it resolves the task's security groups.
+        (
+            "InvalidParameterException",
+            "Error retrieving security group information for [sg-0123456789abcdef0]: "
+            "Request limit exceeded. (Service: AmazonEC2; Status Code: 503; "
+            "Error Code: RequestLimitExceeded)",
+            FailureClass.TRANSIENT,
+        ),
+        ("ClientException", "Rate exceeded", FailureClass.TRANSIENT),
+        # The same codes for bad input stay permanent.
+        ("ClientException", "Unable to assume the service linked role.", FailureClass.PERMANENT),
+        (
+            "InvalidParameterException",
+            "No Container Instances were found in your cluster.",
+            FailureClass.PERMANENT,
+        ),
+        (
+            "InvalidParameterException",
+            "Task definition does not support launch_type FARGATE.",
+            FailureClass.PERMANENT,
+        ),
+        # A rate-limit word under an unambiguous code does not change it.
+        ("AccessDeniedException", "Request limit exceeded", FailureClass.PERMANENT),
+    ],
+)
+def test_rate_and_quota_limits_under_client_error_codes_are_told_apart_by_message(
+    code: str, message: str, expected: FailureClass
+) -> None:
+    assert classify_api_error(code, 400, message) is expected
+
+
+def test_throttle_backoff_is_jittered_within_a_growing_capped_window() -> None:
+    import random  # noqa: PLC0415
+
+    rng = random.Random(7)
+    for times in range(1, 12):
+        ceiling = min(TRANSIENT_BACKOFF_CAP_SECONDS, 2 * 2 ** (times - 1))
+        delays = {transient_delay_seconds(times, rng=rng) for _ in range(200)}
+        assert min(delays) >= 1
+        assert max(delays) <= ceiling
+        if ceiling >= 4:  # spread over the window, not one fixed value
+            assert len(delays) > 2
 
 
 @pytest.mark.parametrize(
