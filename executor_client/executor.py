@@ -152,7 +152,8 @@ class EcsControlPlaneExecutor(BaseExecutor):
         self.tracked: dict[str, AirflowKey] = {}
         self._current: dict[AirflowKey, str] = {}
         #: Adopted submissions whose item could not be moved to this owner yet (DynamoDB errors):
-        #: encoded key -> whether a missing item may be claimed. Retried on every sync.
+        #: encoded key -> whether a missing item may be claimed. Retried on every sync. A task
+        #: instance with no known submission is tracked under its try's key until it is found.
         self._pending_adoption: dict[str, bool] = {}
         self.task_queued_timeout = self._task_queued_timeout()
         #: Requests not yet accepted by SQS, in order; and how many sends each has failed.
@@ -593,10 +594,14 @@ class EcsControlPlaneExecutor(BaseExecutor):
             key = self._key_of(ti)
             external = getattr(ti, "external_executor_id", None)
             submission = str(external) if is_submission_id(external) else ""
-            encoded = task_key_for(key).with_submission(submission).encode()
+            base = task_key_for(key)
+            # With the submission known, its item is claimed even if its request has not arrived;
+            # without it, the try's newest submission is looked up (or its v1 item).
+            encoded = base.with_submission(submission).encode()
             claim = bool(submission)
             try:
-                item = self._adopt_item(encoded, claim)
+                found = encoded if claim else self._find_submission(base, ti)
+                item = self._adopt_item(found, claim) if found else None
             except (ClientError, BotoCoreError) as exc:
                 self.log.warning(
                     "Could not adopt %s yet (%s); tracking it and retrying on each sync",
@@ -607,16 +612,36 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 self._adopted(encoded, key)
                 adopted.append(f"{encoded} (adoption pending)")
                 continue
-            if item is None:  # no item, and none may be claimed: the scheduler resets the task
+            if item is None or found is None:  # no item, none may be claimed: the scheduler resets it
                 not_adopted.append(ti)
                 continue
-            self._adopted(encoded, key)
+            self._adopted(found, key)
             adopted.append(f"{encoded} ({item.state.value}, {item.task_arn or 'no ECS task yet'})")
         if adopted:
             self.log.info(
                 "Adopted %d task(s) as owner %s:\n\t%s", len(adopted), self.owner, "\n\t".join(adopted)
             )
         return not_adopted
+
+    def _find_submission(self, base: TaskKey, ti: Any) -> str | None:
+        """The key of the try's newest submission, for a task instance that names none.
+
+        That is a task instance of the v1 contract (its id was an ECS task ARN) or of an Airflow
+        older than 3.3 whose scheduler died before recording the id. A QUEUED task instance
+        whose newest submission already succeeded was queued again after it (the next poke of a
+        sensor): that submission is not its own, and the task instance is handed back.
+        """
+        table = self.clients.table
+        keys = table.submissions_of(base.try_key)
+        if not keys:
+            return base.try_key  # a v1 item, if any
+        newest = table.get(keys[-1])
+        if newest is None:
+            return None
+        queued = str(getattr(ti, "state", "") or "").lower().endswith("queued")
+        if queued and newest.state is TaskState.SUCCESS:
+            return None
+        return newest.key
 
     def _adopted(self, encoded: str, key: AirflowKey) -> None:
         self._track(encoded, key)
@@ -643,13 +668,21 @@ class EcsControlPlaneExecutor(BaseExecutor):
 
     def _retry_pending_adoptions(self) -> None:
         for encoded, claim in list(self._pending_adoption.items()):
+            airflow_key = self.tracked.get(encoded)
             try:
-                item = self._adopt_item(encoded, claim)
+                found: str | None = encoded
+                parsed = TaskKey.parse(encoded)
+                if not claim and not parsed.submission:  # the submission is still to be found
+                    found = self._find_submission(parsed, None)
+                item = self._adopt_item(found, claim) if found else None
             except (ClientError, BotoCoreError) as exc:
                 self.log.warning("Adoption of %s still pending: %s", encoded, _describe(exc))
                 return
             del self._pending_adoption[encoded]
-            airflow_key = self.tracked.get(encoded)
+            if item is not None and found is not None and found != encoded and airflow_key is not None:
+                self._forget(encoded)
+                self._adopted(found, airflow_key)
+                continue
             if item is None and airflow_key is not None:
                 reason = "adopted, but the control plane has no state for this try: it cannot be watched"
                 self.log.error("Task %s: %s", encoded, reason)

@@ -366,6 +366,50 @@ def test_replacement_scheduler_adopts_running_task_and_reports_it(plane: MockedC
     assert events(old) == {}
 
 
+def test_task_instance_without_its_submission_id_is_adopted_through_its_newest_submission(
+    plane: MockedControlPlane,
+):
+    # GIVEN a reschedule sensor's second poke running under a scheduler that then died before
+    # Airflow recorded the poke's submission id (Airflow < 3.3, or a v1 TI whose id was an ARN)
+    old = make_executor(owner="scheduler-old")
+    first = workload("sensor", submission="poke-1")
+    submit(old, first)
+    plane.deliver()
+    plane.run_to_exit(encoded(first.ti.key, "poke-1"), 0)
+    events(old)
+    second = workload("sensor", submission="poke-2")
+    submit(old, second)
+    plane.deliver()
+    # WHEN a new scheduler adopts the running task instance, which names no submission
+    new = make_executor(owner="scheduler-new")
+    ti = task_instance("sensor", external_executor_id="arn:aws:ecs:us-east-1:123456789012:task/c/1")
+    ti.state = TaskInstanceState.RUNNING
+    not_adopted = new.try_adopt_task_instances([ti])
+    plane.run_to_exit(encoded(second.ti.key, "poke-2"), 0)
+    # THEN the newest submission is adopted and its outcome (not the first poke's) reported
+    assert not_adopted == []
+    assert plane.item(encoded(second.ti.key, "poke-2")).owner == "scheduler-new"
+    assert plane.item(encoded(first.ti.key, "poke-1")).owner == "scheduler-old"
+    assert [state for state, _ in events(new).values()] == [TaskInstanceState.SUCCESS]
+
+
+def test_queued_task_instance_whose_newest_submission_succeeded_is_handed_back(plane: MockedControlPlane):
+    # GIVEN a sensor poke that succeeded, then a scheduler that died after queueing the next
+    # poke but before anything of it was recorded
+    old = make_executor(owner="scheduler-old")
+    first = workload("sensor", submission="poke-1")
+    submit(old, first)
+    plane.deliver()
+    plane.run_to_exit(encoded(first.ti.key, "poke-1"), 0)
+    # WHEN a new scheduler is asked to adopt the QUEUED task instance, which names no submission
+    ti = task_instance("sensor")
+    ti.state = TaskInstanceState.QUEUED
+    not_adopted = make_executor(owner="scheduler-new").try_adopt_task_instances([ti])
+    # THEN the earlier poke's success is not taken for it: the scheduler resets it
+    assert not_adopted == [ti]
+    assert plane.item(encoded(first.ti.key, "poke-1")).owner == "scheduler-old"
+
+
 def test_old_scheduler_forgets_a_task_adopted_by_another(plane: MockedControlPlane):
     # GIVEN a task adopted away from a scheduler that is still alive
     old = make_executor(owner="scheduler-old")
@@ -386,18 +430,21 @@ def test_old_scheduler_forgets_a_task_adopted_by_another(plane: MockedControlPla
     assert work.ti.key not in old.running
 
 
-def test_finished_task_is_not_adopted(plane: MockedControlPlane):
-    # GIVEN a task that finished while no scheduler was watching
+def test_task_that_finished_before_adoption_is_adopted_and_its_outcome_reported(plane: MockedControlPlane):
+    # GIVEN a task that finished after its scheduler's last sync, while no scheduler was watching
     old = make_executor(owner="scheduler-old")
     work = workload("done")
     submit(old, work)
     plane.deliver()
-    plane.run_to_exit(encoded(work.ti.key), 0)
-    # WHEN a new scheduler tries to adopt it
-    ti = task_instance("done")
-    not_adopted = make_executor(owner="scheduler-new").try_adopt_task_instances([ti])
-    # THEN it is handed back to the scheduler to reset
-    assert not_adopted == [ti]
+    plane.run_to_exit(encoded(work.ti.key), 1)
+    # WHEN a new scheduler adopts it
+    new = make_executor(owner="scheduler-new")
+    ti = task_instance("done", external_executor_id=work.ti.external_executor_id)
+    not_adopted = new.try_adopt_task_instances([ti])
+    # THEN it is not handed back (a reset would run it again): its outcome is reported
+    assert not_adopted == []
+    assert [state for state, _ in events(new).values()] == [TaskInstanceState.FAILED]
+    assert "exit code 1" in task_events(new)[0][1]
 
 
 # -- stopping -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ecs_control_plane.contract import (
     EVENT_SOURCE,
     FAILED_START_DETAIL_TYPE,
     OWNER_INDEX,
+    TRY_INDEX,
     FailedStartDetail,
 )
 from ecs_control_plane.settings import ALL_ENV, ControlPlaneSettings
@@ -142,9 +143,25 @@ def test_state_table_has_the_contract_key_owner_index_ttl_backups_and_encryption
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["KeySchema"] == [{"AttributeName": "key", "KeyType": "HASH"}]
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    assert types == {"key": "S", "owner": "S", "updated_at": "N", "active_shard": "S"}
+    assert types == {
+        "key": "S",
+        "owner": "S",
+        "updated_at": "N",
+        "active_shard": "S",
+        "try_key": "S",
+        "created_at": "N",
+    }
     indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {OWNER_INDEX, ACTIVE_INDEX}
+    assert set(indexes) == {OWNER_INDEX, ACTIVE_INDEX, TRY_INDEX}
+    # AND adoption's index of every submission of a try (keys only: it only names them)
+    assert indexes.pop(TRY_INDEX) == {
+        "IndexName": TRY_INDEX,
+        "KeySchema": [
+            {"AttributeName": "try_key", "KeyType": "HASH"},
+            {"AttributeName": "created_at", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }
     assert indexes[OWNER_INDEX]["KeySchema"] == [
         {"AttributeName": "owner", "KeyType": "HASH"},
         {"AttributeName": "updated_at", "KeyType": "RANGE"},
@@ -578,7 +595,10 @@ def test_scheduler_policy_grants_the_queue_and_table_and_nothing_on_ecs(template
         "dynamodb:DescribeTable",
     }
     assert granted["sqs:SendMessage"] == {"Fn::GetAtt": ["RunRequestQueue", "Arn"]}
-    assert granted["dynamodb:Query"] == {"Fn::Sub": f"${{StateTable.Arn}}/index/{OWNER_INDEX}"}
+    assert granted["dynamodb:Query"] == [
+        {"Fn::Sub": f"${{StateTable.Arn}}/index/{OWNER_INDEX}"},
+        {"Fn::Sub": f"${{StateTable.Arn}}/index/{TRY_INDEX}"},
+    ]
 
 
 # --- outputs ----------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ OWNER_INDEX = "owner-updated_at-index"
 #: Sparse index of the items still in flight (only they carry ``active_shard``), for the reconciler.
 ACTIVE_INDEX = "active_shard-updated_at-index"
 ACTIVE_SHARDS = 4
+#: Index of every submission of a try (``try_key`` is the key without its submission).
+TRY_INDEX = "try_key-created_at-index"
 
 
 def active_shard(key: str) -> str:

@@ -20,6 +20,9 @@ from .contract import (
     ACTIVE_SHARDS,
     ACTIVE_STATES,
     OWNER_INDEX,
+    TRY_INDEX,
+    InvalidTaskKeyError,
+    TaskKey,
     TaskState,
     TaskStateItem,
     active_shard,
@@ -42,14 +45,14 @@ def state_table_definition(table_name: str) -> dict[str, Any]:
     checks that the template says the same.
     """
 
-    def index(name: str, partition: str) -> dict[str, Any]:
+    def index(name: str, partition: str, sort: str = "updated_at", projection: str = "ALL") -> dict[str, Any]:
         return {
             "IndexName": name,
             "KeySchema": [
                 {"AttributeName": partition, "KeyType": "HASH"},
-                {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                {"AttributeName": sort, "KeyType": "RANGE"},
             ],
-            "Projection": {"ProjectionType": "ALL"},
+            "Projection": {"ProjectionType": projection},
         }
 
     return {
@@ -60,9 +63,15 @@ def state_table_definition(table_name: str) -> dict[str, Any]:
             {"AttributeName": "owner", "AttributeType": "S"},
             {"AttributeName": "updated_at", "AttributeType": "N"},
             {"AttributeName": "active_shard", "AttributeType": "S"},
+            {"AttributeName": "try_key", "AttributeType": "S"},
+            {"AttributeName": "created_at", "AttributeType": "N"},
         ],
         "KeySchema": [{"AttributeName": "key", "KeyType": "HASH"}],
-        "GlobalSecondaryIndexes": [index(OWNER_INDEX, "owner"), index(ACTIVE_INDEX, "active_shard")],
+        "GlobalSecondaryIndexes": [
+            index(OWNER_INDEX, "owner"),
+            index(ACTIVE_INDEX, "active_shard"),
+            index(TRY_INDEX, "try_key", "created_at", "KEYS_ONLY"),
+        ],
     }
 
 
@@ -107,6 +116,14 @@ def stored_config(executor_config: dict[str, Any]) -> str:
             "item can hold (DynamoDB items are limited to 400 KB): shrink it"
         )
     return text
+
+
+def try_key_of(key: str) -> str | None:
+    """The try a submission's key belongs to (None for a key that is not one: never raises)."""
+    try:
+        return TaskKey.parse(key).try_key
+    except InvalidTaskKeyError:
+        return None
 
 
 class _Update:
@@ -190,6 +207,24 @@ class StateTable:
     def changed_since(self, owner: str, since_ms: int) -> Iterator[TaskStateItem]:
         """Items of ``owner`` written after ``since_ms``, through the owner index."""
         return self._query(OWNER_INDEX, "owner", owner, "#u > :u", since_ms)
+
+    def submissions_of(self, try_key: str) -> list[str]:
+        """Keys of every submission of one try, oldest first (through the try index)."""
+        keys: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": TRY_INDEX,
+            "KeyConditionExpression": "#t = :t",
+            "ExpressionAttributeNames": {"#t": "try_key"},
+            "ExpressionAttributeValues": {":t": {"S": try_key}},
+        }
+        while True:
+            response = self._client.query(**kwargs)
+            keys.extend(raw["key"]["S"] for raw in response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return keys
+            kwargs["ExclusiveStartKey"] = last
 
     def stale_active(self, older_than_ms: int) -> Iterator[TaskStateItem]:
         """Items still in flight that have not changed since ``older_than_ms`` (the reconciler's work)."""
@@ -281,6 +316,7 @@ class StateTable:
         u.set("attempt", attempt)
         u.set("queue", queue)
         u.set("token_expires_at", token_expires_at)
+        u.set("try_key", try_key_of(key))
         now = self._stamp(u, terminal=False)
         u.set("created_at", now)
         u.names["#key"] = "key"
@@ -317,6 +353,7 @@ class StateTable:
         u.set("attempt", 1)
         u.set("awaiting_request", True)
         u.set("active_shard", active_shard(key))
+        u.set("try_key", try_key_of(key))
         now = self._stamp(u, terminal=False)
         u.set("created_at", now)
         u.names["#key"] = "key"
@@ -469,6 +506,8 @@ class StateTable:
             u.set_if_missing("attempt", attempt)
         now = self._stamp(u, terminal=True)
         u.set_if_missing("created_at", now)
+        if create and (try_key := try_key_of(key)):
+            u.set_if_missing("try_key", try_key)
         u.names["#key"] = "key"
         u.values.update(
             {":s": _ser.serialize(TaskState.SUCCESS.value), ":f": _ser.serialize(TaskState.FAILED.value)}
@@ -505,6 +544,8 @@ class StateTable:
         u.set_if_missing("active_shard", active_shard(key))
         now = self._stamp(u, terminal=False)
         u.set_if_missing("created_at", now)
+        if try_key := try_key_of(key):
+            u.set_if_missing("try_key", try_key)
         u.names["#key"] = "key"
         u.values.update(
             {":s": _ser.serialize(TaskState.SUCCESS.value), ":f": _ser.serialize(TaskState.FAILED.value)}
