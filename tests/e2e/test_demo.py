@@ -1,8 +1,9 @@
 """End to end: ``ecscp demo`` runs real Airflow 3 through the local control plane.
 
 Each test starts the whole system in a subprocess (moto with the deployed template, the Lambda
-workers, the local ECS host, api-server, scheduler and dag-processor) exactly as a user would,
-and reads the ``--json`` document. A few minutes each on two cores.
+workers, the local ECS host, api-server, scheduler, dag-processor and triggerer) exactly as a user
+would, and reads the ``--json`` document. A few minutes each on two cores; the tests on the
+example DAGs share one demo run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
+from ecscp.local.airflow import SERVICES
 from ecscp.local.stack import LocalStackConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -27,28 +29,39 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 DEMO_TIMEOUT_SECONDS = 600
 MAX_START_ATTEMPTS = LocalStackConfig(project_root=Path(), state_dir=Path()).max_run_task_attempts
 
-FAN_OUT = {("ecscp_fan_out", f"work_{i:02d}", -1): ("success", 1, 1) for i in range(20)}
+FAN_OUT = {("ecscp_fan_out", f"work_{i:02d}", -1): ("success", 1, 1, 1) for i in range(20)}
 MAPPING = {
-    ("ecscp_mapping", "numbers", -1): ("success", 1, 1),
-    **{("ecscp_mapping", "square", i): ("success", 1, 1) for i in range(5)},
-    ("ecscp_mapping", "total", -1): ("success", 1, 1),
+    ("ecscp_mapping", "numbers", -1): ("success", 1, 1, 1),
+    **{("ecscp_mapping", "square", i): ("success", 1, 1, 1) for i in range(5)},
+    ("ecscp_mapping", "total", -1): ("success", 1, 1, 1),
 }
 TASK_OUTCOMES = {
-    ("ecscp_task_outcomes", "always_fails", -1): ("failed", 1, 1),
-    ("ecscp_task_outcomes", "passes_on_retry", -1): ("success", 2, 1),
-    ("ecscp_task_outcomes", "reads_executor_config", -1): ("success", 1, 1),
+    ("ecscp_task_outcomes", "always_fails", -1): ("failed", 1, 1, 1),
+    ("ecscp_task_outcomes", "passes_on_retry", -1): ("success", 2, 1, 1),
+    ("ecscp_task_outcomes", "reads_executor_config", -1): ("success", 1, 1, 1),
 }
 START_FAILURES = {
-    ("ecscp_start_failures", "starts_on_second_attempt", -1): ("success", 1, 2),
-    ("ecscp_start_failures", "never_starts", -1): ("failed", 1, MAX_START_ATTEMPTS),
+    # Start retries stay inside one submission of the try.
+    ("ecscp_start_failures", "starts_on_second_attempt", -1): ("success", 1, 2, 1),
+    ("ecscp_start_failures", "never_starts", -1): ("failed", 1, MAX_START_ATTEMPTS, 1),
 }
-#: (dag_id, task_id, map_index) -> (state, try_number, control-plane start attempts)
-EXPECTED_TASKS = {**FAN_OUT, **MAPPING, **TASK_OUTCOMES, **START_FAILURES}
+SENSOR = ("ecscp_waiting_tasks", "passes_on_third_poke", -1)
+DEFERRED = ("ecscp_waiting_tasks", "defers_and_resumes", -1)
+AFTER_BOTH = ("ecscp_waiting_tasks", "runs_after_both", -1)
+WAITING_TASKS = {
+    # One submission, and one ECS task, per hand-over of the same try: each poke, each resume.
+    SENSOR: ("success", 1, 3, 3),
+    DEFERRED: ("success", 1, 2, 2),
+    AFTER_BOTH: ("success", 1, 1, 1),
+}
+#: (dag_id, task_id, map_index) -> (state, try_number, ECS tasks started for the try, submissions)
+EXPECTED_TASKS = {**FAN_OUT, **MAPPING, **TASK_OUTCOMES, **START_FAILURES, **WAITING_TASKS}
 EXPECTED_RUNS = {
     "ecscp_fan_out": "success",
     "ecscp_mapping": "success",
     "ecscp_task_outcomes": "failed",
     "ecscp_start_failures": "failed",
+    "ecscp_waiting_tasks": "success",
 }
 
 
@@ -58,12 +71,13 @@ class DemoRun:
     document: dict[str, Any]
     stderr: str
 
-    def tasks(self) -> dict[tuple[str, str, int], tuple[str, int, int]]:
+    def tasks(self) -> dict[tuple[str, str, int], tuple[str, int, int, int]]:
         return {
             (run["dag_id"], task["task_id"], task["map_index"]): (
                 task["state"],
                 task["try_number"],
                 task["start_attempts"],
+                task["submissions"],
             )
             for run in self.document["runs"]
             for task in run["tasks"]
@@ -102,8 +116,14 @@ def processes_using(state_dir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def example_demo() -> DemoRun:
-    return run_demo_cli()
+def example_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example demo's state directory, kept so its logs and processes can be checked."""
+    return tmp_path_factory.mktemp("example-demo") / "state"
+
+
+@pytest.fixture(scope="module")
+def example_demo(example_state: Path) -> DemoRun:
+    return run_demo_cli("--state-dir", str(example_state))
 
 
 def test_demo_on_example_dags_ends_every_run(example_demo: DemoRun):
@@ -117,8 +137,45 @@ def test_demo_on_example_dags_ends_every_run(example_demo: DemoRun):
 def test_every_example_task_ends_as_documented(example_demo: DemoRun):
     # GIVEN the example DAGs' documented outcomes
     # WHEN the demo has run them through the control plane
-    # THEN each task instance has the documented state, try number and number of ECS starts
+    # THEN each task instance has the documented state, try number, ECS starts and submissions
     assert example_demo.tasks() == EXPECTED_TASKS
+
+
+def test_reschedule_sensor_succeeds_on_its_third_poke_within_one_try(example_demo: DemoRun):
+    # GIVEN a reschedule-mode sensor that returns False on pokes 1 and 2 and True on poke 3
+    # WHEN each poke is handed to the executor again for the same try
+    # THEN every poke got its own submission and ECS task, and the sensor succeeded on try 1
+    assert example_demo.tasks()[SENSOR] == ("success", 1, 3, 3), example_demo.stderr[-3000:]
+
+
+def test_deferred_operator_resumes_in_a_new_container_within_one_try(example_demo: DemoRun):
+    # GIVEN an operator that defers to a 3 s timer trigger and finishes in its resume method
+    # WHEN the triggerer fires the trigger and the scheduler hands the same try over again
+    # THEN the resume ran as a second submission with its own ECS task, and succeeded on try 1
+    assert example_demo.tasks()[DEFERRED] == ("success", 1, 2, 2), example_demo.stderr[-3000:]
+
+
+def test_task_downstream_of_the_sensor_and_the_deferred_operator_runs_after_both(example_demo: DemoRun):
+    # GIVEN a task that needs both waiting tasks and checks their XComs (poke count, wait)
+    # WHEN both have succeeded
+    # THEN it ran once, on try 1, and succeeded, and so did its run
+    assert example_demo.tasks()[AFTER_BOTH] == ("success", 1, 1, 1), example_demo.stderr[-3000:]
+    runs = {run["dag_id"]: run["state"] for run in example_demo.document["runs"]}
+    assert runs["ecscp_waiting_tasks"] == "success"
+
+
+def test_demo_stops_every_airflow_service_and_keeps_each_log(example_demo: DemoRun, example_state: Path):
+    # GIVEN the demo ran api-server, scheduler, dag-processor and triggerer (and the deferred
+    # task's trigger ran in the triggerer)
+    # WHEN it has returned
+    # THEN none of its processes is left, and every service wrote its own log
+    assert example_demo.exit_code == 0, example_demo.stderr[-5000:]
+    assert processes_using(example_state) == []
+    logs = example_state / "airflow" / "logs"
+    assert {name: (logs / f"{name}.log").stat().st_size > 0 for name in SERVICES} == dict.fromkeys(
+        SERVICES, True
+    )
+    assert list((logs / "tasks").rglob("task_id=defers_and_resumes/*.trigger.*")), "no trigger log"
 
 
 def test_task_that_never_starts_raises_an_alert_naming_it(example_demo: DemoRun):
@@ -132,17 +189,21 @@ def test_task_that_never_starts_raises_an_alert_naming_it(example_demo: DemoRun)
 
 
 def test_demo_runs_a_dag_folder_it_has_never_seen(tmp_path: Path):
-    # GIVEN a folder with one new DAG file: a producer, a mapped consumer and a check
-    dag_id = f"unseen_{uuid.uuid4().hex[:8]}"
+    # GIVEN a folder with two new DAG files: a producer, a mapped consumer and a check; and a
+    # reschedule sensor that passes on poke 2 (a marker file), an operator that defers to a
+    # DateTimeTrigger and resumes, and a task after both
+    suffix = uuid.uuid4().hex[:8]
+    mapped_id, waiting_id = f"unseen_{suffix}", f"unseen_waits_{suffix}"
     dags = tmp_path / "dags"
     dags.mkdir()
+    (tmp_path / "pokes").mkdir()
     (dags / "unseen.py").write_text(
         textwrap.dedent(
             f'''
             import pendulum
             from airflow.sdk import dag, task
 
-            @dag(dag_id="{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"))
+            @dag(dag_id="{mapped_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"))
             def unseen():
                 @task
                 def words() -> list[str]:
@@ -162,18 +223,70 @@ def test_demo_runs_a_dag_folder_it_has_never_seen(tmp_path: Path):
             '''
         )
     )
+    (dags / "waits.py").write_text(
+        textwrap.dedent(
+            f'''
+            import datetime
+            import hashlib
+            import pathlib
+
+            import pendulum
+            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+            from airflow.sdk import BaseOperator, dag, get_current_context, task
+
+            POKES = pathlib.Path({str(tmp_path / "pokes")!r})
+
+            class Waits(BaseOperator):
+                def execute(self, context):
+                    moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+                    self.defer(trigger=DateTimeTrigger(moment=moment), method_name="finish")
+
+                def finish(self, context, event=None):
+                    assert event is not None, "resumed without the trigger's event"
+                    return "resumed"
+
+            @dag(dag_id="{waiting_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"))
+            def waits():
+                @task.sensor(mode="reschedule", poke_interval=2, timeout=300, retries=0)
+                def second_poke() -> bool:
+                    # The first poke leaves a marker for this run; the next one finds it.
+                    run_id = get_current_context()["run_id"]
+                    marker = POKES / hashlib.sha256(run_id.encode()).hexdigest()
+                    if marker.exists():
+                        return True
+                    marker.touch()
+                    return False
+
+                @task(retries=0)
+                def after(resumed: str) -> None:
+                    assert resumed == "resumed", resumed
+
+                poked = second_poke()
+                waited = Waits(task_id="waits", retries=0)
+                done = after(waited.output)
+                poked >> done
+
+            waits()
+            '''
+        )
+    )
 
     # WHEN the demo runs that folder
     demo = run_demo_cli("--dags", str(dags), "--state-dir", str(tmp_path / "state"))
 
-    # THEN its one run succeeded, every task started once on try 1, and nothing alerted
+    # THEN both runs succeeded, every task ended on try 1 with one ECS start per hand-over of
+    # the try (the sensor's two pokes, the deferred task's start and resume), nothing alerted
     assert demo.exit_code == 0, demo.stderr[-5000:]
-    assert [(run["dag_id"], run["state"]) for run in demo.document["runs"]] == [(dag_id, "success")]
+    runs = sorted((run["dag_id"], run["state"]) for run in demo.document["runs"])
+    assert runs == [(mapped_id, "success"), (waiting_id, "success")]
     assert demo.tasks() == {
-        (dag_id, "words", -1): ("success", 1, 1),
-        (dag_id, "shout", 0): ("success", 1, 1),
-        (dag_id, "shout", 1): ("success", 1, 1),
-        (dag_id, "check", -1): ("success", 1, 1),
+        (mapped_id, "words", -1): ("success", 1, 1, 1),
+        (mapped_id, "shout", 0): ("success", 1, 1, 1),
+        (mapped_id, "shout", 1): ("success", 1, 1, 1),
+        (mapped_id, "check", -1): ("success", 1, 1, 1),
+        (waiting_id, "second_poke", -1): ("success", 1, 2, 2),
+        (waiting_id, "waits", -1): ("success", 1, 2, 2),
+        (waiting_id, "after", -1): ("success", 1, 1, 1),
     }
     assert demo.document["alerts"] == []
     # AND no process of that run outlived the command
