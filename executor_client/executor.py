@@ -56,6 +56,8 @@ PRE_ASSIGNED_IDS = hasattr(BaseExecutor, "pre_assigns_external_executor_id")
 WORKLOAD_MODULE = "airflow.sdk.execution_time.execute_workload"
 END_POLL_SECONDS = 5.0
 ADOPT_ATTEMPTS = 3
+#: Task instance states in which a finished hand-over of the same try is no news to Airflow.
+MOVED_ON_STATES = ("scheduled", "up_for_reschedule", "deferred")
 ADOPT_RETRY_SECONDS = 0.2
 RECONNECT_BACKOFF_CAP_SECONDS = 120.0
 OWNER_MAX_CHARS = 200
@@ -508,8 +510,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
     def _read_changes(self) -> None:
         table = self.clients.table
         changed = list(table.changed_since(self.owner, self.feed.since_ms()))
-        for item in self.feed.accept(changed):
-            self._apply(item)
+        self._apply_all(self.feed.accept(changed))
         self.feed.advance(changed)
 
         now = now_ms()
@@ -524,8 +525,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
         sent = {k: self._sent_at[k] for k in self.tracked if k in self._sent_at}
         items = self.clients.table.batch_get(sent)
         self.feed.accept(items)
-        for item in items:  # _apply is idempotent: whatever the fast path missed is acted on here
-            self._apply(item)
+        self._apply_all(items)  # idempotent: whatever the fast path missed is acted on here
         self.feed.full_resync_done(now)
         found = {item.key for item in items}
         for key in overdue_without_item(sent, found, now, self.missing_item_grace_ms):
@@ -543,7 +543,58 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 event="ecs control plane task not started", extra=why, ti_key=self.tracked[key]
             )
 
-    def _apply(self, item: TaskStateItem) -> None:
+    def _apply_all(self, items: Sequence[TaskStateItem]) -> None:
+        """Apply items in order, having first asked Airflow which finished tries it moved on."""
+        finished = [
+            self.tracked[item.key]
+            for item in items
+            if item.is_terminal and item.key in self.tracked and item.owner == self.owner
+        ]
+        moved_on = self._moved_on(finished)
+        for item in items:
+            self._apply(item, moved_on)
+
+    def _moved_on(self, keys: Sequence[AirflowKey]) -> set[AirflowKey]:
+        """The task instances among ``keys`` that Airflow already moved past this hand-over.
+
+        A reschedule poke's container ends after its task instance went to UP_FOR_RESCHEDULE; by
+        the time its exit reaches the executor the scheduler may have put it in SCHEDULED for the
+        next poke. Airflow 3.3 then fails the task instance on a finished report for the same try
+        (only resumes after a deferral are exempt), so such a report must not be sent. One query
+        per sync that has finished items; if the metadata database cannot be read, every outcome
+        is reported as before.
+        """
+        tis = [key for key in keys if isinstance(key, TaskInstanceKey)]
+        if not tis:
+            return set()
+        try:
+            from airflow.models.taskinstance import TaskInstance as TI  # noqa: N817, PLC0415
+            from airflow.utils.session import create_session  # noqa: PLC0415
+            from sqlalchemy import select  # noqa: PLC0415
+
+            condition = TI.filter_for_tis(tis)
+            if condition is None:
+                return set()
+            with create_session() as session:
+                rows = session.execute(
+                    select(TI.dag_id, TI.task_id, TI.run_id, TI.map_index, TI.try_number, TI.state).where(
+                        condition
+                    )
+                ).all()
+        except Exception as exc:  # noqa: BLE001 - without the database, report as before
+            self.log.debug("Could not read task instance states (%s); reporting every outcome", exc)
+            return set()
+        waiting = {str(state) for state in MOVED_ON_STATES}
+        moved = {
+            TaskInstanceKey(dag_id, task_id, run_id, try_number, map_index)
+            for dag_id, task_id, run_id, map_index, try_number, state in rows
+            if state is not None and str(getattr(state, "value", state)) in waiting
+        }
+        return {key for key in tis if key in moved}
+
+    def _apply(
+        self, item: TaskStateItem, moved_on: set[AirflowKey] | frozenset[AirflowKey] = frozenset()
+    ) -> None:
         """Report one item's state to Airflow, if it is the current submission of a task of ours."""
         airflow_key = self.tracked.get(item.key)
         if airflow_key is None or item.key in self._pending_adoption:
@@ -554,7 +605,15 @@ class EcsControlPlaneExecutor(BaseExecutor):
             self._untrack(item.key)
             self.running.discard(airflow_key)
             return
-        if item.state is TaskState.SUCCESS:
+        if item.is_terminal and airflow_key in moved_on:
+            self.log.info(
+                "Task %s %s after Airflow moved the try on (next poke or resume): not reported",
+                item.key,
+                item.state.value,
+            )
+            self._untrack(item.key)
+            self.running.discard(airflow_key)
+        elif item.state is TaskState.SUCCESS:
             self._untrack(item.key)
             self.success(airflow_key, item.task_arn)
         elif item.state is TaskState.FAILED:

@@ -36,6 +36,7 @@ from airflow.sdk.exceptions import AirflowException
 from airflow.serialization.serialized_objects import DagSerialization
 from airflow.utils.state import CallbackState, TaskInstanceState
 from botocore.exceptions import ClientError
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.orm import attributes as sa_attributes
 
 from ecs_control_plane.contract import RunRequest, TaskKey, TaskState
@@ -319,6 +320,73 @@ def test_callback_workload_runs_through_the_control_plane(plane: MockedControlPl
     buffered = events(executor)
     # THEN the callback is reported with Airflow's callback states
     assert buffered[CallbackKey(id=callback_id)][0] == CallbackState.SUCCESS
+
+
+@pytest.fixture
+def metadata_db() -> Iterator[Any]:
+    """The task_instance table of Airflow's metadata database (SQLite, in this run's AIRFLOW_HOME)."""
+    from airflow import settings  # noqa: PLC0415
+    from airflow.models import import_all_models  # noqa: PLC0415
+    from airflow.models.base import Base  # noqa: PLC0415
+    from airflow.utils.session import create_session  # noqa: PLC0415
+    from sqlalchemy import delete, text  # noqa: PLC0415
+
+    import_all_models()
+    Base.metadata.create_all(settings.engine)
+
+    def set_state(key: TaskInstanceKey, state: str) -> None:
+        with create_session() as session:
+            session.execute(text("PRAGMA foreign_keys=OFF"))  # no DAG run rows in this test
+            session.execute(delete(TaskInstance).where(TaskInstance.task_id == key.task_id))
+            session.execute(
+                sa_insert(TaskInstance.__table__).values(
+                    id=uuid.uuid4(),
+                    dag_id=key.dag_id,
+                    task_id=key.task_id,
+                    run_id=key.run_id,
+                    map_index=key.map_index,
+                    try_number=key.try_number,
+                    state=state,
+                    pool="default_pool",
+                    pool_slots=1,
+                    priority_weight=1,
+                    queue="default",
+                    dag_version_id=uuid.uuid4(),
+                    custom_operator_name="",
+                    executor_config={},
+                    max_tries=0,
+                )
+            )
+
+    yield set_state
+    with create_session() as session:
+        session.execute(delete(TaskInstance))
+
+
+def test_late_finish_of_a_poke_is_not_reported_once_airflow_scheduled_the_next(
+    plane: MockedControlPlane, metadata_db: Any
+):
+    # GIVEN a reschedule sensor's first poke, whose container exits 0 after the task instance
+    # went UP_FOR_RESCHEDULE and the scheduler already moved it to SCHEDULED for the next poke
+    executor = make_executor()
+    first = workload("sensor", submission="poke-1")
+    submit(executor, first)
+    plane.deliver()
+    plane.run_to_exit(encoded(first.ti.key, "poke-1"), 0)
+    metadata_db(first.ti.key, "scheduled")
+    executor.get_event_buffer()
+    # WHEN the executor syncs the finished poke
+    late = events(executor)
+    # THEN it reports nothing (Airflow 3.3 would fail a SCHEDULED try on a success), frees the slot
+    assert late == {}
+    assert first.ti.key not in executor.running
+    # AND the next poke, once running, is reported as usual
+    second = workload("sensor", submission="poke-2")
+    submit(executor, second)
+    plane.deliver()
+    metadata_db(second.ti.key, "running")
+    plane.run_to_exit(encoded(second.ti.key, "poke-2"), 0)
+    assert [state for state, _ in events(executor).values()] == [TaskInstanceState.SUCCESS]
 
 
 # -- isolation and adoption -----------------------------------------------------------------------
