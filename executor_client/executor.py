@@ -30,7 +30,7 @@ from ecs_control_plane.contract import (
     is_submission_id,
     now_ms,
 )
-from ecs_control_plane.run_task_call import check_run_task_overrides
+from ecs_control_plane.executor_config import check_executor_config
 
 from . import config as cfg
 from .aws import ControlPlaneClients, is_credential_error, make_clients, mentions_credential_error
@@ -359,7 +359,8 @@ class EcsControlPlaneExecutor(BaseExecutor):
             encoded = base.with_submission(self._submission_for(key, workload)).encode()
             parts = workload_command(workload) if is_workload else command
             config = executor_config or {}
-            check_run_task_overrides(config, self.container_name, "executor_config")
+            # Structure, types and what is never allowed; the stack's policy is checked by run_task.
+            check_executor_config(config, self.container_name, policy=None)
             request = RunRequest(
                 kind="run",
                 key=encoded,

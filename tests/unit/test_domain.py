@@ -270,3 +270,20 @@ def test_sample_events_parse_into_ecs_tasks(name: str, status: str, exit_code: i
     assert parsed.exit_code("airflow") == exit_code
     assert parsed.task_key("airflow")
     assert parsed.attempt("airflow") == 1
+
+
+def test_botocore_parameter_validation_errors_are_permanent() -> None:
+    # GIVEN an ECS client that refuses the call's shape before sending it (an int where a str goes)
+    from botocore.exceptions import ParamValidationError  # noqa: PLC0415
+
+    from ecs_control_plane.gateways import EcsGateway  # noqa: PLC0415
+
+    class Refusing:
+        def run_task(self, **_: Any) -> Any:
+            raise ParamValidationError(report="Invalid type for parameter overrides.cpu, value: 1024")
+
+    # WHEN the gateway calls RunTask
+    outcome = EcsGateway(Refusing()).run_task({"cluster": "c"})  # type: ignore[arg-type]
+    # THEN the start fails for good (retrying for 20 minutes cannot fix it), with botocore's reason
+    assert outcome.failure is FailureClass.PERMANENT
+    assert "overrides.cpu" in (outcome.reason or "")

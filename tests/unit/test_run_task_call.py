@@ -57,9 +57,12 @@ def test_defaults_give_a_fargate_call_for_the_airflow_container() -> None:
         ({"ECSCP_LAUNCH_TYPE": "EC2"}, {}, {"launchType": "EC2", "platformVersion": None}),
         # RunTaskKwargs beat template parameters
         ({"ECSCP_RUN_TASK_KWARGS": '{"taskDefinition": "other:1"}'}, {}, {"taskDefinition": "other:1"}),
-        # executor_config beats RunTaskKwargs
+        # executor_config beats RunTaskKwargs (a family the operator allows tasks to choose)
         (
-            {"ECSCP_RUN_TASK_KWARGS": '{"taskDefinition": "other:1"}'},
+            {
+                "ECSCP_RUN_TASK_KWARGS": '{"taskDefinition": "other:1"}',
+                "ECSCP_ALLOWED_TASK_DEFINITION_FAMILIES": "mine",
+            },
             {"taskDefinition": "mine:2"},
             {"taskDefinition": "mine:2"},
         ),
@@ -73,14 +76,17 @@ def test_defaults_give_a_fargate_call_for_the_airflow_container() -> None:
             },
         ),
         (
-            {},
+            {"ECSCP_ALLOWED_CAPACITY_PROVIDERS": "cp"},
             {"capacityProviderStrategy": [{"capacityProvider": "cp"}]},
             {"launchType": None, "capacityProviderStrategy": [{"capacityProvider": "cp"}]},
         ),
         # ... and a launch type set later replaces a strategy set earlier
         (
-            {"ECSCP_CAPACITY_PROVIDER_STRATEGY": '[{"capacityProvider": "cp"}]'},
-            {"launchType": "EC2"},
+            {
+                "ECSCP_CAPACITY_PROVIDER_STRATEGY": '[{"capacityProvider": "cp"}]',
+                "ECSCP_RUN_TASK_KWARGS": '{"launchType": "EC2"}',
+            },
+            {},
             {"launchType": "EC2", "capacityProviderStrategy": None},
         ),
         # subnets, security groups, public IP become the awsvpc configuration
@@ -103,11 +109,29 @@ def test_defaults_give_a_fargate_call_for_the_airflow_container() -> None:
         ),
         # nested dicts merge recursively (the seed's semantics)
         (
-            {"ECSCP_SUBNETS": "subnet-1"},
-            {"networkConfiguration": {"awsvpcConfiguration": {"assignPublicIp": "ENABLED"}}},
+            {
+                "ECSCP_SUBNETS": "subnet-1",
+                "ECSCP_RUN_TASK_KWARGS": '{"networkConfiguration": {"awsvpcConfiguration": '
+                '{"assignPublicIp": "ENABLED"}}}',
+            },
+            {},
             {
                 "networkConfiguration": {
                     "awsvpcConfiguration": {"subnets": ["subnet-1"], "assignPublicIp": "ENABLED"}
+                }
+            },
+        ),
+        (
+            {},
+            {"overrides": {"cpu": "2048", "memory": "4096", "ephemeralStorage": {"sizeInGiB": 40}}},
+            {
+                "overrides": {
+                    "containerOverrides": [
+                        {"name": "airflow", "command": ..., "environment": ...},
+                    ],
+                    "cpu": "2048",
+                    "memory": "4096",
+                    "ephemeralStorage": {"sizeInGiB": 40},
                 }
             },
         ),
@@ -121,6 +145,7 @@ def test_defaults_give_a_fargate_call_for_the_airflow_container() -> None:
         "launch-type-after-capacity",
         "network",
         "recursive-merge",
+        "task-resources",
     ],
 )
 def test_precedence_defaults_params_kwargs_executor_config(
@@ -128,6 +153,11 @@ def test_precedence_defaults_params_kwargs_executor_config(
 ) -> None:
     call = build_run_task_call(settings(**env), run_request(executor_config=executor_config))
     for key, value in expected.items():
+        if key == "overrides":  # the Airflow container's command and environment are the workload's
+            got = dict(call[key])
+            assert [c["name"] for c in got.pop("containerOverrides")] == ["airflow"]
+            assert got == {k: v for k, v in value.items() if k != "containerOverrides"}
+            continue
         assert call.get(key) == value, key
 
 
@@ -136,7 +166,6 @@ def test_executor_config_container_overrides_keep_the_command_and_add_environmen
         "overrides": {
             "containerOverrides": [
                 {"name": "airflow", "memory": 2048, "environment": [{"name": "FLAG", "value": "1"}]},
-                {"name": "sidecar", "cpu": 128},
             ]
         }
     }
@@ -146,7 +175,18 @@ def test_executor_config_container_overrides_keep_the_command_and_add_environmen
     assert airflow["memory"] == 2048
     assert airflow["command"] == request.command
     assert {"name": "FLAG", "value": "1"} in airflow["environment"]
+
+
+def test_sidecar_overrides_are_the_operators_not_the_tasks() -> None:
+    # GIVEN RunTaskKwargs (the operator's) overriding a sidecar
+    kwargs = '{"overrides": {"containerOverrides": [{"name": "airflow"}, {"name": "sidecar", "cpu": 128}]}}'
+    call = build_run_task_call(settings(ECSCP_RUN_TASK_KWARGS=kwargs), run_request())
+    # THEN it is kept, and the Airflow container still runs the workload
     assert container(call, "sidecar") == {"name": "sidecar", "cpu": 128}
+    # AND a task's executor_config may not do the same
+    config = {"overrides": {"containerOverrides": [{"name": "sidecar", "command": ["sh"]}]}}
+    with pytest.raises(RunTaskConfigError, match=r"may not set 'overrides.containerOverrides.0.command'"):
+        build_run_task_call(settings(), run_request(executor_config=config))
 
 
 @pytest.mark.parametrize(
@@ -156,15 +196,15 @@ def test_executor_config_container_overrides_keep_the_command_and_add_environmen
         ({"name": "x"}, "may not set 'name'"),
         (
             {"overrides": {"containerOverrides": [{"name": "airflow", "command": ["x"]}]}},
-            "may not set the command",
+            "may not set 'overrides.containerOverrides.0.command'",
         ),
-        ({"overrides": {"containerOverrides": [{"name": "other"}]}}, "container name cannot be changed"),
-        ({"overrides": {"containerOverrides": [{"memory": 1}]}}, "container name cannot be changed"),
+        ({"overrides": {"containerOverrides": [{"name": "other"}]}}, "only the Airflow container"),
+        ({"overrides": {"containerOverrides": [{"memory": 1}]}}, "containerOverrides.0.name: Field required"),
         ({"cluster": "x"}, "may not set 'cluster'"),
         ({"startedBy": "x"}, "may not set 'startedBy'"),
         ({"count": 5}, "may not set 'count'"),
         ({"clientToken": "x"}, "may not set 'clientToken'"),
-        ({"launchTypo": "EC2"}, "unknown run_task parameter 'launchTypo'"),
+        ({"launchTypo": "EC2"}, "launchTypo: Extra inputs are not permitted"),
         (
             {
                 "overrides": {
@@ -175,7 +215,7 @@ def test_executor_config_container_overrides_keep_the_command_and_add_environmen
             },
             "reserved",
         ),
-        ({"overrides": {"taskRole": "x"}}, "unknown override 'taskRole'"),
+        ({"overrides": {"taskRole": "x"}}, "overrides.taskRole: Extra inputs are not permitted"),
         ([], "must be a JSON object"),
     ],
 )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from .contract import EVENT_SOURCE, FAILED_START_DETAIL_TYPE, FailedStartDetail, RunRequest
 from .ecs_events import EcsTask
@@ -59,6 +59,8 @@ class EcsGateway:
             return RunTaskOutcome(
                 failure=classify_api_error(code, status, message), reason=f"{code}: {message}".strip()
             )
+        except ParamValidationError as exc:  # the call itself is malformed: no retry will fix it
+            return RunTaskOutcome(failure=FailureClass.PERMANENT, reason=f"invalid RunTask parameters: {exc}")
         except BotoCoreError as exc:  # connection errors, timeouts: ECS may be fine a moment later
             return RunTaskOutcome(failure=FailureClass.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
         tasks = response.get("tasks") or []

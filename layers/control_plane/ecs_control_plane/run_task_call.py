@@ -3,7 +3,9 @@
 Precedence, lowest first: defaults, template parameters, ``RunTaskKwargs``, then the task's
 ``executor_config`` — a recursive merge where nested dicts merge and anything else (lists
 included) is replaced, as the provider's executor does. The Airflow container is found by
-name; its ``command`` is always the workload's and can never be overridden.
+name; its ``command`` is always the workload's and can never be overridden. ``RunTaskKwargs``
+(the operator's) is checked against the RunTask parameters; a task's ``executor_config``
+against the much narrower typed allow-list of ``executor_config.py``, before every start.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .contract import (
     RunRequest,
     client_token,
 )
+from .executor_config import ExecutorConfigError, check_executor_config
 from .settings import ControlPlaneSettings
 
 #: ECS refuses container overrides whose JSON is longer than this.
@@ -72,6 +75,14 @@ ALLOWED_CONTAINER_OVERRIDE_KEYS = frozenset(
 
 class RunTaskConfigError(ValueError):
     """The run_task configuration, or a task's executor_config, is not acceptable."""
+
+
+def check_task_config(config: Any, settings: ControlPlaneSettings) -> None:
+    """The stack's allow-list for a task's executor_config (see executor_config.py)."""
+    try:
+        check_executor_config(config, settings.container_name, settings.executor_config_policy)
+    except ExecutorConfigError as exc:
+        raise RunTaskConfigError(str(exc)) from None
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -182,7 +193,7 @@ def build_run_task_call(
 ) -> dict[str, Any]:
     """The complete ``ecs.run_task`` keyword arguments for one start attempt of ``request``."""
     attempt = attempt or request.attempt
-    check_run_task_overrides(request.executor_config, settings.container_name, "executor_config")
+    check_task_config(request.executor_config, settings)
     kwargs = _resolve_placement(stack_run_task_kwargs(settings), request.executor_config)
 
     containers = kwargs.setdefault("overrides", {}).setdefault("containerOverrides", [])

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from .executor_config import ExecutorConfigPolicy, task_definition_family
 from .retry import TRANSIENT_BACKOFF_CAP_SECONDS
 
 # Environment variable names (template.yaml sets them from its parameters).
@@ -44,6 +45,10 @@ ENV_EVENT_BUS = "ECSCP_EVENT_BUS"
 ENV_ITEM_RETENTION_DAYS = "ECSCP_ITEM_RETENTION_DAYS"
 ENV_RECONCILE_STALE_SECONDS = "ECSCP_RECONCILE_STALE_SECONDS"
 ENV_QUEUED_TIMEOUT_SECONDS = "ECSCP_QUEUED_TIMEOUT_SECONDS"
+ENV_ALLOWED_TASK_DEFINITION_FAMILIES = "ECSCP_ALLOWED_TASK_DEFINITION_FAMILIES"
+ENV_ALLOWED_TASK_ROLE_ARNS = "ECSCP_ALLOWED_TASK_ROLE_ARNS"
+ENV_ALLOWED_EXECUTION_ROLE_ARNS = "ECSCP_ALLOWED_EXECUTION_ROLE_ARNS"
+ENV_ALLOWED_CAPACITY_PROVIDERS = "ECSCP_ALLOWED_CAPACITY_PROVIDERS"
 ENV_TOKEN_START_MARGIN_SECONDS = "ECSCP_TOKEN_START_MARGIN_SECONDS"  # noqa: S105 - a name, no secret
 
 ALL_ENV = {
@@ -68,6 +73,10 @@ ALL_ENV = {
     "reconcile_stale_seconds": ENV_RECONCILE_STALE_SECONDS,
     "queued_timeout_seconds": ENV_QUEUED_TIMEOUT_SECONDS,
     "token_start_margin_seconds": ENV_TOKEN_START_MARGIN_SECONDS,
+    "allowed_task_definition_families": ENV_ALLOWED_TASK_DEFINITION_FAMILIES,
+    "allowed_task_role_arns": ENV_ALLOWED_TASK_ROLE_ARNS,
+    "allowed_execution_role_arns": ENV_ALLOWED_EXECUTION_ROLE_ARNS,
+    "allowed_capacity_providers": ENV_ALLOWED_CAPACITY_PROVIDERS,
 }
 
 
@@ -125,8 +134,21 @@ class ControlPlaneSettings(BaseModel):
     #: No start is made later than this before the workload token expires: the container needs
     #: that long to reach Airflow's execution API with it.
     token_start_margin_seconds: int = Field(default=30, ge=0, le=600)
+    #: What a task's executor_config may choose beyond the stack's own settings (never by default).
+    allowed_task_definition_families: list[str] = Field(default_factory=list)
+    allowed_task_role_arns: list[str] = Field(default_factory=list)
+    allowed_execution_role_arns: list[str] = Field(default_factory=list)
+    allowed_capacity_providers: list[str] = Field(default_factory=list)
 
-    @field_validator("security_groups", "subnets", mode="before")
+    @field_validator(
+        "security_groups",
+        "subnets",
+        "allowed_task_definition_families",
+        "allowed_task_role_arns",
+        "allowed_execution_role_arns",
+        "allowed_capacity_providers",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -170,6 +192,20 @@ class ControlPlaneSettings(BaseModel):
         except ValidationError as exc:
             problems = "; ".join(f"{_variable(err['loc'])}: {err['msg']}" for err in exc.errors())
             raise SettingsError(f"invalid control plane settings: {problems}") from exc
+
+    @property
+    def executor_config_policy(self) -> ExecutorConfigPolicy:
+        """What tasks may choose: the stack's own family and capacity providers, plus the allowed."""
+        own_providers = {str(item.get("capacityProvider")) for item in self.capacity_provider_strategy or []}
+        return ExecutorConfigPolicy(
+            container_name=self.container_name,
+            task_definition_families=frozenset(
+                {task_definition_family(self.task_definition), *self.allowed_task_definition_families}
+            ),
+            task_role_arns=frozenset(self.allowed_task_role_arns),
+            execution_role_arns=frozenset(self.allowed_execution_role_arns),
+            capacity_providers=frozenset(own_providers | set(self.allowed_capacity_providers)),
+        )
 
     def backoff_seconds(self, attempt: int) -> int:
         """Delay before start attempt ``attempt + 1``: exponential, capped (SQS allows 900 s)."""
