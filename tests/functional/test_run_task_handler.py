@@ -179,7 +179,7 @@ def test_capacity_failure_then_success_starts_on_second_attempt(
         ),
         (
             {"overrides": {"containerOverrides": [{"name": "sidecar", "memory": 512}]}},
-            "container name cannot be changed",
+            "only the Airflow container 'airflow' may be overridden",
         ),
         ({"name": "other"}, "may not set 'name'"),
         ({"cluster": "someone-elses"}, "may not set 'cluster'"),

@@ -115,7 +115,7 @@ class ControlPlane:
         try:
             build_run_task_call(self.settings, request)
         except RunTaskConfigError as exc:
-            return self.fail_start(key, request.owner, str(exc), attempt=request.attempt)
+            return self.fail_start(key, request.owner, str(exc), attempt=request.attempt, only_if_queued=True)
 
         try:
             item = self.table.create_queued(
@@ -141,14 +141,16 @@ class ControlPlane:
                     logger.info("run request dropped", extra={"key": key, "reason": why})
                     return Result(Outcome.DUPLICATE, key, why, existing.task_arn, existing.attempt)
                 if plan is _Plan.FAIL:
-                    return self.fail_start(key, existing.owner, why, attempt=existing.attempt)
+                    return self.fail_start(
+                        key, existing.owner, why, attempt=existing.attempt, only_if_queued=True
+                    )
                 if plan is _Plan.WAIT:
                     raise RetryLater(why, 2)
                 if attempt > existing.attempt:
                     self.table.advance_queued_attempt(key, attempt)
                 item = existing
         except ItemTooLargeError as exc:
-            return self.fail_start(key, request.owner, str(exc), attempt=request.attempt)
+            return self.fail_start(key, request.owner, str(exc), attempt=request.attempt, only_if_queued=True)
         return self._start(request, item, attempt, receive_count)
 
     def _deadline_ms(self, item: TaskStateItem, request: RunRequest | None = None) -> int:
@@ -175,7 +177,8 @@ class ControlPlane:
         deadline = self._deadline_ms(item, request)
         if now_ms() > deadline:
             what = request.reason or "the run request waited too long"
-            return self.fail_start(key, owner, self._token_expired_reason(attempt, what), attempt=attempt)
+            reason = self._token_expired_reason(attempt, what)
+            return self.fail_start(key, owner, reason, attempt=attempt, only_if_queued=True)
         call = build_run_task_call(self.settings, request, attempt)
         outcome = self.ecs.run_task(call)
         if outcome.task_arn is not None:
@@ -189,9 +192,12 @@ class ControlPlane:
             delay = self.settings.backoff_seconds(attempt)
             if now_ms() + delay * 1000 > deadline:
                 reason = self._token_expired_reason(attempt + 1, why)
-                return self.fail_start(key, owner, reason, attempt=attempt)
+                return self.fail_start(key, owner, reason, attempt=attempt, only_if_queued=True)
             if self.table.schedule_retry(key, attempt, why) is None:
-                raise RetryLater(f"item moved while scheduling a retry: {why}", 1)
+                # Another invocation started (or ended) the try meanwhile: its start stands.
+                logger.info("capacity retry not scheduled: the try moved on", extra={"key": key})
+                why = f"not retried, the try moved on: {why}"
+                return Result(Outcome.DUPLICATE, key, why, attempt=attempt)
             # A fresh message per attempt: attempts never eat into the queue's maxReceiveCount. If
             # the send fails, this message comes back and finds the item QUEUED at attempt + 1.
             retry = request.model_copy(
@@ -202,7 +208,7 @@ class ControlPlane:
             return Result(Outcome.RETRY_QUEUED, key, why, attempt=attempt + 1)
         if outcome.failure is FailureClass.RETRY_ATTEMPT:
             reason = f"task failed to start after {attempt} attempt(s): {reason}"
-        return self.fail_start(key, owner, reason, attempt=attempt)
+        return self.fail_start(key, owner, reason, attempt=attempt, only_if_queued=True)
 
     def _record_start(self, key: str, attempt: int, task_arn: str) -> Result:
         """Record the started task; a task the item no longer wants is stopped at once."""
@@ -238,7 +244,7 @@ class ControlPlane:
         if room_s < 1:
             what = f"ECS refused to start it {throttled} time(s) for rate or quota limits ({reason})"
             reason = self._token_expired_reason(attempt, what)
-            return self.fail_start(key, item.owner, reason, attempt=attempt)
+            return self.fail_start(key, item.owner, reason, attempt=attempt, only_if_queued=True)
         delay = min(transient_delay_seconds(throttled), room_s)
         retry = request.model_copy(
             update={
@@ -261,12 +267,37 @@ class ControlPlane:
         why = request.reason or "Airflow asked to stop this task"
         item = self.table.request_stop(key, request.owner)
         if item is None:
+            current = self.table.get(key)
+            if current is not None and current.owner != request.owner:
+                logger.warning(
+                    "stop request ignored: another scheduler owns the try",
+                    extra={"key": key, "owner": current.owner, "requested_by": request.owner},
+                )
+                return Result(Outcome.DROPPED, key, f"owned by {current.owner}, not {request.owner}")
             return Result(Outcome.DROPPED, key, "already finished")
         if item.task_arn and item.state in (TaskState.STARTING, TaskState.RUNNING):
+            if not self._is_own_task(key, item.task_arn):
+                reason = f"refused to stop {item.task_arn}: it is not this control plane's task of this try"
+                logger.error("stop refused", extra={"key": key, "task_arn": item.task_arn})
+                return Result(Outcome.DROPPED, key, reason, item.task_arn, item.attempt)
             self.ecs.stop_task(self.settings.cluster, item.task_arn, why)
             return Result(Outcome.STOP_SENT, key, why, item.task_arn, item.attempt)
         self.table.mark_failed(key, item.owner, f"stopped before it started: {why}", create=False)
         return Result(Outcome.STOP_RECORDED, key, why, attempt=item.attempt)
+
+    def _is_own_task(self, key: str, task_arn: str) -> bool:
+        """Whether ECS says ``task_arn`` was started by this control plane for ``key``.
+
+        The item's task ARN is not trusted blindly: whoever can write the item must not be able
+        to make the control plane stop a task it never started.
+        """
+        described = self.ecs.describe_tasks(self.settings.cluster, [task_arn])
+        task = described[0] if described else None
+        return (
+            task is not None
+            and task.started_by == self.settings.control_plane_id
+            and task.task_key(self.settings.container_name) == key
+        )
 
     def fail_start(
         self,
@@ -277,11 +308,29 @@ class ControlPlane:
         attempt: int,
         task_arn: str | None = None,
         changes: dict[str, object] | None = None,
+        only_if_queued: bool = False,
     ) -> Result:
-        """FAILED for good, then the failed-start event (once per item; re-sent if putting it failed)."""
+        """FAILED for good, then the failed-start event (once per item; re-sent if putting it failed).
+
+        ``only_if_queued``: the decision was made by run_task without a task of its own, so it
+        holds only while the item is still QUEUED with no task (or missing): a start that a
+        concurrent invocation recorded meanwhile is never undone.
+        """
         item = self.table.mark_failed(
-            key, owner, reason, attempt=attempt, start_failed=True, changes=dict(changes or {})
-        ) or self.table.get(key)
+            key,
+            owner,
+            reason,
+            attempt=attempt,
+            start_failed=True,
+            changes=dict(changes or {}),
+            only_if_queued=only_if_queued,
+        )
+        if item is None:
+            item = self.table.get(key)
+            if only_if_queued and item is not None and not item.is_terminal:
+                logger.info("failure not applied: the try moved on meanwhile", extra={"key": key})
+                why = f"not failed, already {item.state.value}"
+                return Result(Outcome.DUPLICATE, key, why, attempt=attempt)
         logger.error("task failed to start", extra={"key": key, "attempt": attempt, "reason": reason})
         if item is not None:
             self._alert_once(item, task_arn)
@@ -414,6 +463,7 @@ class ControlPlane:
             item.attempt,
             reason,
             {"stop_code": task.stop_code, "stopped_reason": task.stopped_reason},
+            failed_task_arn=task.task_arn,
         )
         if moved is None:
             return Result(Outcome.IGNORED, item.key, "another event moved the item first", task.task_arn)

@@ -7,6 +7,7 @@ never move an item backwards. Takes its DynamoDB client; makes none.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from .contract import (
     ACTIVE_INDEX,
@@ -32,6 +34,7 @@ from .contract import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
+logger = logging.getLogger(__name__)
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 _ACTIVE = [s.value for s in ACTIVE_STATES]
@@ -104,6 +107,18 @@ def _plain(value: Any) -> Any:
 
 def item_from_dynamodb(raw: dict[str, Any]) -> TaskStateItem:
     return TaskStateItem.model_validate({k: _plain(_de.deserialize(v)) for k, v in raw.items()})
+
+
+def _readable_item(raw: dict[str, Any]) -> TaskStateItem | None:
+    """The item, or None (logged) when it is not one: one bad item never stops a whole read."""
+    try:
+        return item_from_dynamodb(raw)
+    except (ValidationError, ValueError, TypeError) as exc:
+        key = raw.get("key", {}).get("S", "?") if isinstance(raw.get("key"), dict) else "?"
+        logger.error(
+            "state item skipped: it is not a valid item", extra={"key": key[:300], "error": str(exc)[:500]}
+        )
+        return None
 
 
 def stored_config(executor_config: dict[str, Any]) -> str:
@@ -195,9 +210,8 @@ class StateTable:
             delay = 0.05
             while request:
                 response = self._client.batch_get_item(RequestItems=request)
-                items.extend(
-                    item_from_dynamodb(raw) for raw in response["Responses"].get(self.table_name, [])
-                )
+                found = (_readable_item(raw) for raw in response["Responses"].get(self.table_name, []))
+                items.extend(item for item in found if item is not None)
                 request = dict(response.get("UnprocessedKeys") or {})
                 if request:
                     time.sleep(delay)
@@ -245,7 +259,9 @@ class StateTable:
         while True:
             response = self._client.query(**kwargs)
             for raw in response.get("Items", []):
-                yield item_from_dynamodb(raw)
+                item = _readable_item(raw)
+                if item is not None:
+                    yield item
             last = response.get("LastEvaluatedKey")
             if not last:
                 return
@@ -408,9 +424,20 @@ class StateTable:
         )
 
     def schedule_retry(
-        self, key: str, from_attempt: int, reason: str, changes: dict[str, Any] | None = None
+        self,
+        key: str,
+        from_attempt: int,
+        reason: str,
+        changes: dict[str, Any] | None = None,
+        *,
+        failed_task_arn: str | None = None,
     ) -> TaskStateItem | None:
-        """Back to QUEUED with attempt + 1, forgetting the failed ECS task."""
+        """Back to QUEUED with attempt + 1, forgetting the failed ECS task.
+
+        Only if the failure is the item's: without ``failed_task_arn`` (RunTask started nothing)
+        the item must still be QUEUED with no task, so a concurrent invocation's recorded start
+        is never undone; with it, the item's task (if it has one yet) must be that task.
+        """
         u = _Update()
         u.set("state", TaskState.QUEUED.value)
         u.set("attempt", from_attempt + 1)
@@ -428,7 +455,14 @@ class StateTable:
                 ":active2": _ser.serialize(_ACTIVE[2]),
             }
         )
-        return self._update(key, u, "#attempt = :a AND #state IN (:active0, :active1, :active2)")
+        condition = "#attempt = :a AND #state IN (:active0, :active1, :active2)"
+        if failed_task_arn is None:
+            u.values[":q"] = _ser.serialize(TaskState.QUEUED.value)
+            condition += " AND #state = :q AND attribute_not_exists(#task_arn)"
+        else:
+            u.values[":arn"] = _ser.serialize(failed_task_arn)
+            condition += " AND (attribute_not_exists(#task_arn) OR #task_arn = :arn)"
+        return self._update(key, u, condition)
 
     def apply_progress(
         self,
@@ -535,7 +569,10 @@ class StateTable:
         self._update(key, u, "attribute_exists(#key)", create=True)
 
     def request_stop(self, key: str, owner: str) -> TaskStateItem | None:
-        """Mark a task try as to be stopped; a run request arriving later will be dropped."""
+        """Mark a submission as to be stopped; a run request arriving later will be dropped.
+
+        Only its owner may stop it: None if it is over, or owned by another scheduler.
+        """
         u = _Update()
         u.set("stop_requested", True)
         u.set_if_missing("owner", owner)
@@ -548,10 +585,17 @@ class StateTable:
             u.set_if_missing("try_key", try_key)
         u.names["#key"] = "key"
         u.values.update(
-            {":s": _ser.serialize(TaskState.SUCCESS.value), ":f": _ser.serialize(TaskState.FAILED.value)}
+            {
+                ":s": _ser.serialize(TaskState.SUCCESS.value),
+                ":f": _ser.serialize(TaskState.FAILED.value),
+                ":o": _ser.serialize(owner),
+            }
         )
         return self._update(
-            key, u, f"attribute_not_exists(#key) OR NOT {u.name('state')} IN (:s, :f)", create=True
+            key,
+            u,
+            f"attribute_not_exists(#key) OR ({u.name('owner')} = :o AND NOT {u.name('state')} IN (:s, :f))",
+            create=True,
         )
 
     def transfer_owner(self, key: str, new_owner: str) -> TaskStateItem | None:
