@@ -9,7 +9,9 @@ parameters, outputs), never by hard-coded resource names:
 3. ``samtranslator`` (offline) turns the SAM template into CloudFormation;
 4. moto's CloudFormation creates the stack with local parameter values;
 5. what moto's CloudFormation silently skips and matters is applied (DynamoDB TTL and PITR,
-   function layers); resource types moto cannot create (alarms) are reported;
+   function layers, queue policies, alarms); conditional values (``Fn::If``) are decided before
+   moto sees them, since moto keeps an ``AWS::NoValue`` list item as a null (a policy statement
+   that is left out becomes a malformed policy document);
 6. the wiring the local runtime needs is read back from moto: functions with their deployed
    configuration, SQS event source mappings, EventBridge rules and their targets.
 """
@@ -432,12 +434,45 @@ def _value(arg: Any, parameters: dict[str, str]) -> str | None:
 _UNRESOLVED = object()
 
 
+def resolve_conditionals(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """The template with every ``Fn::If`` whose condition is decided by the parameters replaced by
+    its chosen value; an ``AWS::NoValue`` so chosen leaves its list item or property out.
+
+    CloudFormation drops such a value; moto keeps a list item as null. Conditions the local
+    evaluator cannot decide are left for moto.
+    """
+    conditions = template.get("Conditions") or {}
+    no_value = object()
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, list):
+            return [v for v in (walk(item) for item in value) if v is not no_value]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"Fn::If"} and isinstance(value["Fn::If"], list) and len(value["Fn::If"]) == 3:
+            name, when_true, when_false = value["Fn::If"]
+            holds = _evaluate({"Condition": name}, conditions, parameters)
+            if holds is not None:
+                return walk(when_true if holds else when_false)
+        if value == {"Ref": "AWS::NoValue"}:
+            return no_value
+        walked = {k: walk(v) for k, v in value.items()}
+        return {k: v for k, v in walked.items() if v is not no_value}
+
+    resolved = copy.deepcopy(template)
+    for section in ("Resources", "Outputs"):
+        if section in resolved:
+            resolved[section] = walk(resolved[section])
+    return resolved
+
+
 class IntrinsicResolver:
     """Resolves Ref, Fn::GetAtt and Fn::Sub of the translated template against the deployed stack.
 
-    Only what the fix-ups need: parameters, pseudo parameters, physical ids, and the ``Arn`` /
-    ``QueueName`` attributes of queues, topics, tables, functions and rules. Anything else is
-    reported as unresolvable rather than guessed.
+    Only what the fix-ups need: parameters, pseudo parameters, physical ids, ``Fn::Join``,
+    ``Fn::Split`` and ``Fn::Select``, and the ``Arn`` / ``QueueName`` attributes of queues, topics,
+    tables, functions, rules and roles. Anything else is reported as unresolvable rather than
+    guessed.
     """
 
     def __init__(
@@ -483,6 +518,15 @@ class IntrinsicResolver:
                 return self.attribute(lid, attribute)
             if name == "Fn::Sub":
                 return self._sub(arg)
+            if name == "Fn::Join":
+                separator, parts = arg
+                return str(separator).join(str(p) for p in self.resolve(parts))
+            if name == "Fn::Split":
+                separator, text = arg
+                return str(self.resolve(text)).split(str(separator))
+            if name == "Fn::Select":
+                index, items = arg
+                return self.resolve(items)[int(self.resolve(index))]
             if name.startswith("Fn::"):
                 raise LookupError(name)
         return {k: v for k, v in ((k, self.resolve(v)) for k, v in value.items()) if v is not _UNRESOLVED}
@@ -525,6 +569,8 @@ class IntrinsicResolver:
             )
         if rtype == "AWS::Events::Rule" and attribute == "Arn":
             return str(self._clients["events"].describe_rule(Name=physical.split("|")[-1])["Arn"])
+        if rtype == "AWS::IAM::Role" and attribute == "Arn":
+            return str(self._clients["iam"].get_role(RoleName=physical)["Role"]["Arn"])
         raise LookupError(f"Fn::GetAtt {lid}.{attribute}")
 
 
@@ -536,7 +582,7 @@ class StackDeployer:
         self.region = region
         self._client = {
             name: aws_client(name, endpoint_url, region)
-            for name in ("s3", "cloudformation", "lambda", "events", "sqs", "sns", "dynamodb")
+            for name in ("s3", "cloudformation", "lambda", "events", "sqs", "sns", "dynamodb", "iam")
         }
 
     def deploy(
@@ -551,7 +597,9 @@ class StackDeployer:
         dirs = local_dirs(sam, template_path.parent)
         ecs = create_ecs_setup(self.endpoint_url, self.region, cluster_name)
         parameters = parameter_values(sam, ecs, settings, overrides)
-        translated = translate(package(sam, dirs, self._client["s3"]), parameters)
+        translated = resolve_conditionals(
+            translate(package(sam, dirs, self._client["s3"]), parameters), parameters
+        )
         cfn = self._client["cloudformation"]
         cfn.create_stack(
             StackName=stack_name,
