@@ -35,7 +35,13 @@ ARN = "arn:aws:ecs:us-east-1:123456789012:task/airflow-cluster/0123456789abcdef"
         ("ClusterNotFoundException", 400, FailureClass.PERMANENT),
         ("AccessDeniedException", 400, FailureClass.PERMANENT),
         ("ClientException", 400, FailureClass.PERMANENT),
-        ("SomethingNew", 400, FailureClass.PERMANENT),
+        # an unknown code is treated like an unknown failures[] reason: another attempt, bounded
+        ("SomethingNew", 400, FailureClass.RETRY_ATTEMPT),
+        # the function's credentials refused: retried without spending an attempt (as the provider)
+        ("InvalidClientTokenId", 403, FailureClass.TRANSIENT),
+        ("UnrecognizedClientException", 400, FailureClass.TRANSIENT),
+        ("ExpiredToken", 400, FailureClass.TRANSIENT),
+        ("ExpiredTokenException", 400, FailureClass.TRANSIENT),
     ],
 )
 def test_classify_api_error(code: str, status: int, expected: FailureClass) -> None:

@@ -35,6 +35,12 @@ _TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
         "ExpiredTokenException",
         "ExpiredToken",
+        # The function's own credentials (its execution role's session) were refused: new ones
+        # come with the next invocation. The provider's executor retries these too.
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "RequestExpired",
+        "InvalidSignatureException",
     }
 )
 _RETRY_ATTEMPT_CODES = frozenset({"LimitExceededException"})
@@ -50,8 +56,6 @@ _PERMANENT_CODES = frozenset(
         "UnsupportedFeatureException",
         "BlockedException",
         "ValidationException",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
     }
 )
 
@@ -97,7 +101,9 @@ def classify_api_error(code: str, http_status: int | None = None, message: str =
         return FailureClass.PERMANENT
     if http_status is not None and (http_status >= 500 or http_status == 429):
         return FailureClass.TRANSIENT
-    return FailureClass.PERMANENT
+    # An error code nobody has seen yet gets the benefit of the doubt, as an unknown failures[]
+    # reason does: another start attempt, bounded by MaxRunTaskAttempts and the token's lifetime.
+    return FailureClass.RETRY_ATTEMPT
 
 
 def classify_run_task_failure(reason: str) -> FailureClass:
