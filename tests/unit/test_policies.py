@@ -1,0 +1,851 @@
+"""The security boundary as the template's policy documents enforce it, not as the docs say it.
+
+The template is rendered for a deployment (its intrinsics resolved with given parameter values,
+the way CloudFormation would) and its identity and queue policies are evaluated the way IAM
+evaluates them, for the calls the control plane and the scheduler make and for the calls they
+must not be able to make. Each test names one guard; removing that guard from template.yaml makes
+it fail.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+from ecs_control_plane.contract import ACTIVE_INDEX, EVENT_SOURCE, OWNER_INDEX, TRY_INDEX
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+STACK, ACCOUNT, REGION, PARTITION = "airflow-ecs-control-plane", "123456789012", "us-east-1", "aws"
+CONTROL_PLANE_ID = f"ecscp-{STACK}"
+#: The tag every task run_task starts carries; StopTask is allowed only on tasks that carry it.
+CONTROL_PLANE_TAG = "ecscp:control-plane"
+CLUSTER = "airflow"
+CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
+REQUIRED = {"Cluster": CLUSTER, "TaskDefinition": "airflow-task:3"}
+TASK_ROLE = f"arn:aws:iam::{ACCOUNT}:role/airflow-task"
+EXECUTION_ROLE = f"arn:aws:iam::{ACCOUNT}:role/airflow-execution"
+QUEUE_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+SCHEDULER = f"arn:aws:iam::{ACCOUNT}:role/airflow-scheduler"
+ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
+FUNCTION_ROLES = {"run_task": "RunTaskRole", "task_state": "TaskStateRole", "reconciler": "ReconcilerRole"}
+QUEUES = ("RunRequestQueue", "RunRequestDLQ", "TaskEventDLQ")
+
+
+def task_definition(family_revision: str) -> str:
+    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family_revision}"
+
+
+def task(task_id: str = "0123456789abcdef", cluster: str = CLUSTER) -> str:
+    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{task_id}"
+
+
+def table_arn(index: str | None = None) -> str:
+    arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/StateTable"
+    return f"{arn}/index/{index}" if index else arn
+
+
+def queue_arn(logical_id: str) -> str:
+    return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{logical_id}"
+
+
+def role_arn(logical_id: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:role/{logical_id}"
+
+
+# --- the template, rendered for one deployment -----------------------------------------------
+
+_NO_VALUE = object()
+
+
+class Deployment:
+    """template.yaml with its intrinsics resolved for given parameter values.
+
+    Resources get names a deployment would give them: a queue's ARN ends in its logical id, a
+    role's name is its logical id, a function's name is its logical id.
+    """
+
+    def __init__(self, template: dict[str, Any], **parameters: str) -> None:
+        self.template = template
+        declared = template["Parameters"]
+        unknown = set(parameters) - set(declared)
+        assert not unknown, f"not parameters of the template: {unknown}"
+        defaults = {name: str(p["Default"]) for name, p in declared.items() if "Default" in p}
+        self.parameters = defaults | REQUIRED | parameters
+        for name, value in self.parameters.items():
+            pattern = declared[name].get("AllowedPattern")
+            assert pattern is None or re.fullmatch(pattern, value), (
+                f"{name}={value!r} is refused by CloudFormation"
+            )
+        self.names = self.parameters | {
+            "AWS::StackName": STACK,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": PARTITION,
+        }
+
+    # -- intrinsics -----------------------------------------------------------------------------
+
+    def condition(self, name: str) -> bool:
+        return bool(self._condition(self.template["Conditions"][name]))
+
+    def _condition(self, expr: Any) -> bool:
+        ((op, args),) = expr.items()
+        if op == "Condition":
+            return self.condition(args)
+        if op == "Fn::Equals":
+            left, right = (self.value(a) for a in args)
+            return bool(left == right)
+        if op == "Fn::Not":
+            return not self._condition(args[0])
+        if op == "Fn::Or":
+            return any(self._condition(a) for a in args)
+        if op == "Fn::And":
+            return all(self._condition(a) for a in args)
+        raise AssertionError(f"unexpected condition {expr!r}")
+
+    def value(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in (self.value(n) for n in node) if v is not _NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((name, arg),) = node.items()
+            if name == "Ref":
+                return self.ref(arg)
+            if name == "Fn::GetAtt":
+                logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.attribute(logical_id, attribute)
+            if name == "Fn::Sub":
+                return self.sub(arg)
+            if name == "Fn::If":
+                condition, when_true, when_false = arg
+                return self.value(when_true if self.condition(condition) else when_false)
+            if name == "Fn::Join":
+                separator, parts = arg
+                return separator.join(str(p) for p in self.value(parts))
+            if name == "Fn::Split":
+                separator, text = arg
+                return str(self.value(text)).split(separator)
+            if name == "Fn::Select":
+                index, items = arg
+                return self.value(items)[int(index)]
+            assert not name.startswith("Fn::"), f"unexpected intrinsic {name}"
+        items = {k: self.value(v) for k, v in node.items()}
+        return {k: v for k, v in items.items() if v is not _NO_VALUE}
+
+    def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        if name in self.names:
+            return self.names[name]
+        rtype = self.template["Resources"][name]["Type"]
+        if rtype == "AWS::SQS::Queue":
+            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+        return name
+
+    def attribute(self, logical_id: str, attribute: str) -> str:
+        rtype = self.template["Resources"].get(logical_id, {}).get("Type")
+        if rtype == "AWS::SQS::Queue":
+            return {"Arn": queue_arn(logical_id), "QueueName": logical_id}[attribute]
+        if (rtype, attribute) == ("AWS::IAM::Role", "Arn"):
+            return role_arn(logical_id)
+        if (rtype, attribute) == ("AWS::DynamoDB::Table", "Arn"):
+            return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{logical_id}"
+        if (rtype, attribute) == ("AWS::Logs::LogGroup", "Arn"):
+            name = self.value(self.template["Resources"][logical_id]["Properties"]["LogGroupName"])
+            return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"
+        if (rtype, attribute) == ("AWS::Events::Rule", "Arn") or rtype is None:
+            return f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{logical_id}"  # also the rules SAM makes
+        raise AssertionError(f"unexpected Fn::GetAtt {logical_id}.{attribute}")
+
+    def sub(self, arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else arg
+        local = {k: self.value(v) for k, v in variables.items()}
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in local:
+                return str(local[name])
+            if "." in name:
+                return self.attribute(*name.split(".", 1))
+            return str(self.ref(name))
+
+        return re.sub(r"\$\{([^}!]+)\}", replace, text)
+
+    # -- resources and their policies -------------------------------------------------------
+
+    def resources(self, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        for logical_id, res in self.template["Resources"].items():
+            if res["Type"] == rtype and ("Condition" not in res or self.condition(res["Condition"])):
+                yield logical_id, self.value(res.get("Properties", {}))
+
+    def properties(self, logical_id: str) -> dict[str, Any]:
+        props: dict[str, Any] = self.value(self.template["Resources"][logical_id].get("Properties", {}))
+        return props
+
+    def role(self, logical_id: str) -> list[dict[str, Any]]:
+        """Every statement a role holds: its inline policies and the policies attached to it."""
+        role = self.properties(logical_id)
+        held = [s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+        for _, policy in self.resources("AWS::IAM::Policy"):
+            if logical_id in policy["Roles"]:
+                held += policy["PolicyDocument"]["Statement"]
+        assert "ManagedPolicyArns" not in role, "managed policies are not evaluated here"
+        return held
+
+    def managed_policy(self, logical_id: str) -> list[dict[str, Any]]:
+        statements: list[dict[str, Any]] = self.properties(logical_id)["PolicyDocument"]["Statement"]
+        return statements
+
+    def queue_policy(self, queue: str) -> list[dict[str, Any]]:
+        return [
+            s
+            for _, policy in self.resources("AWS::SQS::QueuePolicy")
+            if self.ref(queue) in policy["Queues"]
+            for s in policy["PolicyDocument"]["Statement"]
+        ]
+
+
+# --- IAM policy evaluation, for the constructs the template uses ---------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API call as IAM sees it: action, resource, the request's condition keys, the caller."""
+
+    action: str
+    resource: str
+    context: Mapping[str, str] = field(default_factory=dict)
+    principal: str = ""
+
+    def keys(self) -> dict[str, str]:
+        return {"aws:SecureTransport": "true", "aws:PrincipalArn": self.principal, **self.context}
+
+
+def _wildcard(pattern: str, text: str, *, ignore_case: bool = False) -> bool:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, text, re.IGNORECASE if ignore_case else 0) is not None
+
+
+def _arn_like(pattern: str, arn: str) -> bool:
+    """ARN matching: each of the first five colon-separated parts on its own, then the resource."""
+    if pattern == "*":
+        return True
+    want, have = pattern.split(":", 5), arn.split(":", 5)
+    return len(want) == len(have) == 6 and all(_wildcard(w, h) for w, h in zip(want, have, strict=True))
+
+
+Matcher = Callable[[str, str], bool]
+
+_OPERATORS: dict[str, tuple[Matcher, bool]] = {
+    # operator: (does one policy value match the request's value, is the operator negated)
+    "StringEquals": (lambda p, v: p == v, False),
+    "StringNotEquals": (lambda p, v: p == v, True),
+    "StringLike": (_wildcard, False),
+    "ArnEquals": (lambda p, v: p == v, False),
+    "ArnNotEquals": (lambda p, v: p == v, True),
+    "ArnLike": (_arn_like, False),
+    "ArnNotLike": (_arn_like, True),
+    "Bool": (lambda p, v: str(p).lower() == v.lower(), False),
+}
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _conditions_hold(block: Mapping[str, Any], keys: Mapping[str, str]) -> bool:
+    for operator, tests in block.items():
+        match, negated = _OPERATORS[operator]
+        for key, allowed in tests.items():
+            value = keys.get(key)
+            if value is None:
+                if negated:
+                    continue  # a key the request lacks matches none of the values
+                return False
+            if any(match(a, value) for a in _listed(allowed)) == negated:
+                return False
+    return True
+
+
+def _applies(statement: Mapping[str, Any], call: Call) -> bool:
+    assert not {"NotAction", "NotResource", "NotPrincipal"} & set(statement), statement
+    return (
+        any(_wildcard(a, call.action, ignore_case=True) for a in _listed(statement["Action"]))
+        and any(_arn_like(r, call.resource) for r in _listed(statement["Resource"]))
+        and _conditions_hold(statement.get("Condition", {}), call.keys())
+    )
+
+
+def allows(statements: list[dict[str, Any]], call: Call) -> bool:
+    """Whether identity statements allow the call (an Allow applies and no Deny does)."""
+    applying = [s for s in statements if _applies(s, call)]
+    return any(s["Effect"] == "Allow" for s in applying) and not any(s["Effect"] == "Deny" for s in applying)
+
+
+def denies(resource_policy: list[dict[str, Any]], call: Call) -> bool:
+    """Whether a resource policy denies the call, whatever the caller's own policies allow."""
+    return any(
+        s["Effect"] == "Deny" and s["Principal"] in ("*", {"AWS": "*"}) and _applies(s, call)
+        for s in resource_policy
+    )
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    parsed: dict[str, Any] = yaml_parse(TEMPLATE.read_text())
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def default(template: dict[str, Any]) -> Deployment:
+    """A deployment that sets only the required parameters."""
+    return Deployment(template)
+
+
+def rights(deployment: Deployment, function: str) -> list[dict[str, Any]]:
+    return deployment.role(FUNCTION_ROLES[function])
+
+
+def actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for s in statements for a in _listed(s["Action"])}
+
+
+# --- the scheduler -------------------------------------------------------------------------
+
+
+def test_scheduler_policy_has_no_ecs_no_iam_and_no_wildcard_action(template: dict[str, Any]) -> None:
+    # GIVEN the scheduler's policy, with every optional statement present
+    deployment = Deployment(template, QueueKmsKeyArn=QUEUE_KEY)
+    granted = actions(deployment.managed_policy("SchedulerPolicy"))
+
+    # THEN it names no ECS or IAM action, and no action by wildcard
+    assert granted
+    assert not {a for a in granted if a.lower().startswith(("ecs:", "iam:")) or "*" in a}
+    # AND, evaluated, it can neither start, stop nor pass a role
+    scheduler = deployment.managed_policy("SchedulerPolicy")
+    for call in (
+        Call("ecs:RunTask", task_definition("airflow-task:3"), {"ecs:cluster": CLUSTER_ARN}),
+        Call("ecs:StopTask", task(), {"ecs:cluster": CLUSTER_ARN}),
+        Call("iam:PassRole", TASK_ROLE, {"iam:PassedToService": "ecs-tasks.amazonaws.com"}),
+    ):
+        assert not allows(scheduler, call), call
+
+
+def test_scheduler_policy_grants_exactly_the_queue_and_table(default: Deployment) -> None:
+    # GIVEN the scheduler's policy
+    scheduler = default.managed_policy("SchedulerPolicy")
+
+    # THEN it may send requests, read its items' changes and adopt items: nothing more
+    assert actions(scheduler) == {
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DescribeTable",
+    }
+    assert allows(scheduler, Call("dynamodb:Query", table_arn(OWNER_INDEX)))
+    assert allows(scheduler, Call("dynamodb:Query", table_arn(TRY_INDEX)))
+    assert not allows(scheduler, Call("dynamodb:Query", table_arn(ACTIVE_INDEX)))
+    assert not allows(scheduler, Call("dynamodb:Scan", table_arn()))
+    assert allows(scheduler, Call("dynamodb:UpdateItem", table_arn()))
+    assert not allows(scheduler, Call("dynamodb:DeleteItem", table_arn()))
+
+
+def test_scheduler_may_send_run_requests_but_never_receive_them(default: Deployment) -> None:
+    # GIVEN the scheduler's policy
+    scheduler = default.managed_policy("SchedulerPolicy")
+    queue = queue_arn("RunRequestQueue")
+
+    # THEN it sends to the run-request queue only, and receives from no queue
+    assert allows(scheduler, Call("sqs:SendMessage", queue))
+    assert not allows(scheduler, Call("sqs:SendMessage", queue_arn("SomeOtherQueue")))
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
+        assert not allows(scheduler, Call(action, queue)), action
+
+
+# --- RunTask: the configured family, and the families the operator allows -----------------
+
+
+@pytest.mark.parametrize(
+    "parameter",
+    ["airflow-task", "airflow-task:3", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/airflow-task:3"],
+)
+def test_run_task_may_run_only_the_task_definition_parameters_family(
+    template: dict[str, Any], parameter: str
+) -> None:
+    # GIVEN a deployment whose TaskDefinition is a family, a family:revision or an ARN
+    run_task = rights(Deployment(template, TaskDefinition=parameter), "run_task")
+    in_cluster = {"ecs:cluster": CLUSTER_ARN}
+
+    # THEN run_task may run any revision of that family, or its latest (no revision), in the cluster
+    for revision in ("airflow-task:3", "airflow-task:12", "airflow-task"):
+        assert allows(run_task, Call("ecs:RunTask", task_definition(revision), in_cluster)), revision
+    # AND no other family, not even one whose name starts the same, and nothing in another cluster
+    for other in ("other:1", "airflow-task-admin:1", "airflow-taskx"):
+        assert not allows(run_task, Call("ecs:RunTask", task_definition(other), in_cluster)), other
+    elsewhere = {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/production"}
+    assert not allows(run_task, Call("ecs:RunTask", task_definition("airflow-task:3"), elsewhere))
+
+
+def test_run_task_may_run_the_families_the_operator_allows_and_no_others(template: dict[str, Any]) -> None:
+    # GIVEN a deployment that allows two more families
+    run_task = rights(Deployment(template, AllowedTaskDefinitionFamilies="batch,gpu-jobs"), "run_task")
+    in_cluster = {"ecs:cluster": CLUSTER_ARN}
+
+    # THEN those run in the cluster, with or without a revision; a family they prefix does not
+    for allowed in ("batch:1", "batch", "gpu-jobs:7", "airflow-task:3"):
+        assert allows(run_task, Call("ecs:RunTask", task_definition(allowed), in_cluster)), allowed
+    for refused in ("batchx:1", "gpu:1", "other:1"):
+        assert not allows(run_task, Call("ecs:RunTask", task_definition(refused), in_cluster)), refused
+    elsewhere = {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/production"}
+    assert not allows(run_task, Call("ecs:RunTask", task_definition("batch:1"), elsewhere))
+
+
+def test_allowed_families_and_roles_cannot_smuggle_in_a_wildcard(template: dict[str, Any]) -> None:
+    # GIVEN the parameters whose values become IAM resources
+    parameters = template["Parameters"]
+
+    # THEN CloudFormation refuses wildcards (and anything else that is not a name or ARN) in them
+    for name, value in (
+        ("AllowedTaskDefinitionFamilies", "*"),
+        ("AllowedTaskDefinitionFamilies", "batch,air*"),
+        ("AllowedTaskRoleArns", f"arn:aws:iam::{ACCOUNT}:role/*"),
+        ("AllowedExecutionRoleArns", f"arn:aws:iam::{ACCOUNT}:role/x,*"),
+        ("TaskRoleArn", f"arn:aws:iam::{ACCOUNT}:role/*"),
+        ("ExecutionRoleArn", "*"),
+        ("TaskDefinition", "air*"),
+        ("QueueKmsKeyArn", f"arn:aws:kms:{REGION}:{ACCOUNT}:key/*"),
+    ):
+        assert not re.fullmatch(parameters[name]["AllowedPattern"], value), (name, value)
+
+
+def test_only_run_task_may_start_tasks(default: Deployment) -> None:
+    # GIVEN the other two functions
+    call = Call("ecs:RunTask", task_definition("airflow-task:3"), {"ecs:cluster": CLUSTER_ARN})
+
+    # THEN neither may run a task
+    assert allows(rights(default, "run_task"), call)
+    assert not allows(rights(default, "task_state"), call)
+    assert not allows(rights(default, "reconciler"), call)
+
+
+def test_task_state_and_reconciler_touch_ecs_tasks_in_the_cluster_only(default: Deployment) -> None:
+    # GIVEN the functions that follow tasks
+    task_state, reconciler = rights(default, "task_state"), rights(default, "reconciler")
+    here, there = (
+        {"ecs:cluster": CLUSTER_ARN},
+        {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod"},
+    )
+
+    # THEN both describe tasks of the cluster only; the reconciler lists them there only
+    for held in (task_state, reconciler):
+        assert allows(held, Call("ecs:DescribeTasks", task(), here))
+        assert not allows(held, Call("ecs:DescribeTasks", task(cluster="prod"), there))
+    assert allows(reconciler, Call("ecs:ListTasks", "*", here))
+    assert not allows(reconciler, Call("ecs:ListTasks", "*", there))
+    assert not allows(task_state, Call("ecs:ListTasks", "*", here))
+
+
+def test_each_function_holds_only_what_it_calls(default: Deployment) -> None:
+    # GIVEN each function's rights
+    common = {"events:PutEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    common |= {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+    # THEN each holds what its handler calls, and nothing else
+    assert actions(rights(default, "run_task")) == common | {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ChangeMessageVisibility",
+        "sqs:SendMessage",
+        "ecs:RunTask",
+        "ecs:TagResource",
+        "ecs:StopTask",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+    }
+    assert actions(rights(default, "task_state")) == common | {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "sqs:SendMessage",
+        "ecs:DescribeTasks",
+    }
+    assert actions(rights(default, "reconciler")) == common | {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:UpdateItem",
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "ecs:ListTasks",
+        "sqs:SendMessage",
+    }
+
+
+def test_functions_reach_the_state_table_and_the_reconciler_only_its_index(default: Deployment) -> None:
+    for fn in FUNCTION_ROLES:
+        held = rights(default, fn)
+        assert allows(held, Call("dynamodb:UpdateItem", table_arn())), fn
+        assert not allows(held, Call("dynamodb:UpdateItem", table_arn().replace("StateTable", "Other"))), fn
+        assert not allows(held, Call("dynamodb:DeleteItem", table_arn())), fn
+    reconciler = rights(default, "reconciler")
+    assert allows(reconciler, Call("dynamodb:Query", table_arn(ACTIVE_INDEX)))
+    assert not allows(reconciler, Call("dynamodb:Query", table_arn(OWNER_INDEX)))
+
+
+def test_task_state_sends_its_own_dead_letters_and_retries_only(default: Deployment) -> None:
+    # GIVEN task_state's rights (Lambda sends its failed events to the DLQ with them)
+    task_state = rights(default, "task_state")
+
+    # THEN it may send to the run-request queue and the task event DLQ, and nowhere else
+    assert allows(task_state, Call("sqs:SendMessage", queue_arn("RunRequestQueue")))
+    assert allows(task_state, Call("sqs:SendMessage", queue_arn("TaskEventDLQ")))
+    assert not allows(task_state, Call("sqs:SendMessage", queue_arn("RunRequestDLQ")))
+
+
+# --- iam:PassRole: exactly the role parameters, no fallback --------------------------------
+
+
+def pass_role_resources(deployment: Deployment) -> set[str]:
+    return {
+        r
+        for fn in FUNCTION_ROLES
+        for s in rights(deployment, fn)
+        if "iam:PassRole" in _listed(s["Action"])
+        for r in _listed(s["Resource"])
+    }
+
+
+def test_without_role_parameters_no_role_may_be_passed(default: Deployment) -> None:
+    # GIVEN a deployment that names no role
+    # THEN no function may pass any role: there is no role/* fallback
+    assert pass_role_resources(default) == set()
+    for fn in FUNCTION_ROLES:
+        call = Call("iam:PassRole", TASK_ROLE, {"iam:PassedToService": "ecs-tasks.amazonaws.com"})
+        assert not allows(rights(default, fn), call), fn
+
+
+def test_pass_role_resources_are_exactly_the_role_parameters(template: dict[str, Any]) -> None:
+    # GIVEN a deployment naming the task definition's roles and the roles tasks may choose
+    allowed_task = [f"arn:aws:iam::{ACCOUNT}:role/etl-a", f"arn:aws:iam::{ACCOUNT}:role/etl-b"]
+    allowed_execution = [f"arn:aws:iam::{ACCOUNT}:role/etl-execution"]
+    deployment = Deployment(
+        template,
+        TaskRoleArn=TASK_ROLE,
+        ExecutionRoleArn=EXECUTION_ROLE,
+        AllowedTaskRoleArns=",".join(allowed_task),
+        AllowedExecutionRoleArns=",".join(allowed_execution),
+    )
+
+    # THEN exactly those may be passed, only by run_task, and only to ECS tasks
+    assert pass_role_resources(deployment) == {TASK_ROLE, EXECUTION_ROLE, *allowed_task, *allowed_execution}
+    run_task = rights(deployment, "run_task")
+    to_ecs = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    for role in (TASK_ROLE, EXECUTION_ROLE, *allowed_task, *allowed_execution):
+        assert allows(run_task, Call("iam:PassRole", role, to_ecs)), role
+        assert not allows(
+            run_task, Call("iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})
+        )
+    assert not allows(run_task, Call("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/Admin", to_ecs))
+
+
+@pytest.mark.parametrize(
+    ("given", "passable"), [("TaskRoleArn", TASK_ROLE), ("ExecutionRoleArn", EXECUTION_ROLE)]
+)
+def test_one_role_parameter_allows_that_role_only(
+    template: dict[str, Any], given: str, passable: str
+) -> None:
+    # GIVEN a task definition with only one of the two roles
+    deployment = Deployment(template, **{given: passable})
+
+    # THEN only that role may be passed
+    assert pass_role_resources(deployment) == {passable}
+
+
+# --- StopTask and tags: only the tasks this control plane started --------------------------
+
+
+@pytest.mark.parametrize("function", ["run_task", "reconciler"])
+def test_stop_task_only_on_tasks_carrying_this_control_planes_tag(default: Deployment, function: str) -> None:
+    # GIVEN a function that stops tasks
+    held = rights(default, function)
+
+    def stop(tags: dict[str, str], cluster: str = CLUSTER) -> Call:
+        keys = {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{cluster}"}
+        keys |= {f"aws:ResourceTag/{k}": v for k, v in tags.items()}
+        return Call("ecs:StopTask", task(cluster=cluster), keys)
+
+    # THEN it may stop this control plane's tasks in the cluster, and no other task
+    assert allows(held, stop({CONTROL_PLANE_TAG: CONTROL_PLANE_ID}))
+    assert not allows(held, stop({}))
+    assert not allows(held, stop({CONTROL_PLANE_TAG: "ecscp-another-stack"}))
+    assert not allows(held, stop({CONTROL_PLANE_TAG: CONTROL_PLANE_ID}, cluster="production"))
+
+
+def test_task_state_may_not_stop_tasks(default: Deployment) -> None:
+    call = Call(
+        "ecs:StopTask",
+        task(),
+        {"ecs:cluster": CLUSTER_ARN, f"aws:ResourceTag/{CONTROL_PLANE_TAG}": CONTROL_PLANE_ID},
+    )
+    assert not allows(rights(default, "task_state"), call)
+
+
+def test_run_task_tags_only_as_a_task_starts_and_only_with_its_own_tag(default: Deployment) -> None:
+    # GIVEN run_task's rights
+    run_task = rights(default, "run_task")
+    ours = {f"aws:RequestTag/{CONTROL_PLANE_TAG}": CONTROL_PLANE_ID}
+
+    # THEN tags go on a task as RunTask creates it, carrying this control plane's tag
+    assert allows(run_task, Call("ecs:TagResource", task(), {"ecs:CreateAction": "RunTask"} | ours))
+    # AND never on an existing task (a TagResource call of its own), nor as another control plane
+    assert not allows(run_task, Call("ecs:TagResource", task(), ours))
+    theirs = {f"aws:RequestTag/{CONTROL_PLANE_TAG}": "ecscp-another-stack"}
+    assert not allows(run_task, Call("ecs:TagResource", task(), {"ecs:CreateAction": "RunTask"} | theirs))
+    assert not allows(run_task, Call("ecs:TagResource", task(), {"ecs:CreateAction": "RunTask"}))
+
+
+# --- events: only the control plane's own source -------------------------------------------
+
+
+@pytest.mark.parametrize("function", list(FUNCTION_ROLES))
+def test_put_events_only_with_the_control_planes_source(default: Deployment, function: str) -> None:
+    # GIVEN a function's rights, and the default bus
+    held = rights(default, function)
+    bus = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"
+
+    # THEN it may put the contract's failed-start events, and no event of another source
+    assert allows(held, Call("events:PutEvents", bus, {"events:source": EVENT_SOURCE}))
+    for source in ("aws.ecs", "airflow.other", "com.example"):
+        assert not allows(held, Call("events:PutEvents", bus, {"events:source": source})), source
+    assert not allows(held, Call("events:PutEvents", bus))
+
+
+# --- SQS: run_task consumes its own queue, nothing else -------------------------------------
+
+
+RECEIVING = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+)
+
+
+def test_run_task_receives_from_its_queue_only(default: Deployment) -> None:
+    # GIVEN run_task's rights
+    run_task = rights(default, "run_task")
+
+    # THEN it consumes the run-request queue, and no other queue of the account
+    for action in RECEIVING:
+        assert allows(run_task, Call(action, queue_arn("RunRequestQueue"))), action
+        for other in ("RunRequestDLQ", "TaskEventDLQ", "SomeoneElsesQueue"):
+            assert not allows(run_task, Call(action, queue_arn(other))), (action, other)
+
+
+@pytest.mark.parametrize("function", ["task_state", "reconciler"])
+def test_other_functions_receive_from_no_queue(default: Deployment, function: str) -> None:
+    held = rights(default, function)
+    for action in RECEIVING[:3]:
+        for queue in (*QUEUES, "SomeoneElsesQueue"):
+            assert not allows(held, Call(action, queue_arn(queue))), (action, queue)
+
+
+def test_no_role_gets_the_managed_policies_sam_would_attach(template: dict[str, Any]) -> None:
+    # GIVEN the template as SAM translates it
+    packaged = copy.deepcopy(template)
+    for logical_id, res in packaged["Resources"].items():
+        prop = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}.get(
+            res["Type"]
+        )
+        if prop:
+            res["Properties"][prop] = f"s3://artifacts/{logical_id}.zip"
+
+    class OfflinePolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    translated = transform(packaged, dict(REQUIRED), OfflinePolicies())
+    resources = translated["Resources"]
+
+    # THEN every function runs with the role written for it, and no role carries a managed
+    # policy (AWSLambdaSQSQueueExecutionRole would let run_task receive from every queue)
+    for function, role in (
+        ("RunTaskFunction", "RunTaskRole"),
+        ("TaskStateFunction", "TaskStateRole"),
+        ("ReconcilerFunction", "ReconcilerRole"),
+    ):
+        assert resources[function]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
+    roles = {lid: r for lid, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    assert set(roles) == set(FUNCTION_ROLES.values())
+    assert [lid for lid, r in roles.items() if r["Properties"].get("ManagedPolicyArns")] == []
+
+
+@pytest.mark.parametrize("function", list(FUNCTION_ROLES))
+def test_each_function_writes_only_its_own_logs(default: Deployment, function: str) -> None:
+    # GIVEN a function's rights and the log group of each function
+    held = rights(default, function)
+    own = {
+        "run_task": "RunTaskFunction",
+        "task_state": "TaskStateFunction",
+        "reconciler": "ReconcilerFunction",
+    }
+
+    # THEN it writes log streams of its own group only
+    for fn, name in own.items():
+        stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{name}:log-stream:2026/01/01/abc"
+        assert allows(held, Call("logs:PutLogEvents", stream)) == (fn == function), name
+
+
+def test_no_identity_statement_allows_every_resource_except_those_without_resource_level_rights(
+    template: dict[str, Any],
+) -> None:
+    # GIVEN every identity statement the stack creates, with every option set
+    deployment = Deployment(
+        template,
+        TaskRoleArn=TASK_ROLE,
+        ExecutionRoleArn=EXECUTION_ROLE,
+        AllowedTaskDefinitionFamilies="batch",
+        AllowedTaskRoleArns=TASK_ROLE,
+        AllowedExecutionRoleArns=EXECUTION_ROLE,
+        QueueKmsKeyArn=QUEUE_KEY,
+    )
+    statements = [s for fn in FUNCTION_ROLES for s in rights(deployment, fn)]
+    statements += deployment.managed_policy("SchedulerPolicy")
+
+    # THEN "*" is the resource only of actions that have no resource-level permissions
+    on_everything = {a for s in statements if "*" in _listed(s["Resource"]) for a in _listed(s["Action"])}
+    assert on_everything == {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecs:ListTasks"}
+
+
+# --- queue policies: TLS only, only run_task receives, named senders and readers ----------
+
+
+@pytest.mark.parametrize("queue", QUEUES)
+def test_queue_policies_deny_plain_http_to_everyone(default: Deployment, queue: str) -> None:
+    # GIVEN a queue's policy
+    policy = default.queue_policy(queue)
+
+    # THEN no principal, not even run_task, may use it without TLS
+    for principal in (role_arn("RunTaskRole"), SCHEDULER, ADMIN):
+        for action in ("sqs:SendMessage", "sqs:ReceiveMessage"):
+            plain = Call(action, queue_arn(queue), {"aws:SecureTransport": "false"}, principal)
+            assert denies(policy, plain), (principal, action)
+
+
+def test_only_run_task_may_receive_run_requests_whatever_other_policies_allow(default: Deployment) -> None:
+    # GIVEN the run-request queue's policy
+    policy = default.queue_policy("RunRequestQueue")
+    queue = queue_arn("RunRequestQueue")
+
+    # THEN receiving (the workload tokens) is denied to every principal but run_task's role
+    for action in RECEIVING[:3]:
+        assert not denies(policy, Call(action, queue, principal=role_arn("RunTaskRole"))), action
+        for principal in (SCHEDULER, ADMIN, role_arn("TaskStateRole"), role_arn("ReconcilerRole")):
+            assert denies(policy, Call(action, queue, principal=principal)), (action, principal)
+    # AND nothing is allowed by the queue policies themselves: no other account gets in
+    run_request_policies = [s for q in ("RunRequestQueue", "RunRequestDLQ") for s in default.queue_policy(q)]
+    assert [s for s in run_request_policies if s["Effect"] == "Allow"] == []
+
+
+def test_without_named_senders_any_account_principal_iam_allows_may_send(default: Deployment) -> None:
+    policy = default.queue_policy("RunRequestQueue")
+    for principal in (SCHEDULER, ADMIN):
+        assert not denies(policy, Call("sqs:SendMessage", queue_arn("RunRequestQueue"), principal=principal))
+
+
+def test_named_senders_and_the_functions_are_the_only_ones_that_may_send(template: dict[str, Any]) -> None:
+    # GIVEN a deployment that names the schedulers' roles
+    deployment = Deployment(template, RunRequestSenderArns=f"arn:aws:iam::{ACCOUNT}:role/airflow-scheduler*")
+    policy = deployment.queue_policy("RunRequestQueue")
+
+    def send(principal: str) -> Call:
+        return Call("sqs:SendMessage", queue_arn("RunRequestQueue"), principal=principal)
+
+    # THEN they and the three functions may send; everyone else is denied
+    for principal in (SCHEDULER, f"{SCHEDULER}-b", *(role_arn(r) for r in FUNCTION_ROLES.values())):
+        assert not denies(policy, send(principal)), principal
+    for principal in (ADMIN, f"arn:aws:iam::{ACCOUNT}:user/someone"):
+        assert denies(policy, send(principal)), principal
+
+
+@pytest.mark.parametrize("queue", ["RunRequestDLQ", "TaskEventDLQ"])
+def test_named_dead_letter_readers_are_the_only_ones_that_may_read(
+    template: dict[str, Any], queue: str
+) -> None:
+    # GIVEN the dead-letter queue policies, without and with named readers
+    ops = f"arn:aws:iam::{ACCOUNT}:role/on-call"
+    unnamed = Deployment(template).queue_policy(queue)
+    named = Deployment(template, DeadLetterReaderArns=ops).queue_policy(queue)
+
+    # THEN without names IAM decides; with them, only they may read, delete, purge or redrive
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:PurgeQueue", "sqs:StartMessageMoveTask"):
+        assert not denies(unnamed, Call(action, queue_arn(queue), principal=ADMIN)), action
+        assert not denies(named, Call(action, queue_arn(queue), principal=ops)), action
+        assert denies(named, Call(action, queue_arn(queue), principal=ADMIN)), action
+
+
+def test_eventbridge_may_still_keep_undeliverable_task_events(default: Deployment) -> None:
+    # GIVEN the task event DLQ's policy
+    policy = default.queue_policy("TaskEventDLQ")
+    (grant,) = [s for s in policy if s["Effect"] == "Allow"]
+
+    # THEN EventBridge may send (over TLS) on behalf of the task_state rule only
+    assert grant["Principal"] == {"Service": "events.amazonaws.com"}
+    assert grant["Condition"] == {
+        "ArnEquals": {
+            "aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/TaskStateFunctionEcsTaskStateChange"
+        }
+    }
+    assert not denies(policy, Call("sqs:SendMessage", queue_arn("TaskEventDLQ")))
+
+
+# --- the optional customer managed key of the queues --------------------------------------
+
+
+def test_queues_use_sqs_managed_encryption_by_default(default: Deployment) -> None:
+    for queue in QUEUES:
+        props = default.properties(queue)
+        assert props.get("SqsManagedSseEnabled") is True, queue
+        assert "KmsMasterKeyId" not in props, queue
+    # AND no one is granted any KMS right
+    statements = [s for fn in FUNCTION_ROLES for s in rights(default, fn)]
+    statements += default.managed_policy("SchedulerPolicy")
+    assert not {a for a in actions(statements) if a.startswith("kms:")}
+
+
+def test_queue_key_encrypts_the_queues_with_workload_tokens_and_is_usable_through_sqs_only(
+    template: dict[str, Any],
+) -> None:
+    # GIVEN a deployment with the operator's key
+    deployment = Deployment(template, QueueKmsKeyArn=QUEUE_KEY)
+
+    # THEN the run-request queue and its DLQ are encrypted with it (instead of SQS-managed SSE)
+    for queue in ("RunRequestQueue", "RunRequestDLQ"):
+        props = deployment.properties(queue)
+        assert props["KmsMasterKeyId"] == QUEUE_KEY, queue
+        assert "SqsManagedSseEnabled" not in props, queue
+    # AND the functions and the scheduler may use that key, through SQS only
+    via_sqs = {"kms:ViaService": f"sqs.{REGION}.amazonaws.com"}
+    holders = {fn: rights(deployment, fn) for fn in FUNCTION_ROLES}
+    holders["scheduler"] = deployment.managed_policy("SchedulerPolicy")
+    for holder, held in holders.items():
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            assert allows(held, Call(action, QUEUE_KEY, via_sqs)), (holder, action)
+            assert not allows(held, Call(action, QUEUE_KEY)), (holder, action)
+            assert not allows(held, Call(action, QUEUE_KEY.replace("1234abcd", "99999999"), via_sqs))
