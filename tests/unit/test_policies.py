@@ -10,6 +10,7 @@ it fail.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 from ecs_control_plane.contract import ACTIVE_INDEX, EVENT_SOURCE, OWNER_INDEX, TRY_INDEX
+from ecs_control_plane.services import ReconcileReport
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -849,3 +851,100 @@ def test_queue_key_encrypts_the_queues_with_workload_tokens_and_is_usable_throug
             assert allows(held, Call(action, QUEUE_KEY, via_sqs)), (holder, action)
             assert not allows(held, Call(action, QUEUE_KEY)), (holder, action)
             assert not allows(held, Call(action, QUEUE_KEY.replace("1234abcd", "99999999"), via_sqs))
+
+
+# --- alarms an operator needs -------------------------------------------------------------
+
+
+def alarms(deployment: Deployment) -> dict[str, dict[str, Any]]:
+    return dict(deployment.resources("AWS::CloudWatch::Alarm"))
+
+
+@pytest.mark.parametrize("function", ["RunTaskFunction", "TaskStateFunction", "ReconcilerFunction"])
+def test_each_functions_errors_alert(default: Deployment, function: str) -> None:
+    # GIVEN the alarms on Lambda errors
+    on_errors = {
+        a["Dimensions"][0]["Value"]: a
+        for a in alarms(default).values()
+        if (a["Namespace"], a["MetricName"]) == ("AWS/Lambda", "Errors")
+    }
+
+    # THEN one watches this function alone, and any error notifies the alert topic
+    alarm = on_errors[function]
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": function}]
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
+    assert alarm["AlarmActions"] == ["AlertTopic"]
+
+
+#: A reconciler report whose counts all differ, so each metric tells which count it carries.
+REPORT = ReconcileReport(**{name: i + 1 for i, name in enumerate(ReconcileReport().__dict__)})
+
+
+def reconciler_metrics(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """The EMF document one reconciler run prints for REPORT."""
+    from functions.reconciler import app  # noqa: PLC0415 - the handler module, once the env is set
+    from tests.support.aws import LambdaContext  # noqa: PLC0415
+
+    report = REPORT
+
+    class Plane:
+        def reconcile(self) -> ReconcileReport:
+            return report
+
+    monkeypatch.setattr(app, "control_plane", Plane)
+    capsys.readouterr()
+    app.lambda_handler({}, LambdaContext(function_name="reconciler"))
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (emf,) = printed
+    return dict(emf)
+
+
+@pytest.mark.parametrize(
+    ("alarm_id", "what"), [("ReconcileLostAlarm", "lost"), ("ReconcileTimedOutAlarm", "timed_out")]
+)
+def test_the_reconcilers_lost_and_timed_out_tries_alert(
+    default: Deployment,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    alarm_id: str,
+    what: str,
+) -> None:
+    # GIVEN the alarm, the functions' environment, and what a reconciler run publishes
+    alarm = alarms(default)[alarm_id]
+    environment = default.value(default.template["Globals"]["Function"]["Environment"]["Variables"])
+    emf = reconciler_metrics(monkeypatch, capsys)
+    (directive,) = emf["_aws"]["CloudWatchMetrics"]
+    published = {m["Name"] for m in directive["Metrics"]}
+
+    # THEN the alarm watches a metric the reconciler publishes for this count, in the functions'
+    # namespace, with exactly the dimensions it publishes (the service: this control plane)
+    assert alarm["MetricName"] in published
+    assert _listed(emf[alarm["MetricName"]]) == [getattr(REPORT, what)]
+    assert alarm["Namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
+    assert directive["Dimensions"] == [["service"]]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]}]
+    assert environment["POWERTOOLS_SERVICE_NAME"] == CONTROL_PLANE_ID  # one stack's alarms, its metrics
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
+    assert alarm["AlarmActions"] == ["AlertTopic"]
+
+
+def test_every_alarm_notifies_the_alert_topic(default: Deployment) -> None:
+    found = alarms(default)
+    assert {
+        "RunRequestDLQAlarm",
+        "TaskEventDLQAlarm",
+        "RunTaskErrorsAlarm",
+        "TaskStateErrorsAlarm",
+        "ReconcilerErrorsAlarm",
+        "ReconcileLostAlarm",
+        "ReconcileTimedOutAlarm",
+    } <= set(found)
+    assert {lid: a["AlarmActions"] for lid, a in found.items()} == {lid: ["AlertTopic"] for lid in found}
