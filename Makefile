@@ -7,18 +7,21 @@ SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
 STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
+CHECKOV_VENV := .tools/checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 REGION ?= us-east-1
 PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
 
-.PHONY: help venv sam-tools lint typecheck validate build test unit functional e2e demo bench deploy clean
+.PHONY: help venv sam-tools security-tools lint typecheck validate security build test unit functional e2e demo bench deploy clean
 
 help:
 	@echo "make demo    - set up, start the local stack and Airflow, run the example DAGs"
-	@echo "make test    - set up, lint, type-check, validate and build the template, run all tests"
-	@echo "make lint | typecheck | validate | build | unit | functional | e2e | bench | deploy | clean"
+	@echo "make test    - set up, lint, type-check, validate, scan (checkov) and build the template, run all tests"
+	@echo "make lint | typecheck | validate | security | build | unit | functional | e2e | bench | deploy | clean"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +35,16 @@ $(SAM_STAMP): requirements/sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements/sam.txt
 	touch $@
 
+# checkov has many dependencies of its own: its own venv, pinned, like the SAM CLI.
+$(CHECKOV_STAMP): requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements/checkov.txt
+	touch $@
+
 venv: $(STAMP)
 sam-tools: $(SAM_STAMP)
+security-tools: $(CHECKOV_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -44,6 +55,10 @@ typecheck: $(STAMP)
 
 validate: $(SAM_STAMP)
 	$(SAM) validate --lint --region $(REGION)
+
+# Every finding is fixed or suppressed in template.yaml with its reason (checkov:skip comments).
+security: $(CHECKOV_STAMP)
+	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
 
 build: $(SAM_STAMP) $(STAMP)
 	$(SAM) build --region $(REGION)
@@ -57,7 +72,7 @@ functional: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-test: lint typecheck validate build
+test: lint typecheck validate security build
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
