@@ -21,15 +21,13 @@ import pytest
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
-from ecs_control_plane.contract import ACTIVE_INDEX, EVENT_SOURCE, OWNER_INDEX, TRY_INDEX
+from ecs_control_plane.contract import ACTIVE_INDEX, CONTROL_PLANE_TAG, EVENT_SOURCE, OWNER_INDEX, TRY_INDEX
 from ecs_control_plane.services import ReconcileReport
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 STACK, ACCOUNT, REGION, PARTITION = "airflow-ecs-control-plane", "123456789012", "us-east-1", "aws"
 CONTROL_PLANE_ID = f"ecscp-{STACK}"
-#: The tag every task run_task starts carries; StopTask is allowed only on tasks that carry it.
-CONTROL_PLANE_TAG = "ecscp:control-plane"
 CLUSTER = "airflow"
 CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
 REQUIRED = {"Cluster": CLUSTER, "TaskDefinition": "airflow-task:3"}

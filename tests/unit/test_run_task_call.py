@@ -278,3 +278,19 @@ def test_missing_settings_name_the_variable() -> None:
 @pytest.mark.parametrize(("attempt", "delay"), [(1, 10), (2, 20), (3, 40), (10, 300)])
 def test_start_retry_backoff_is_exponential_and_capped(attempt: int, delay: int) -> None:
     assert settings().backoff_seconds(attempt) == delay
+
+
+def test_every_task_carries_the_control_plane_tag_that_no_other_tag_can_replace() -> None:
+    # GIVEN RunTaskKwargs that set tags, one of them with the control plane's tag key
+    kwargs = '{"tags": [{"key": "team", "value": "data"}, {"key": "ecscp:control-plane", "value": "forged"}]}'
+    config = {"tags": [{"key": "dag", "value": "etl"}]}
+    call = build_run_task_call(settings(ECSCP_RUN_TASK_KWARGS=kwargs), run_request(executor_config=config))
+    # THEN the task's tag says which control plane started it (IAM lets it stop only those)
+    assert call["tags"] == [
+        {"key": "dag", "value": "etl"},
+        {"key": "ecscp:control-plane", "value": "ecscp-stack"},
+    ]
+    # AND a task's executor_config may not set that tag at all
+    forged = {"tags": [{"key": "ecscp:control-plane", "value": "x"}]}
+    with pytest.raises(RunTaskConfigError, match="ecscp:control-plane"):
+        build_run_task_call(settings(), run_request(executor_config=forged))

@@ -29,6 +29,10 @@ OWNER_ENV = "ECSCP_OWNER"
 EXECUTOR_CONTAINER_ENV = "AIRFLOW_IS_EXECUTOR_CONTAINER"
 RESERVED_ENV_NAMES = frozenset({TASK_KEY_ENV, ATTEMPT_ENV, OWNER_ENV, EXECUTOR_CONTAINER_ENV})
 
+#: Tag on every ECS task the control plane starts (value: the control plane id); IAM lets the
+#: functions stop only tasks that carry it.
+CONTROL_PLANE_TAG = "ecscp:control-plane"
+
 #: EventBridge identity of the failed-start event.
 EVENT_SOURCE = "airflow.ecs-control-plane"
 FAILED_START_DETAIL_TYPE = "Airflow Task Start Failed"

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .contract import RESERVED_ENV_NAMES
+from .contract import CONTROL_PLANE_TAG, RESERVED_ENV_NAMES
 
 
 class ExecutorConfigError(ValueError):
@@ -207,6 +207,11 @@ def check_executor_config(
     except RecursionError:
         raise ExecutorConfigError(f"{source} is nested too deeply") from None
 
+    for tag in parsed.tags or []:
+        if tag.key.strip().lower() == CONTROL_PLANE_TAG:
+            raise ExecutorConfigError(
+                f"{source} may not set tag {CONTROL_PLANE_TAG!r}: it marks the control plane's tasks"
+            )
     overrides = parsed.overrides or _Overrides()
     for container in overrides.containerOverrides or []:
         if container.name != container_name:

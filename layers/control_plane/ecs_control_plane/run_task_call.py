@@ -17,6 +17,7 @@ from typing import Any
 
 from .contract import (
     ATTEMPT_ENV,
+    CONTROL_PLANE_TAG,
     EXECUTOR_CONTAINER_ENV,
     OWNER_ENV,
     RESERVED_ENV_NAMES,
@@ -217,10 +218,17 @@ def build_run_task_call(
             f"container overrides are {size} characters, more than the {MAX_CONTAINER_OVERRIDES_CHARS} "
             "ECS accepts: shrink executor_config's environment or the workload"
         )
+    # Last, so that no other tag of that key can win: IAM lets the functions stop only these.
+    tags = [
+        t
+        for t in kwargs.get("tags") or []
+        if not (isinstance(t, Mapping) and t.get("key") == CONTROL_PLANE_TAG)
+    ]
     kwargs.update(
         cluster=settings.cluster,
         startedBy=settings.control_plane_id,
         clientToken=client_token(request.key, attempt, settings.control_plane_id),
         count=1,
+        tags=[*tags, {"key": CONTROL_PLANE_TAG, "value": settings.control_plane_id}],
     )
     return kwargs

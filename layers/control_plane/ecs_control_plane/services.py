@@ -596,6 +596,14 @@ class ControlPlane:
             logger.warning(
                 "stopping orphan ECS task", extra={"task_arn": task.task_arn, "key": key, "why": why}
             )
-            self.ecs.stop_task(self.settings.cluster, task.task_arn, f"orphan of the control plane: {why}")
+            try:
+                self.ecs.stop_task(
+                    self.settings.cluster, task.task_arn, f"orphan of the control plane: {why}"
+                )
+            except (
+                Exception
+            ):  # one refused stop (an untagged task from before an upgrade) never ends the sweep
+                logger.exception("could not stop orphan ECS task", extra={"task_arn": task.task_arn})
+                continue
             stopped += 1
         return stopped
