@@ -199,7 +199,7 @@ def test_run_request_carries_the_workload_as_the_contract_says(plane: MockedCont
     assert request.kind == "run"
     assert (
         request.key
-        == TaskKey(DAG_ID, "transform", RUN_ID, 3, 2, submission=work.ti.external_executor_id).encode()
+        == TaskKey(DAG_ID, "transform", RUN_ID, 3, 2, submission=str(work.ti.external_executor_id)).encode()
     )
     assert request.owner == "scheduler-a"
     assert request.command[:4] == [
@@ -331,7 +331,7 @@ def metadata_db() -> Iterator[Any]:
     from airflow.utils.session import create_session  # noqa: PLC0415
     from sqlalchemy import delete, text  # noqa: PLC0415
 
-    import_all_models()
+    import_all_models()  # type: ignore[no-untyped-call]
     Base.metadata.create_all(settings.engine)
 
     def set_state(key: TaskInstanceKey, state: str) -> None:
