@@ -224,9 +224,45 @@ def test_executor_config_refusals_name_the_problem(executor_config: Any, message
         build_run_task_call(settings(), run_request().model_copy(update={"executor_config": executor_config}))
 
 
-def test_run_task_kwargs_are_checked_too() -> None:
-    with pytest.raises(RunTaskConfigError, match="RunTaskKwargs may not set 'cluster'"):
-        build_run_task_call(settings(ECSCP_RUN_TASK_KWARGS='{"cluster": "x"}'), run_request())
+def test_bad_run_task_kwargs_fail_the_functions_start_once_naming_the_setting() -> None:
+    # Not every task one by one: the settings are read at cold start.
+    with pytest.raises(SettingsError, match=r"ECSCP_RUN_TASK_KWARGS.*RunTaskKwargs may not set 'cluster'"):
+        settings(ECSCP_RUN_TASK_KWARGS='{"cluster": "x"}')
+    with pytest.raises(SettingsError, match=r"ECSCP_RUN_TASK_KWARGS: Input should be a valid dictionary"):
+        settings(ECSCP_RUN_TASK_KWARGS="[1]")
+
+
+def test_snake_case_run_task_kwargs_are_camelized_as_the_provider_does() -> None:
+    # GIVEN RunTaskKwargs written as the provider's [aws_ecs_executor] run_task_kwargs often are
+    kwargs = (
+        '{"platform_version": "1.4.0", "propagate_tags": "TASK_DEFINITION",'
+        ' "network_configuration": {"awsvpc_configuration":'
+        ' {"subnets": ["subnet-9"], "assign_public_ip": "ENABLED"}},'
+        ' "tags": [{"key": "cost_center", "value": "x"}]}'
+    )
+    call = build_run_task_call(settings(ECSCP_RUN_TASK_KWARGS=kwargs), run_request())
+    # THEN they mean what they meant there (tag keys are the user's and stay as written)
+    assert call["platformVersion"] == "1.4.0"
+    assert call["propagateTags"] == "TASK_DEFINITION"
+    assert call["networkConfiguration"] == {
+        "awsvpcConfiguration": {"subnets": ["subnet-9"], "assignPublicIp": "ENABLED"}
+    }
+    assert {"key": "cost_center", "value": "x"} in call["tags"]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"ECSCP_SECURITY_GROUPS": "sg-1"}, {"ECSCP_ASSIGN_PUBLIC_IP": "true"}],
+    ids=["security-groups", "assign-public-ip"],
+)
+def test_a_network_without_subnets_is_refused_as_the_provider_does(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match=r"At least one subnet is required to run a task.*ECSCP_SUBNETS"):
+        settings(**env)
+
+
+def test_ec2_launch_type_sends_no_assign_public_ip_as_the_provider_does() -> None:
+    call = build_run_task_call(settings(ECSCP_LAUNCH_TYPE="EC2", ECSCP_SUBNETS="subnet-1"), run_request())
+    assert call["networkConfiguration"] == {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
 
 
 def test_oversized_overrides_are_refused_before_calling_ecs() -> None:

@@ -152,8 +152,7 @@ def check_run_task_overrides(config: Mapping[str, Any], container_name: str, sou
 
 
 def stack_run_task_kwargs(settings: ControlPlaneSettings) -> dict[str, Any]:
-    """Defaults, then template parameters, then ``RunTaskKwargs``: the call before any task."""
-    check_run_task_overrides(settings.run_task_kwargs, settings.container_name, "RunTaskKwargs")
+    """Defaults, then template parameters, then ``RunTaskKwargs`` (checked by the settings)."""
     kwargs: dict[str, Any] = {
         "taskDefinition": settings.task_definition,
         "overrides": {"containerOverrides": [{"name": settings.container_name}]},
@@ -167,10 +166,10 @@ def stack_run_task_kwargs(settings: ControlPlaneSettings) -> dict[str, Any]:
     ):
         kwargs["platformVersion"] = settings.platform_version
     if settings.subnets:
-        awsvpc: dict[str, Any] = {
-            "subnets": settings.subnets,
-            "assignPublicIp": "ENABLED" if settings.assign_public_ip else "DISABLED",
-        }
+        awsvpc: dict[str, Any] = {"subnets": settings.subnets}
+        if settings.launch_type != "EC2" or settings.capacity_provider_strategy:
+            # ECS refuses assignPublicIp with the EC2 launch type; the provider omits it too.
+            awsvpc["assignPublicIp"] = "ENABLED" if settings.assign_public_ip else "DISABLED"
         if settings.security_groups:
             awsvpc["securityGroups"] = settings.security_groups
         kwargs["networkConfiguration"] = {"awsvpcConfiguration": awsvpc}

@@ -99,6 +99,22 @@ def _parse_json(value: Any) -> Any:
     return value
 
 
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def camelize_keys(value: Mapping[str, Any]) -> dict[str, Any]:
+    """snake_case keys to camelCase, recursively through objects, as the provider's executor does.
+
+    Keys already in camelCase stay; keys inside ``tags`` are the user's and stay as written.
+    """
+    return {
+        _camel(key): camelize_keys(item) if isinstance(item, Mapping) and key.lower() != "tags" else item
+        for key, item in value.items()
+    }
+
+
 def _variable(loc: tuple[int | str, ...]) -> str:
     """The environment variable behind a validation error's location."""
     return ALL_ENV.get(str(loc[0]), str(loc[0])) if loc else "settings"
@@ -168,6 +184,35 @@ class ControlPlaneSettings(BaseModel):
         if info.field_name == "run_task_kwargs":
             return parsed or {}
         return parsed or None
+
+    @field_validator("run_task_kwargs", mode="after")
+    @classmethod
+    def _run_task_kwargs_are_run_task_parameters(cls, value: dict[str, Any], info: ValidationInfo) -> Any:
+        """camelCase, as the provider's executor makes them, and checked once at cold start.
+
+        A bad RunTaskKwargs fails the function's start, naming the setting, instead of failing
+        every task one by one.
+        """
+        from .run_task_call import RunTaskConfigError, check_run_task_overrides  # noqa: PLC0415 - cycle
+
+        camel = camelize_keys(value)
+        try:
+            check_run_task_overrides(camel, str(info.data.get("container_name") or ""), "RunTaskKwargs")
+        except RunTaskConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return camel
+
+    @model_validator(mode="after")
+    def _network_has_subnets(self) -> ControlPlaneSettings:
+        # As the provider's executor: a network without subnets cannot run a task (Fargate needs one).
+        awsvpc = (self.run_task_kwargs.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+        if (self.security_groups or self.assign_public_ip) and not (self.subnets or awsvpc.get("subnets")):
+            raise ValueError(
+                f"At least one subnet is required to run a task: {ENV_SECURITY_GROUPS} or "
+                f"{ENV_ASSIGN_PUBLIC_IP} is set but {ENV_SUBNETS} is empty (template parameters "
+                "SecurityGroups, AssignPublicIp, Subnets)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _timeouts_leave_room_for_retries(self) -> ControlPlaneSettings:
