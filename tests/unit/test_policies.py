@@ -9,7 +9,6 @@ it fail.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -18,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 from ecs_control_plane.contract import ACTIVE_INDEX, CONTROL_PLANE_TAG, EVENT_SOURCE, OWNER_INDEX, TRY_INDEX
 from ecs_control_plane.services import ReconcileReport
+from ecscp.local.deploy import translate
+from tests.support.templates import packaged_for_s3
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -668,19 +668,7 @@ def test_other_functions_receive_from_no_queue(default: Deployment, function: st
 
 def test_no_role_gets_the_managed_policies_sam_would_attach(template: dict[str, Any]) -> None:
     # GIVEN the template as SAM translates it
-    packaged = copy.deepcopy(template)
-    for logical_id, res in packaged["Resources"].items():
-        prop = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}.get(
-            res["Type"]
-        )
-        if prop:
-            res["Properties"][prop] = f"s3://artifacts/{logical_id}.zip"
-
-    class OfflinePolicies:
-        def load(self) -> dict[str, str]:
-            return {}
-
-    translated = transform(packaged, dict(REQUIRED), OfflinePolicies())
+    translated = translate(packaged_for_s3(template), dict(REQUIRED))
     resources = translated["Resources"]
 
     # THEN every function runs with the role written for it, and no role carries a managed

@@ -7,7 +7,6 @@ the shared package's constants and the sample events, so the two cannot drift ap
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 
 import pytest
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
-from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 from ecs_control_plane.contract import (
@@ -28,6 +26,8 @@ from ecs_control_plane.contract import (
 )
 from ecs_control_plane.settings import ALL_ENV, ControlPlaneSettings
 from ecs_control_plane.store import state_table_definition
+from ecscp.local.deploy import translate
+from tests.support.templates import packaged_for_s3
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -535,26 +535,11 @@ def test_airflow_environment_output_is_ready_to_paste(template: Template) -> Non
 # --- the whole template, as SAM and cfn-lint see it -------------------------------------------
 
 
-class OfflinePolicyLoader:
-    """samtranslator asks for managed policy ARNs only for names it does not ship; there are none."""
-
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 def test_template_translates_to_cloudformation(template: Template, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN the template with its code locations packaged (the translator wants S3 URIs)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    packaged = copy.deepcopy(template)
-    for logical_id, res in packaged["Resources"].items():
-        prop = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}.get(
-            res["Type"]
-        )
-        if prop:
-            res["Properties"][prop] = f"s3://artifacts/{logical_id}.zip"
-
     # WHEN SAM transforms it
-    translated = transform(packaged, dict(REQUIRED_PARAMETERS), OfflinePolicyLoader())
+    translated = translate(packaged_for_s3(template), dict(REQUIRED_PARAMETERS))
 
     # THEN plain CloudFormation comes out, with the event wiring the handlers rely on
     resources = translated["Resources"]
