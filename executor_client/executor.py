@@ -471,7 +471,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
             reason = f"{kind} request could not be sent to the control plane queue after {count} tries: {why}"
             self.log.error("Task %s: %s", encoded, reason)
             airflow_key = self.tracked.get(encoded)
-            if kind == "run" and airflow_key is not None:
+            if kind in ("run", "adopt") and airflow_key is not None:
                 self.log_task_event(event="ecs control plane send failure", extra=reason, ti_key=airflow_key)
                 self._untrack(encoded)
                 self.fail(airflow_key)
@@ -481,8 +481,8 @@ class EcsControlPlaneExecutor(BaseExecutor):
         kind, encoded = slot
         self.log.error("Task %s: %s request refused by SQS: %s", encoded, kind, why)
         airflow_key = self.tracked.get(encoded)
-        if kind == "run" and airflow_key is not None:
-            reason = f"run request refused by the control plane queue: {why}"
+        if kind in ("run", "adopt") and airflow_key is not None:
+            reason = f"{kind} request refused by the control plane queue: {why}"
             self.log_task_event(event="ecs control plane task refused", extra=reason, ti_key=airflow_key)
             self._untrack(encoded)
             self.fail(airflow_key)
@@ -631,9 +631,10 @@ class EcsControlPlaneExecutor(BaseExecutor):
 
     def _untrack(self, encoded: str) -> None:
         self._forget(encoded)
-        for kind in ("run", "stop"):
+        for kind in ("run", "stop", "adopt"):
             self._send_failures.pop((kind, encoded), None)
         self._outbox.pop(("run", encoded), None)
+        self._outbox.pop(("adopt", encoded), None)
 
     # -- adoption -------------------------------------------------------------------------------
 
@@ -709,15 +710,23 @@ class EcsControlPlaneExecutor(BaseExecutor):
         self.running.add(key)
 
     def _adopt_item(self, encoded: str, claim: bool) -> TaskStateItem | None:
-        """Move the item to this owner (or claim a missing one), retrying DynamoDB errors."""
+        """Move the item to this owner, retrying DynamoDB errors; None if there is none.
+
+        A missing item that may be claimed (its submission is known: its run request may still
+        be on the queue) is adopted through the control plane, with an ``adopt`` request: the
+        scheduler may write nothing to the table but its ownership of an existing item. Until
+        the control plane has made the item, it is shown here as QUEUED, awaiting its request.
+        """
         table = self.clients.table
         for attempt in range(ADOPT_ATTEMPTS):
             try:
                 item = table.transfer_owner(encoded, self.owner)
                 if item is None and claim:
-                    # Created by the run request meanwhile? Then move that one.
-                    item = table.claim_for_adoption(encoded, self.owner) or table.transfer_owner(
-                        encoded, self.owner
+                    self._outbox[("adopt", encoded)] = RunRequest(
+                        kind="adopt", key=encoded, owner=self.owner, reason="adopted by a new scheduler"
+                    )
+                    item = TaskStateItem(
+                        key=encoded, owner=self.owner, state=TaskState.QUEUED, awaiting_request=True
                     )
                 return item
             except (ClientError, BotoCoreError):

@@ -106,8 +106,13 @@ def test_try_whose_run_request_is_still_queued_starts_under_the_adopter(plane: M
     new = make_executor(owner="scheduler-new")
     not_adopted = new.try_adopt_task_instances([adoptable(work)])
 
-    # THEN the submission is claimed for the adopter, waiting for its request
+    # THEN the scheduler wrote nothing itself: it asked the control plane to adopt the submission
     assert not_adopted == []
+    assert plane.item(key) is None
+    new.sync()
+    # AND once that request is handled (before the run request, as SQS may order them), the
+    # submission is the adopter's, waiting for its run request
+    plane.deliver_only("adopt")
     claimed = plane.item(key)
     assert (claimed.state, claimed.owner) == (TaskState.QUEUED, "scheduler-new")
     assert claimed.awaiting_request
@@ -128,12 +133,37 @@ def test_try_whose_run_request_is_still_queued_starts_under_the_adopter(plane: M
     assert old.tracked == {}
 
 
+def test_adopt_request_handled_after_the_run_request_moves_the_started_try(plane: MockedControlPlane):
+    # GIVEN a try whose run request is on the queue when its scheduler dies, adopted by another
+    old = make_executor(owner="scheduler-old")
+    work = workload("request_first")
+    submit(old, work)
+    key = encoded(work.ti.key)
+    new = make_executor(owner="scheduler-new")
+    assert new.try_adopt_task_instances([adoptable(work)]) == []
+    new.sync()
+
+    # WHEN SQS hands the control plane the run request first, then the adopt request
+    plane.deliver_only("run")
+    started = plane.item(key)
+    assert (started.state, started.owner) == (TaskState.STARTING, "scheduler-old")
+    plane.deliver_only("adopt")
+
+    # THEN the started try is the adopter's, one task runs, and its outcome reaches the adopter
+    assert plane.item(key).owner == "scheduler-new"
+    assert len(plane.tasks()) == 1
+    plane.run_to_exit(key, 0)
+    assert events(new) == {work.ti.key: (TaskInstanceState.SUCCESS, started.task_arn)}
+
+
 def test_adopted_try_whose_run_request_never_arrives_fails_once_overdue(plane: MockedControlPlane):
     # GIVEN a try adopted before its run request arrived, and the request never does (it is in the DLQ)
     new = make_executor(owner="scheduler-new")
     work = workload("request_lost")
     key = encoded(work.ti.key)
     assert new.try_adopt_task_instances([adoptable(work)]) == []
+    new.sync()
+    plane.deliver()
     plane.age(key, 3600)
 
     # WHEN the reconciler runs

@@ -120,6 +120,20 @@ class MockedControlPlane:
             responses.append(response)
         return responses
 
+    def deliver_only(self, kind: str) -> dict[str, Any]:
+        """Deliver the requests of one kind now; the others stay on the queue, in any order."""
+        messages = self.receive(max_messages=10, visibility_timeout=30)
+        chosen = [m for m in messages if json.loads(m["Body"]).get("kind") == kind]
+        for message in messages:
+            if message not in chosen:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+        response = self.invoke_run_task(self.sqs_event(chosen)) if chosen else {"batchItemFailures": []}
+        for message in chosen:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return response
+
     # -- task_state: ECS -> EventBridge -> handler ----------------------------------------------
 
     def tasks(self) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -169,3 +170,40 @@ def test_failed_start_detail_names_the_task() -> None:
         key=task_key("load", try_number=2), owner="o", attempt=3, reason="r", cluster="c", control_plane="p"
     )
     assert (detail.dag_id, detail.task_id, detail.try_number) == ("example", "load", 2)
+
+
+@pytest.mark.parametrize(
+    "run_id",
+    ["manual__1\n", "manual__1\u202e", "manual__\u200b1", "manual\x1b[31m"],
+    ids=["newline", "bidi-override", "zero-width-space", "terminal-escape"],
+)
+def test_keys_whose_names_hold_control_or_format_characters_are_refused(run_id: str) -> None:
+    # GIVEN a key that encodes cleanly (percent-quoted) but names a run that reads as another
+    key = "ti|etl|extract|" + quote(run_id, safe="") + "|-1|1"
+    body = json.dumps({"kind": "run", "key": key, "owner": "o", "command": ["x"]})
+    # THEN it is no task key
+    with pytest.raises(InvalidTaskKeyError, match="control or format character"):
+        TaskKey.parse(key)
+    with pytest.raises(MalformedRequestError, match="key"):
+        RunRequest.from_message(body)
+
+
+@pytest.mark.parametrize("owner", ["sched\nuler", "sched\u202euler", "\x00"])
+def test_owners_with_control_or_format_characters_are_refused(owner: str) -> None:
+    body = json.dumps({"kind": "run", "key": task_key(), "owner": owner, "command": ["x"]})
+    with pytest.raises(MalformedRequestError, match="owner") as refused:
+        RunRequest.from_message(body)
+    # AND such an owner is never taken from the refused request to record its failure
+    assert refused.value.owner is None
+
+
+@pytest.mark.parametrize("depth", [300, 5000])
+def test_deeply_nested_json_fails_the_request_readably(depth: int) -> None:
+    # GIVEN a run request whose executor_config nests deeper than any parser should follow
+    nested = '{"a":' * depth + "1" + "}" * depth
+    key = task_key()
+    body = f'{{"kind":"run","key":"{key}","owner":"o","command":["x"],"executor_config":{nested}}}'
+    # THEN it is a malformed request that still names its key, not a RecursionError
+    with pytest.raises(MalformedRequestError, match="recursion") as refused:
+        RunRequest.from_message(body)
+    assert refused.value.key in (None, key)

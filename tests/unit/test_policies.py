@@ -11,294 +11,49 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from ecs_control_plane.contract import ACTIVE_INDEX, CONTROL_PLANE_TAG, EVENT_SOURCE, OWNER_INDEX, TRY_INDEX
+from ecs_control_plane.contract import (
+    ACTIVE_INDEX,
+    CONTROL_PLANE_TAG,
+    EVENT_SOURCE,
+    OWNER_INDEX,
+    SCHEDULER_WRITES,
+    TRY_INDEX,
+    TaskStateItem,
+)
 from ecs_control_plane.services import ReconcileReport
 from ecscp.local.deploy import translate
+from tests.support.iam_policies import (
+    ACCOUNT,
+    ADMIN,
+    CLUSTER,
+    CLUSTER_ARN,
+    CONTROL_PLANE_ID,
+    EXECUTION_ROLE,
+    FUNCTION_ROLES,
+    QUEUE_KEY,
+    QUEUES,
+    REGION,
+    REQUIRED,
+    SCHEDULER,
+    TASK_ROLE,
+    TEMPLATE,
+    Call,
+    Deployment,
+    allows,
+    denies,
+    listed,
+    queue_arn,
+    role_arn,
+    table_arn,
+    task,
+    task_definition,
+)
 from tests.support.templates import packaged_for_s3
-
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
-STACK, ACCOUNT, REGION, PARTITION = "airflow-ecs-control-plane", "123456789012", "us-east-1", "aws"
-CONTROL_PLANE_ID = f"ecscp-{STACK}"
-CLUSTER = "airflow"
-CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
-REQUIRED = {"Cluster": CLUSTER, "TaskDefinition": "airflow-task:3"}
-TASK_ROLE = f"arn:aws:iam::{ACCOUNT}:role/airflow-task"
-EXECUTION_ROLE = f"arn:aws:iam::{ACCOUNT}:role/airflow-execution"
-QUEUE_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-SCHEDULER = f"arn:aws:iam::{ACCOUNT}:role/airflow-scheduler"
-ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
-FUNCTION_ROLES = {"run_task": "RunTaskRole", "task_state": "TaskStateRole", "reconciler": "ReconcilerRole"}
-QUEUES = ("RunRequestQueue", "RunRequestDLQ", "TaskEventDLQ")
-
-
-def task_definition(family_revision: str) -> str:
-    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family_revision}"
-
-
-def task(task_id: str = "0123456789abcdef", cluster: str = CLUSTER) -> str:
-    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{task_id}"
-
-
-def table_arn(index: str | None = None) -> str:
-    arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/StateTable"
-    return f"{arn}/index/{index}" if index else arn
-
-
-def queue_arn(logical_id: str) -> str:
-    return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{logical_id}"
-
-
-def role_arn(logical_id: str) -> str:
-    return f"arn:aws:iam::{ACCOUNT}:role/{logical_id}"
-
-
-# --- the template, rendered for one deployment -----------------------------------------------
-
-_NO_VALUE = object()
-
-
-class Deployment:
-    """template.yaml with its intrinsics resolved for given parameter values.
-
-    Resources get names a deployment would give them: a queue's ARN ends in its logical id, a
-    role's name is its logical id, a function's name is its logical id.
-    """
-
-    def __init__(self, template: dict[str, Any], **parameters: str) -> None:
-        self.template = template
-        declared = template["Parameters"]
-        unknown = set(parameters) - set(declared)
-        assert not unknown, f"not parameters of the template: {unknown}"
-        defaults = {name: str(p["Default"]) for name, p in declared.items() if "Default" in p}
-        self.parameters = defaults | REQUIRED | parameters
-        for name, value in self.parameters.items():
-            pattern = declared[name].get("AllowedPattern")
-            assert pattern is None or re.fullmatch(pattern, value), (
-                f"{name}={value!r} is refused by CloudFormation"
-            )
-        self.names = self.parameters | {
-            "AWS::StackName": STACK,
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Partition": PARTITION,
-        }
-
-    # -- intrinsics -----------------------------------------------------------------------------
-
-    def condition(self, name: str) -> bool:
-        return bool(self._condition(self.template["Conditions"][name]))
-
-    def _condition(self, expr: Any) -> bool:
-        ((op, args),) = expr.items()
-        if op == "Condition":
-            return self.condition(args)
-        if op == "Fn::Equals":
-            left, right = (self.value(a) for a in args)
-            return bool(left == right)
-        if op == "Fn::Not":
-            return not self._condition(args[0])
-        if op == "Fn::Or":
-            return any(self._condition(a) for a in args)
-        if op == "Fn::And":
-            return all(self._condition(a) for a in args)
-        raise AssertionError(f"unexpected condition {expr!r}")
-
-    def value(self, node: Any) -> Any:
-        if isinstance(node, list):
-            return [v for v in (self.value(n) for n in node) if v is not _NO_VALUE]
-        if not isinstance(node, dict):
-            return node
-        if len(node) == 1:
-            ((name, arg),) = node.items()
-            if name == "Ref":
-                return self.ref(arg)
-            if name == "Fn::GetAtt":
-                logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self.attribute(logical_id, attribute)
-            if name == "Fn::Sub":
-                return self.sub(arg)
-            if name == "Fn::If":
-                condition, when_true, when_false = arg
-                return self.value(when_true if self.condition(condition) else when_false)
-            if name == "Fn::Join":
-                separator, parts = arg
-                return separator.join(str(p) for p in self.value(parts))
-            if name == "Fn::Split":
-                separator, text = arg
-                return str(self.value(text)).split(separator)
-            if name == "Fn::Select":
-                index, items = arg
-                return self.value(items)[int(index)]
-            assert not name.startswith("Fn::"), f"unexpected intrinsic {name}"
-        items = {k: self.value(v) for k, v in node.items()}
-        return {k: v for k, v in items.items() if v is not _NO_VALUE}
-
-    def ref(self, name: str) -> Any:
-        if name == "AWS::NoValue":
-            return _NO_VALUE
-        if name in self.names:
-            return self.names[name]
-        rtype = self.template["Resources"][name]["Type"]
-        if rtype == "AWS::SQS::Queue":
-            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
-        return name
-
-    def attribute(self, logical_id: str, attribute: str) -> str:
-        rtype = self.template["Resources"].get(logical_id, {}).get("Type")
-        if rtype == "AWS::SQS::Queue":
-            return {"Arn": queue_arn(logical_id), "QueueName": logical_id}[attribute]
-        if (rtype, attribute) == ("AWS::IAM::Role", "Arn"):
-            return role_arn(logical_id)
-        if (rtype, attribute) == ("AWS::DynamoDB::Table", "Arn"):
-            return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{logical_id}"
-        if (rtype, attribute) == ("AWS::Logs::LogGroup", "Arn"):
-            name = self.value(self.template["Resources"][logical_id]["Properties"]["LogGroupName"])
-            return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"
-        if (rtype, attribute) == ("AWS::Events::Rule", "Arn") or rtype is None:
-            return f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{logical_id}"  # also the rules SAM makes
-        raise AssertionError(f"unexpected Fn::GetAtt {logical_id}.{attribute}")
-
-    def sub(self, arg: Any) -> str:
-        text, variables = (arg, {}) if isinstance(arg, str) else arg
-        local = {k: self.value(v) for k, v in variables.items()}
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in local:
-                return str(local[name])
-            if "." in name:
-                return self.attribute(*name.split(".", 1))
-            return str(self.ref(name))
-
-        return re.sub(r"\$\{([^}!]+)\}", replace, text)
-
-    # -- resources and their policies -------------------------------------------------------
-
-    def resources(self, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        for logical_id, res in self.template["Resources"].items():
-            if res["Type"] == rtype and ("Condition" not in res or self.condition(res["Condition"])):
-                yield logical_id, self.value(res.get("Properties", {}))
-
-    def properties(self, logical_id: str) -> dict[str, Any]:
-        props: dict[str, Any] = self.value(self.template["Resources"][logical_id].get("Properties", {}))
-        return props
-
-    def role(self, logical_id: str) -> list[dict[str, Any]]:
-        """Every statement a role holds: its inline policies and the policies attached to it."""
-        role = self.properties(logical_id)
-        held = [s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
-        for _, policy in self.resources("AWS::IAM::Policy"):
-            if logical_id in policy["Roles"]:
-                held += policy["PolicyDocument"]["Statement"]
-        assert "ManagedPolicyArns" not in role, "managed policies are not evaluated here"
-        return held
-
-    def managed_policy(self, logical_id: str) -> list[dict[str, Any]]:
-        statements: list[dict[str, Any]] = self.properties(logical_id)["PolicyDocument"]["Statement"]
-        return statements
-
-    def queue_policy(self, queue: str) -> list[dict[str, Any]]:
-        return [
-            s
-            for _, policy in self.resources("AWS::SQS::QueuePolicy")
-            if self.ref(queue) in policy["Queues"]
-            for s in policy["PolicyDocument"]["Statement"]
-        ]
-
-
-# --- IAM policy evaluation, for the constructs the template uses ---------------------------
-
-
-@dataclass(frozen=True)
-class Call:
-    """One API call as IAM sees it: action, resource, the request's condition keys, the caller."""
-
-    action: str
-    resource: str
-    context: Mapping[str, str] = field(default_factory=dict)
-    principal: str = ""
-
-    def keys(self) -> dict[str, str]:
-        return {"aws:SecureTransport": "true", "aws:PrincipalArn": self.principal, **self.context}
-
-
-def _wildcard(pattern: str, text: str, *, ignore_case: bool = False) -> bool:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, text, re.IGNORECASE if ignore_case else 0) is not None
-
-
-def _arn_like(pattern: str, arn: str) -> bool:
-    """ARN matching: each of the first five colon-separated parts on its own, then the resource."""
-    if pattern == "*":
-        return True
-    want, have = pattern.split(":", 5), arn.split(":", 5)
-    return len(want) == len(have) == 6 and all(_wildcard(w, h) for w, h in zip(want, have, strict=True))
-
-
-Matcher = Callable[[str, str], bool]
-
-_OPERATORS: dict[str, tuple[Matcher, bool]] = {
-    # operator: (does one policy value match the request's value, is the operator negated)
-    "StringEquals": (lambda p, v: p == v, False),
-    "StringNotEquals": (lambda p, v: p == v, True),
-    "StringLike": (_wildcard, False),
-    "ArnEquals": (lambda p, v: p == v, False),
-    "ArnNotEquals": (lambda p, v: p == v, True),
-    "ArnLike": (_arn_like, False),
-    "ArnNotLike": (_arn_like, True),
-    "Bool": (lambda p, v: str(p).lower() == v.lower(), False),
-}
-
-
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _conditions_hold(block: Mapping[str, Any], keys: Mapping[str, str]) -> bool:
-    for operator, tests in block.items():
-        match, negated = _OPERATORS[operator]
-        for key, allowed in tests.items():
-            value = keys.get(key)
-            if value is None:
-                if negated:
-                    continue  # a key the request lacks matches none of the values
-                return False
-            if any(match(a, value) for a in _listed(allowed)) == negated:
-                return False
-    return True
-
-
-def _applies(statement: Mapping[str, Any], call: Call) -> bool:
-    assert not {"NotAction", "NotResource", "NotPrincipal"} & set(statement), statement
-    return (
-        any(_wildcard(a, call.action, ignore_case=True) for a in _listed(statement["Action"]))
-        and any(_arn_like(r, call.resource) for r in _listed(statement["Resource"]))
-        and _conditions_hold(statement.get("Condition", {}), call.keys())
-    )
-
-
-def allows(statements: list[dict[str, Any]], call: Call) -> bool:
-    """Whether identity statements allow the call (an Allow applies and no Deny does)."""
-    applying = [s for s in statements if _applies(s, call)]
-    return any(s["Effect"] == "Allow" for s in applying) and not any(s["Effect"] == "Deny" for s in applying)
-
-
-def denies(resource_policy: list[dict[str, Any]], call: Call) -> bool:
-    """Whether a resource policy denies the call, whatever the caller's own policies allow."""
-    return any(
-        s["Effect"] == "Deny" and s["Principal"] in ("*", {"AWS": "*"}) and _applies(s, call)
-        for s in resource_policy
-    )
-
 
 # --- fixtures ------------------------------------------------------------------------------
 
@@ -320,7 +75,7 @@ def rights(deployment: Deployment, function: str) -> list[dict[str, Any]]:
 
 
 def actions(statements: list[dict[str, Any]]) -> set[str]:
-    return {a for s in statements for a in _listed(s["Action"])}
+    return {a for s in statements for a in listed(s["Action"])}
 
 
 # --- the scheduler -------------------------------------------------------------------------
@@ -362,8 +117,36 @@ def test_scheduler_policy_grants_exactly_the_queue_and_table(default: Deployment
     assert allows(scheduler, Call("dynamodb:Query", table_arn(TRY_INDEX)))
     assert not allows(scheduler, Call("dynamodb:Query", table_arn(ACTIVE_INDEX)))
     assert not allows(scheduler, Call("dynamodb:Scan", table_arn()))
-    assert allows(scheduler, Call("dynamodb:UpdateItem", table_arn()))
+    adoption = {"dynamodb:Attributes": list(SCHEDULER_WRITES)}
+    assert allows(scheduler, Call("dynamodb:UpdateItem", table_arn(), adoption))
     assert not allows(scheduler, Call("dynamodb:DeleteItem", table_arn()))
+
+
+def test_scheduler_writes_only_which_scheduler_owns_an_item(default: Deployment) -> None:
+    # GIVEN the scheduler's policy, and every attribute a state item has or indexes use
+    scheduler = default.managed_policy("SchedulerPolicy")
+    attributes = set(TaskStateItem.model_fields) | {"active_shard", "try_key", "created_at", "expires_at"}
+
+    # THEN it may move an item to itself, naming the key, the owner and the change time
+    assert set(SCHEDULER_WRITES) == {"key", "owner", "updated_at"}
+    assert allows(
+        scheduler, Call("dynamodb:UpdateItem", table_arn(), {"dynamodb:Attributes": ["key", "owner"]})
+    )
+    # AND an update naming anything else (a state, a task, a config, a reason) is refused
+    for other in sorted(attributes - set(SCHEDULER_WRITES)):
+        call = Call("dynamodb:UpdateItem", table_arn(), {"dynamodb:Attributes": [*SCHEDULER_WRITES, other]})
+        assert not allows(scheduler, call), other
+    # AND so is an update that names no attributes, and every other way to write an item
+    assert not allows(scheduler, Call("dynamodb:UpdateItem", table_arn()))
+    for action in (
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PartiQLUpdate",
+        "dynamodb:PartiQLInsert",
+        "dynamodb:PartiQLDelete",
+    ):
+        assert not allows(scheduler, Call(action, table_arn())), action
 
 
 def test_scheduler_may_send_run_requests_but_never_receive_them(default: Deployment) -> None:
@@ -526,8 +309,8 @@ def pass_role_resources(deployment: Deployment) -> set[str]:
         r
         for fn in FUNCTION_ROLES
         for s in rights(deployment, fn)
-        if "iam:PassRole" in _listed(s["Action"])
-        for r in _listed(s["Resource"])
+        if "iam:PassRole" in listed(s["Action"])
+        for r in listed(s["Resource"])
     }
 
 
@@ -717,7 +500,7 @@ def test_no_identity_statement_allows_every_resource_except_those_without_resour
     statements += deployment.managed_policy("SchedulerPolicy")
 
     # THEN "*" is the resource only of actions that have no resource-level permissions
-    on_everything = {a for s in statements if "*" in _listed(s["Resource"]) for a in _listed(s["Action"])}
+    on_everything = {a for s in statements if "*" in listed(s["Resource"]) for a in listed(s["Action"])}
     assert on_everything == {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecs:ListTasks"}
 
 
@@ -909,7 +692,7 @@ def test_the_reconcilers_lost_and_timed_out_tries_alert(
     # THEN the alarm watches a metric the reconciler publishes for this count, in the functions'
     # namespace, with exactly the dimensions it publishes (the service: this control plane)
     assert alarm["MetricName"] in published
-    assert _listed(emf[alarm["MetricName"]]) == [getattr(REPORT, what)]
+    assert listed(emf[alarm["MetricName"]]) == [getattr(REPORT, what)]
     assert alarm["Namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
     assert directive["Dimensions"] == [["service"]]
     assert alarm["Dimensions"] == [{"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]}]

@@ -23,6 +23,7 @@ from ecs_control_plane.contract import (
     OWNER_INDEX,
     TRY_INDEX,
     FailedStartDetail,
+    TaskKey,
 )
 from ecs_control_plane.settings import ALL_ENV, ControlPlaneSettings
 from ecs_control_plane.store import state_table_definition
@@ -355,6 +356,17 @@ def test_failed_start_rule_turns_the_contract_event_into_a_readable_alert(templa
         f"{detail['run_id']}, try {detail['try_number']}, failed to start on ECS after start attempt "
         f"{detail['attempt']}."
     )
+    # AND the sample event is exactly what the control plane puts for that failure
+    built = FailedStartDetail.build(
+        key=detail["key"],
+        owner=detail["owner"],
+        attempt=detail["attempt"],
+        reason=detail["reason"],
+        cluster=detail["cluster"],
+        control_plane=detail["control_plane"],
+        task_arn=detail["task_arn"],
+    )
+    assert built.model_dump(mode="json") == detail
     assert message["reason"] == detail["reason"]
     assert message["task_key"] == detail["key"]
     assert message["start_attempt"] == detail["attempt"]
@@ -373,6 +385,37 @@ def test_failed_start_alert_survives_a_reason_with_quotes_and_newlines(template:
 
     # THEN the alert is still valid JSON carrying the reason unchanged
     assert message["reason"] == event["detail"]["reason"]
+
+
+def test_names_from_the_task_key_cannot_break_out_of_the_alert(template: Template) -> None:
+    # GIVEN a failed start of a run whose id holds quotes, braces and a JSON fragment
+    transformer = template["Resources"]["FailedStartRule"]["Properties"]["Targets"][0]["InputTransformer"]
+    run_id = 'x", "reason": "all good", "owner": "admin'
+    key = TaskKey(dag_id="etl", task_id="load", run_id=run_id, submission="s1").encode()
+    detail = FailedStartDetail.build(
+        key=key, owner="sched\n\u202eevil", attempt=1, reason="no\nluck", cluster="c", control_plane="p"
+    )
+    event = load_event("failed_start_event.json") | {"detail": detail.model_dump(mode="json")}
+
+    # WHEN EventBridge fills the template
+    message = json.loads(
+        render_input_template(transformer["InputTemplate"], transformer["InputPathsMap"], event)
+    )
+
+    # THEN the run id stays inside the one-line summary, and no field was added or replaced
+    assert run_id in message["alert"]
+    assert "\n" not in message["alert"]
+    assert message["reason"] == "no?luck"
+    assert message["owner"] == "sched??evil"
+    assert set(message) == set(
+        json.loads(
+            render_input_template(
+                transformer["InputTemplate"],
+                transformer["InputPathsMap"],
+                load_event("failed_start_event.json"),
+            )
+        )
+    )
 
 
 def test_alert_topic_uses_a_key_eventbridge_and_cloudwatch_may_use(template: Template) -> None:

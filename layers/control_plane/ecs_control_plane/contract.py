@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
@@ -44,6 +45,10 @@ ACTIVE_INDEX = "active_shard-updated_at-index"
 ACTIVE_SHARDS = 4
 #: Index of every submission of a try (``try_key`` is the key without its submission).
 TRY_INDEX = "try_key-created_at-index"
+#: Every attribute a scheduler's writes to the state table name: moving an item to itself
+#: (adoption). Its IAM policy allows UpdateItem on these alone (``dynamodb:Attributes``), so it
+#: can never set a state, a task, a config or a reason; everything else goes through the queue.
+SCHEDULER_WRITES = ("key", "owner", "updated_at")
 
 
 def active_shard(key: str) -> str:
@@ -98,6 +103,24 @@ def is_submission_id(value: object) -> bool:
     return isinstance(value, str) and SUBMISSION_PATTERN.fullmatch(value) is not None
 
 
+def unprintable(text: str) -> str | None:
+    """The first control or format character of ``text`` (as ``U+XXXX``), or None.
+
+    Control characters (newlines, escapes) and format characters (bidirectional overrides,
+    zero-width joiners) make a name read as something it is not in logs, consoles and alerts.
+    """
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cf"):
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` as a human may be shown it: control and format characters replaced, at most ``limit``."""
+    cleaned = "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
 @dataclass(frozen=True, slots=True)
 class TaskKey:
     """Identifies one submission of one Airflow task try (or of one executor callback).
@@ -121,6 +144,9 @@ class TaskKey:
     def __post_init__(self) -> None:
         if self.submission and not is_submission_id(self.submission):
             raise InvalidTaskKeyError(f"not a submission id: {self.submission!r}")
+        for name in ("dag_id", "task_id", "run_id"):
+            if bad := unprintable(getattr(self, name)):
+                raise InvalidTaskKeyError(f"{name} holds the control or format character {bad}")
 
     @classmethod
     def for_callback(cls, callback_id: str, submission: str = "") -> TaskKey:
@@ -204,12 +230,17 @@ MAX_ATTEMPT = 1000
 
 
 class RunRequest(BaseModel):
-    """A request to start (``run``) or stop (``stop``) the ECS task of one task try."""
+    """A request to start (``run``) or stop (``stop``) the ECS task of one submission, or to move
+    it to an adopting scheduler (``adopt``).
+
+    Adoption goes through the control plane so that a scheduler writes no state of its own: it
+    may only move an existing item to itself (``owner``), never set a state, a task or a config.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal[1, 2] = CONTRACT_VERSION
-    kind: Literal["run", "stop"]
+    kind: Literal["run", "stop", "adopt"]
     key: Annotated[str, Field(min_length=1, max_length=1024)]
     owner: Annotated[str, Field(min_length=1, max_length=256)]
     command: list[str] = Field(default_factory=list, repr=False)
@@ -229,6 +260,13 @@ class RunRequest(BaseModel):
     def _key_is_a_task_key(cls, value: str) -> str:
         if TaskKey.parse(value).encode() != value:
             raise ValueError("not in canonical form (parse(key).encode() must give the key back)")
+        return value
+
+    @field_validator("owner")
+    @classmethod
+    def _owner_is_printable(cls, value: str) -> str:
+        if bad := unprintable(value):
+            raise ValueError(f"holds the control or format character {bad}")
         return value
 
     @field_validator("command")
@@ -266,8 +304,10 @@ class RunRequest(BaseModel):
                 if isinstance(candidate, str):
                     TaskKey.parse(candidate)
                     key = candidate
-                    owner = raw.get("owner") if isinstance(raw.get("owner"), str) else None
-            except (ValueError, InvalidTaskKeyError):
+                    candidate_owner = raw.get("owner")
+                    if isinstance(candidate_owner, str) and 0 < len(candidate_owner) <= 256:
+                        owner = None if unprintable(candidate_owner) else candidate_owner
+            except (ValueError, InvalidTaskKeyError, RecursionError):
                 key = None
             # Only locations and messages: pydantic's own text quotes the input, i.e. the token.
             problems = "; ".join(
@@ -339,8 +379,19 @@ class TaskStateItem(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
+#: How much of a failure reason an alert carries; the state item keeps it whole.
+ALERT_REASON_LIMIT = 2000
+_ALERT_NAME_LIMIT = 300
+
+
 class FailedStartDetail(BaseModel):
-    """Detail of the ``Airflow Task Start Failed`` event; names the task for a human reader."""
+    """Detail of the ``Airflow Task Start Failed`` event; names the task for a human reader.
+
+    Every text in it is made here from checked values: names come from the parsed task key,
+    the reason and owner are cut to size with control and format characters replaced, and the
+    one-line ``summary`` the alert shows is written here, not pieced together by EventBridge,
+    so no value can break out of the alert's JSON or pass itself off as another line.
+    """
 
     key: str
     owner: str
@@ -348,6 +399,7 @@ class FailedStartDetail(BaseModel):
     reason: str
     cluster: str
     control_plane: str
+    summary: str = ""
     task_arn: str | None = None
     dag_id: str = ""
     task_id: str = ""
@@ -369,25 +421,31 @@ class FailedStartDetail(BaseModel):
         task_arn: str | None = None,
     ) -> FailedStartDetail:
         names: dict[str, Any] = {}
+        what = "An Airflow task"
         try:
             parsed = TaskKey.parse(key)
             names = {
-                "dag_id": parsed.dag_id,
-                "task_id": parsed.task_id,
-                "run_id": parsed.run_id,
+                "dag_id": printable(parsed.dag_id, _ALERT_NAME_LIMIT),
+                "task_id": printable(parsed.task_id, _ALERT_NAME_LIMIT),
+                "run_id": printable(parsed.run_id, _ALERT_NAME_LIMIT),
                 "map_index": parsed.map_index,
                 "try_number": parsed.try_number,
                 "submission": parsed.submission,
             }
+            what = (
+                f"Airflow task {names['dag_id']}.{names['task_id']} (map index {parsed.map_index}) "
+                f"of run {names['run_id']}, try {parsed.try_number},"
+            )
         except InvalidTaskKeyError:
-            pass
+            key = printable(key, 1024)
         return cls(
             key=key,
-            owner=owner,
+            owner=printable(owner, 256),
             attempt=attempt,
-            reason=reason,
-            cluster=cluster,
-            control_plane=control_plane,
-            task_arn=task_arn,
+            reason=printable(reason, ALERT_REASON_LIMIT),
+            cluster=printable(cluster, _ALERT_NAME_LIMIT),
+            control_plane=printable(control_plane, _ALERT_NAME_LIMIT),
+            summary=f"{what} failed to start on ECS after start attempt {attempt}.",
+            task_arn=printable(task_arn, 2048) if task_arn else None,
             **names,
         )

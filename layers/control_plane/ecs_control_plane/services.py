@@ -37,6 +37,7 @@ class Outcome(str, Enum):
     FAILED = "FAILED"
     STOP_SENT = "STOP_SENT"
     STOP_RECORDED = "STOP_RECORDED"
+    ADOPTED = "ADOPTED"
     APPLIED = "APPLIED"
     IGNORED = "IGNORED"
     RETRY_QUEUED = "RETRY_QUEUED"
@@ -108,7 +109,24 @@ class ControlPlane:
     def handle_request(self, request: RunRequest, *, receive_count: int = 1) -> Result:
         if request.kind == "stop":
             return self._stop(request)
+        if request.kind == "adopt":
+            return self._adopt(request)
         return self._run(request, receive_count)
+
+    def _adopt(self, request: RunRequest) -> Result:
+        """A scheduler adopts a submission whose item it could not find: make it that owner's.
+
+        Its run request may still be on the queue: the item is created QUEUED for the adopter
+        (``awaiting_request``), the request starts it under the adopter when it arrives, and the
+        reconciler fails it once overdue if it never does. If the request made the item first,
+        the item is moved to the adopter like any other.
+        """
+        key, owner = request.key, request.owner
+        item = self.table.claim_for_adoption(key, owner) or self.table.transfer_owner(key, owner)
+        if item is None:  # expired between the two calls: nothing is left to adopt
+            return Result(Outcome.DROPPED, key, "nothing to adopt")
+        logger.info("submission adopted", extra={"key": key, "owner": owner, "state": item.state.value})
+        return Result(Outcome.ADOPTED, key, f"adopted by {owner}", item.task_arn, item.attempt)
 
     def _run(self, request: RunRequest, receive_count: int) -> Result:
         key = request.key

@@ -113,7 +113,7 @@ def _readable_item(raw: dict[str, Any]) -> TaskStateItem | None:
     """The item, or None (logged) when it is not one: one bad item never stops a whole read."""
     try:
         return item_from_dynamodb(raw)
-    except (ValidationError, ValueError, TypeError) as exc:
+    except (ValidationError, ValueError, TypeError, RecursionError) as exc:
         key = raw.get("key", {}).get("S", "?") if isinstance(raw.get("key"), dict) else "?"
         logger.error(
             "state item skipped: it is not a valid item", extra={"key": key[:300], "error": str(exc)[:500]}
@@ -604,12 +604,30 @@ class StateTable:
         A try that finished after the old scheduler's last sync is adopted too, so that the
         adopter reports how it ended instead of Airflow resetting (and re-running) it. The new
         ``updated_at`` puts it in the adopter's next incremental read. None if there is no item.
+
+        This is the one write a scheduler makes, so it names only :data:`SCHEDULER_WRITES` (the
+        scheduler's IAM policy allows UpdateItem on those attributes alone) and asks for no
+        attributes back: the item is read afterwards, as any reader may.
         """
         u = _Update()
         u.set("owner", new_owner)
         self._stamp(u, terminal=None)
         u.names["#key"] = "key"
-        return self._update(key, u, "attribute_exists(#key)")
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key={"key": {"S": key}},
+                UpdateExpression=u.expression(),
+                ConditionExpression="attribute_exists(#key)",
+                ExpressionAttributeNames=u.names,
+                ExpressionAttributeValues=u.values,
+                ReturnValues="NONE",
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return self.get(key)
 
     def describe(self) -> dict[str, Any]:
         """The table's description (health checks)."""
