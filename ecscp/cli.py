@@ -10,11 +10,13 @@ import json
 import os
 import sys
 import tempfile
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 app = typer.Typer(
     name="ecscp",
@@ -123,3 +125,94 @@ def demo(
         # Wide enough for the table when stdout is a file or a pipe (rich assumes 80 columns).
         render(result, Console() if sys.stdout.isatty() else Console(width=120))
     raise typer.Exit(code=result.exit_code)
+
+
+class MigrateFormat(str, Enum):
+    """How ``ecscp migrate`` prints the stack's parameters."""
+
+    SAM_DEPLOY = "sam-deploy"
+    SAMCONFIG = "samconfig"
+
+
+@app.command()
+def migrate(
+    airflow_cfg: Annotated[
+        Path | None,
+        typer.Option(
+            "--airflow-cfg",
+            help="The scheduler's airflow.cfg, whose aws_ecs_executor section is read.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    env_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--env-file",
+            help="NAME=VALUE lines of the scheduler's environment (repeatable), read instead of this "
+            "shell's environment.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    template: Annotated[
+        Path | None,
+        typer.Option(
+            help="This project's template.yaml (default: ./template.yaml, else the one of this checkout).",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    output_format: Annotated[
+        MigrateFormat, typer.Option("--format", help="sam deploy command line, or samconfig.toml block.")
+    ] = MigrateFormat.SAM_DEPLOY,
+) -> None:
+    """Print the stack parameters and scheduler settings for an AwsEcsExecutor configuration.
+
+    Reads the aws_ecs_executor section of --airflow-cfg and the
+    AIRFLOW__AWS_ECS_EXECUTOR__ variables, which win as in Airflow.
+    Warnings go to stderr.
+
+    Exit status: 0 migrated, 1 the template is not this project's,
+    2 an option cannot be migrated (each is named, with the reason).
+    """
+    from ecscp import migrate as migration  # noqa: PLC0415 (lazy: keeps --help fast)
+
+    errors = Console(stderr=True, soft_wrap=True, highlight=False)
+    env: dict[str, str] = {}
+    for path in env_file or []:
+        try:
+            env.update(migration.parse_env_file(path.read_text()))
+        except ValueError as exc:
+            raise typer.BadParameter(f"{path}: {exc}", param_hint="--env-file") from None
+    if not env_file:
+        env = dict(os.environ)
+    template_path = template or next(
+        (p for p in (Path("template.yaml"), migration.DEFAULT_TEMPLATE) if p.is_file()), None
+    )
+    try:
+        if template_path is None:
+            raise migration.TemplateMismatchError("no template.yaml here: pass --template")
+        spec = migration.TemplateSpec.from_text(template_path.read_text())
+    except migration.TemplateMismatchError as exc:
+        errors.print(Text(f"{template_path}: {exc}", style="red"))
+        raise typer.Exit(code=1) from None
+    try:
+        config = migration.read_provider_config(
+            env,
+            airflow_cfg.read_text() if airflow_cfg else None,
+            str(airflow_cfg) if airflow_cfg else "airflow.cfg",
+        )
+        result = migration.migrate(config, spec)
+    except migration.MigrationRefusedError as exc:
+        for refusal in exc.refusals:
+            errors.print(Text(f"refused: {refusal}", style="red"))
+        raise typer.Exit(code=2) from None
+    for warning in result.warnings:
+        errors.print(Text(f"warning: {warning}", style="yellow"))
+    # Plain text, never wrapped or highlighted, so that it can be piped or pasted.
+    out = Console(soft_wrap=True, highlight=False, markup=False, emoji=False)
+    out.print(migration.render(result, output_format.value), end="")
