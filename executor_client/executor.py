@@ -14,6 +14,7 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.executors.base_executor import BaseExecutor
@@ -280,12 +281,42 @@ class EcsControlPlaneExecutor(BaseExecutor):
                     f"table {self.state_table!r} has no index {OWNER_INDEX!r}: "
                     f"{cfg.env_name(cfg.STATE_TABLE)} must name the stack's state table"
                 )
+            else:
+                problems += self._stack_problems(clients)
         if problems:
             raise AirflowException(
                 f"{type(self).__name__} health check failed (region {self.region_name or 'from connection'}, "
                 f"connection {self.conn_id!r}): " + "; ".join(problems)
             )
         self.log.info("%s health check succeeded", type(self).__name__)
+
+    def _stack_problems(self, clients: ControlPlaneClients) -> list[str]:
+        """What the control plane found wrong with its stack's settings, the last time it checked.
+
+        The scheduler holds no ECS rights, so it cannot see that the cluster is missing or the
+        container unknown; the control plane checks (on every reconciler run, and as the local
+        stack starts) and records the result in the table. No record yet is not an error.
+        """
+        try:
+            report = clients.table.readiness()
+        except (ClientError, BotoCoreError) as exc:
+            self.log.warning("Could not read the control plane's settings check: %s", _describe(exc))
+            return []
+        if report is None:
+            self.log.warning(
+                "The control plane has not checked its settings against ECS yet (its reconciler does "
+                "on every run); starting without that check"
+            )
+            return []
+        if report.ready:
+            return []
+        when = datetime.fromtimestamp(report.checked_at / 1000, tz=timezone.utc)
+        checked = when.isoformat(timespec="seconds")
+        found = "; ".join(f"stack parameter {p.parameter}: {p.message}" for p in report.problems)
+        return [
+            f"the control plane stack {report.control_plane!r} cannot run tasks (checked {checked}): "
+            f"{found}. Fix these parameters and deploy the stack again (sam deploy --parameter-overrides)"
+        ]
 
     def _key_of(self, ti: Any) -> AirflowKey:
         """Airflow's workload key for a task instance (its UUID on Airflow versions keyed by it)."""

@@ -26,7 +26,16 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from ecs_control_plane.settings import ENV_CONTAINER_NAME, ENV_CONTROL_PLANE_ID
+from ecs_control_plane.gateways import EcsGateway, FailedStartAlerts, RunRequestQueue
+from ecs_control_plane.readiness import ReadinessReport
+from ecs_control_plane.services import ControlPlane
+from ecs_control_plane.settings import (
+    ENV_CONTAINER_NAME,
+    ENV_CONTROL_PLANE_ID,
+    ControlPlaneSettings,
+    SettingsError,
+)
+from ecs_control_plane.store import StateTable
 
 from .deploy import FAKE_CREDENTIALS, Deployment, EcsSetup, FunctionSpec, StackDeployer, aws_client
 from .ecs_runner import EcsRunner, kill_tree
@@ -72,6 +81,9 @@ class LocalStackConfig:
     #: Seconds between SIGTERM and SIGKILL when StopTask stops a container.
     stop_grace_seconds: float = 10.0
     startup_timeout_seconds: float = 120.0
+    #: Refuse to start when the stack's settings cannot run tasks (the readiness check), instead
+    #: of recording the problems for the executor's health check and starting anyway.
+    require_ready: bool = True
 
     @property
     def template_path(self) -> Path:
@@ -113,6 +125,8 @@ class LocalStack:
         self.endpoint_url = ""
         self.outputs: dict[str, str] = {}
         self.deployment: Deployment | None = None
+        #: The readiness check made as the stack started (None before).
+        self.readiness: ReadinessReport | None = None
         self._moto: subprocess.Popen[bytes] | None = None
         self._moto_log: IO[bytes] | None = None
         self._workers: list[_Worker] = []
@@ -149,6 +163,7 @@ class LocalStack:
             self.logs_dir.mkdir(parents=True, exist_ok=True)
             self._start_moto()
             self._deploy()
+            self._check_readiness()
             self._start_workers()
             self._start_runner()
         except BaseException:
@@ -243,6 +258,36 @@ class LocalStack:
             "fixups": self.deployment.fixups,
         }
         (config.state_dir / "deployment.json").write_text(json.dumps(summary, indent=1))
+
+    def _check_readiness(self) -> None:
+        """Check the deployed settings against ECS before any work, as the reconciler does.
+
+        The result is recorded where the executor's health check reads it; with problems and
+        ``require_ready`` the stack refuses to start, naming the template parameters to fix.
+        """
+        assert self.deployment is not None
+        env = next(
+            (f.environment for f in self.deployment.functions if f.environment.get(ENV_CONTROL_PLANE_ID)), {}
+        )
+        try:
+            settings = ControlPlaneSettings.from_env(env)
+        except SettingsError as exc:
+            raise LocalStackError(f"the functions would refuse to start: {exc}") from exc
+        plane = ControlPlane(
+            settings,
+            StateTable(self.client("dynamodb"), settings.state_table),
+            EcsGateway(self.client("ecs")),
+            RunRequestQueue(self.client("sqs"), settings.queue_url),
+            FailedStartAlerts(self.client("events"), settings.event_bus),
+            region=self.config.region,
+        )
+        self.readiness = plane.check_readiness()
+        if self.readiness.problems:
+            problems = "\n  ".join(str(p) for p in self.readiness.problems)
+            message = f"the stack's parameters cannot run tasks:\n  {problems}"
+            if self.config.require_ready:
+                raise LocalStackError(message)
+            logger.error("%s\n(starting anyway: executors' health checks will refuse to start)", message)
 
     def _start_workers(self) -> None:
         assert self.deployment is not None

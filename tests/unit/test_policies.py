@@ -227,7 +227,7 @@ def test_only_run_task_may_start_tasks(default: Deployment) -> None:
     assert not allows(rights(default, "reconciler"), call)
 
 
-def test_task_state_and_reconciler_touch_ecs_tasks_in_the_cluster_only(default: Deployment) -> None:
+def test_the_functions_read_ecs_tasks_in_the_cluster_only(default: Deployment) -> None:
     # GIVEN the functions that follow tasks
     task_state, reconciler = rights(default, "task_state"), rights(default, "reconciler")
     here, there = (
@@ -235,10 +235,14 @@ def test_task_state_and_reconciler_touch_ecs_tasks_in_the_cluster_only(default: 
         {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod"},
     )
 
-    # THEN both describe tasks of the cluster only; the reconciler lists them there only
-    for held in (task_state, reconciler):
+    # THEN all three describe tasks of the cluster only (run_task to check a stop request), and
+    # the cluster itself; the reconciler lists tasks there only
+    for held in (task_state, reconciler, rights(default, "run_task")):
         assert allows(held, Call("ecs:DescribeTasks", task(), here))
         assert not allows(held, Call("ecs:DescribeTasks", task(cluster="prod"), there))
+    for held in (reconciler, rights(default, "run_task")):
+        assert allows(held, Call("ecs:DescribeClusters", CLUSTER_ARN))
+        assert not allows(held, Call("ecs:DescribeClusters", f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod"))
     assert allows(reconciler, Call("ecs:ListTasks", "*", here))
     assert not allows(reconciler, Call("ecs:ListTasks", "*", there))
     assert not allows(task_state, Call("ecs:ListTasks", "*", here))
@@ -259,6 +263,8 @@ def test_each_function_holds_only_what_it_calls(default: Deployment) -> None:
         "ecs:RunTask",
         "ecs:TagResource",
         "ecs:StopTask",
+        "ecs:DescribeTasks",  # a stop request is checked against the task ECS describes
+        "ecs:DescribeClusters",  # the FARGATE fallback needs the cluster's default strategy
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
     }
@@ -276,6 +282,8 @@ def test_each_function_holds_only_what_it_calls(default: Deployment) -> None:
         "ecs:DescribeTasks",
         "ecs:StopTask",
         "ecs:ListTasks",
+        "ecs:DescribeClusters",  # the readiness check
+        "ecs:DescribeTaskDefinition",
         "sqs:SendMessage",
     }
 
@@ -501,7 +509,12 @@ def test_no_identity_statement_allows_every_resource_except_those_without_resour
 
     # THEN "*" is the resource only of actions that have no resource-level permissions
     on_everything = {a for s in statements if "*" in listed(s["Resource"]) for a in listed(s["Action"])}
-    assert on_everything == {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecs:ListTasks"}
+    assert on_everything == {
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "ecs:ListTasks",
+        "ecs:DescribeTaskDefinition",
+    }
 
 
 # --- queue policies: TLS only, only run_task receives, named senders and readers ----------
@@ -673,9 +686,14 @@ def reconciler_metrics(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
 
 
 @pytest.mark.parametrize(
-    ("alarm_id", "what"), [("ReconcileLostAlarm", "lost"), ("ReconcileTimedOutAlarm", "timed_out")]
+    ("alarm_id", "what"),
+    [
+        ("ReconcileLostAlarm", "lost"),
+        ("ReconcileTimedOutAlarm", "timed_out"),
+        ("SettingsProblemsAlarm", "settings_problems"),
+    ],
 )
-def test_the_reconcilers_lost_and_timed_out_tries_alert(
+def test_the_reconcilers_lost_and_timed_out_tries_and_settings_problems_alert(
     default: Deployment,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

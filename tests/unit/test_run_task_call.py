@@ -228,7 +228,11 @@ def test_bad_run_task_kwargs_fail_the_functions_start_once_naming_the_setting() 
     # Not every task one by one: the settings are read at cold start.
     with pytest.raises(SettingsError, match=r"ECSCP_RUN_TASK_KWARGS.*RunTaskKwargs may not set 'cluster'"):
         settings(ECSCP_RUN_TASK_KWARGS='{"cluster": "x"}')
-    with pytest.raises(SettingsError, match=r"ECSCP_RUN_TASK_KWARGS: Input should be a valid dictionary"):
+    with pytest.raises(
+        SettingsError,
+        match=r"ECSCP_RUN_TASK_KWARGS \(template parameter RunTaskKwargs\): "
+        r"Input should be a valid dict",
+    ):
         settings(ECSCP_RUN_TASK_KWARGS="[1]")
 
 
@@ -330,3 +334,33 @@ def test_every_task_carries_the_control_plane_tag_that_no_other_tag_can_replace(
     forged = {"tags": [{"key": "ecscp:control-plane", "value": "x"}]}
     with pytest.raises(RunTaskConfigError, match="ecscp:control-plane"):
         build_run_task_call(settings(), run_request(executor_config=forged))
+
+
+def test_launch_type_and_capacity_provider_strategy_together_are_refused_as_the_provider_refuses_them() -> None:
+    with pytest.raises(SettingsError, match="mutually exclusive.*LaunchType, CapacityProviderStrategy"):
+        settings(
+            ECSCP_LAUNCH_TYPE="FARGATE",
+            ECSCP_CAPACITY_PROVIDER_STRATEGY='[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]',
+        )
+
+
+def test_neither_launch_type_nor_strategy_falls_back_to_fargate_as_the_provider_does() -> None:
+    call = build_run_task_call(settings(ECSCP_LAUNCH_TYPE=""), run_request())
+    assert (call["launchType"], call["platformVersion"]) == ("FARGATE", "LATEST")
+    assert "capacityProviderStrategy" not in call
+
+
+def test_a_cluster_default_strategy_gets_neither_as_the_provider_sends_neither() -> None:
+    # readiness.default_placement gives None when the cluster has a default strategy
+    call = build_run_task_call(settings(ECSCP_LAUNCH_TYPE=""), run_request(), fallback_launch_type=None)
+    assert "launchType" not in call
+    assert "capacityProviderStrategy" not in call
+
+
+def test_a_placement_chosen_at_any_level_is_never_replaced_by_the_fallback() -> None:
+    strategy = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+    chosen = settings(ECSCP_ALLOWED_CAPACITY_PROVIDERS="FARGATE_SPOT")
+    call = build_run_task_call(chosen, run_request(executor_config={"capacityProviderStrategy": strategy}))
+    assert call["capacityProviderStrategy"] == strategy
+    assert "launchType" not in call
+    assert build_run_task_call(settings(ECSCP_LAUNCH_TYPE="EC2"), run_request())["launchType"] == "EC2"

@@ -27,7 +27,7 @@ from ecs_control_plane.contract import (
 )
 from ecs_control_plane.settings import ALL_ENV, ControlPlaneSettings
 from ecs_control_plane.store import state_table_definition
-from ecscp.local.deploy import translate
+from ecscp.local.deploy import broken_rules, translate
 from tests.support.templates import packaged_for_s3
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -610,3 +610,34 @@ def test_cfn_lint_finds_nothing(template: Template) -> None:
 
     # THEN there is no error, warning or informational finding
     assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
+
+
+@pytest.mark.parametrize(
+    ("parameters", "rule"),
+    [
+        ({"SecurityGroups": "sg-1"}, "NetworkNeedsSubnets"),
+        ({"AssignPublicIp": "true"}, "NetworkNeedsSubnets"),
+        (
+            {"LaunchType": "FARGATE", "CapacityProviderStrategy": '[{"capacityProvider":"FARGATE_SPOT"}]'},
+            "OnePlacement",
+        ),
+    ],
+    ids=["security-groups-without-subnets", "public-ip-without-subnets", "launch-type-and-strategy"],
+)
+def test_the_deploy_refuses_what_the_provider_refuses_at_start(
+    template: Template, parameters: dict[str, str], rule: str
+) -> None:
+    # GIVEN parameters the provider's executor would refuse at start (ECS would refuse every task)
+    values = parameter_values(template) | parameters
+    # THEN one of the template's Rules refuses the deploy, saying what to change
+    assert [b.split(":", 1)[0] for b in broken_rules(template, values)] == [rule]
+    # AND the same parameters, completed, pass
+    fixed = values | {
+        "Subnets": "subnet-1",
+        "LaunchType": "" if "CapacityProviderStrategy" in parameters else values["LaunchType"],
+    }
+    assert broken_rules(template, fixed) == []
+
+
+def test_the_default_parameters_break_no_rule(template: Template) -> None:
+    assert broken_rules(template, parameter_values(template)) == []

@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from .contract import EVENT_SOURCE, FAILED_START_DETAIL_TYPE, FailedStartDetail, RunRequest
 from .ecs_events import EcsTask
+from .readiness import CheckError
 from .retry import FailureClass, classify_api_error, classify_run_task_failure
 
 if TYPE_CHECKING:
@@ -80,6 +81,25 @@ class EcsGateway:
         )
         return RunTaskOutcome(failure=failure, reason=reasons)
 
+    def describe_cluster(self, cluster: str) -> dict[str, Any] | None:
+        """The cluster, None if ECS does not know it; CheckError if ECS refuses to say."""
+        try:
+            response = self._client.describe_clusters(clusters=[cluster])
+        except (ClientError, BotoCoreError) as exc:
+            raise CheckError(f"DescribeClusters of {cluster!r} failed: {_error_text(exc)}") from exc
+        clusters = response.get("clusters") or []
+        return dict(clusters[0]) if clusters else None
+
+    def describe_task_definition(self, task_definition: str) -> dict[str, Any]:
+        """The task definition (latest ACTIVE revision of a family); CheckError if it does not resolve."""
+        try:
+            response = self._client.describe_task_definition(taskDefinition=task_definition)
+        except (ClientError, BotoCoreError) as exc:
+            raise CheckError(
+                f"task definition {task_definition!r} does not resolve: {_error_text(exc)}"
+            ) from exc
+        return dict(response["taskDefinition"])
+
     def stop_task(self, cluster: str, task_arn: str, reason: str) -> None:
         self._client.stop_task(cluster=cluster, task=task_arn, reason=reason[:255])
 
@@ -100,6 +120,13 @@ class EcsGateway:
             )
             tasks.extend(EcsTask.model_validate(t) for t in response.get("tasks", []))
         return tasks
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'Unknown')}: {error.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass

@@ -26,6 +26,7 @@ from .contract import (
     client_token,
 )
 from .executor_config import ExecutorConfigError, check_executor_config
+from .readiness import FALLBACK_LAUNCH_TYPE
 from .settings import ControlPlaneSettings
 
 #: ECS refuses container overrides whose JSON is longer than this.
@@ -163,7 +164,7 @@ def stack_run_task_kwargs(settings: ControlPlaneSettings) -> dict[str, Any]:
         kwargs["launchType"] = settings.launch_type
     if settings.platform_version and (
         settings.launch_type == "FARGATE" or settings.capacity_provider_strategy
-    ):
+    ):  # with neither, build_run_task_call adds it to the FARGATE fallback
         kwargs["platformVersion"] = settings.platform_version
     if settings.subnets:
         awsvpc: dict[str, Any] = {"subnets": settings.subnets}
@@ -189,12 +190,25 @@ def _resolve_placement(base: dict[str, Any], update: Mapping[str, Any]) -> dict[
 
 
 def build_run_task_call(
-    settings: ControlPlaneSettings, request: RunRequest, attempt: int | None = None
+    settings: ControlPlaneSettings,
+    request: RunRequest,
+    attempt: int | None = None,
+    *,
+    fallback_launch_type: str | None = FALLBACK_LAUNCH_TYPE,
 ) -> dict[str, Any]:
-    """The complete ``ecs.run_task`` keyword arguments for one start attempt of ``request``."""
+    """The complete ``ecs.run_task`` keyword arguments for one start attempt of ``request``.
+
+    With no launch type and no capacity provider strategy at any level, ``fallback_launch_type``
+    is sent, as the provider's executor does: FARGATE, or None (send neither, so ECS applies it)
+    when the cluster has a default capacity provider strategy (``readiness.default_placement``).
+    """
     attempt = attempt or request.attempt
     check_task_config(request.executor_config, settings)
     kwargs = _resolve_placement(stack_run_task_kwargs(settings), request.executor_config)
+    if fallback_launch_type and not (kwargs.get("launchType") or kwargs.get("capacityProviderStrategy")):
+        kwargs["launchType"] = fallback_launch_type
+        if fallback_launch_type == "FARGATE" and settings.platform_version:
+            kwargs.setdefault("platformVersion", settings.platform_version)
 
     containers = kwargs.setdefault("overrides", {}).setdefault("containerOverrides", [])
     airflow = next((c for c in containers if c.get("name") == settings.container_name), None)

@@ -23,9 +23,8 @@ AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_tim
 def control_plane() -> ControlPlane:
     """The control plane of this function's stack, from its environment."""
     settings = ControlPlaneSettings.from_env()
-    session = boto3.session.Session(
-        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    )
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    session = boto3.session.Session(region_name=region)
     return ControlPlane(
         settings=settings,
         table=StateTable(
@@ -34,4 +33,5 @@ def control_plane() -> ControlPlane:
         ecs=EcsGateway(session.client("ecs", config=ECS_CONFIG)),
         queue=RunRequestQueue(session.client("sqs", config=AWS_CONFIG), settings.queue_url),
         alerts=FailedStartAlerts(session.client("events", config=AWS_CONFIG), settings.event_bus),
+        region=region or "",
     )

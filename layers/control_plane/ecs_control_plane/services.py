@@ -13,8 +13,9 @@ from enum import Enum
 from .contract import FailedStartDetail, RunRequest, TaskState, TaskStateItem, now_ms
 from .ecs_events import Action, EcsTask, plan_transition
 from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue
+from .readiness import FALLBACK_LAUNCH_TYPE, CheckError, ReadinessReport, check_readiness, default_placement
 from .retry import FailureClass, transient_delay_seconds
-from .run_task_call import RunTaskConfigError, build_run_task_call
+from .run_task_call import RunTaskConfigError, build_run_task_call, stack_run_task_kwargs
 from .settings import ControlPlaneSettings
 from .store import ItemTooLargeError, StateTable
 
@@ -63,6 +64,8 @@ class ReconcileReport:
     timed_out: int = 0
     orphans_stopped: int = 0
     alerts_resent: int = 0
+    #: Problems the readiness check found in the stack's settings (0: it can run tasks).
+    settings_problems: int = 0
     errors: int = 0
 
 
@@ -97,12 +100,48 @@ class ControlPlane:
         ecs: EcsGateway,
         queue: RunRequestQueue,
         alerts: FailedStartAlerts,
+        *,
+        region: str = "",
     ) -> None:
         self.settings = settings
         self.table = table
         self.ecs = ecs
         self.queue = queue
         self.alerts = alerts
+        self.region = region
+        self._fallback: tuple[str | None] | None = None
+
+    # -- readiness --------------------------------------------------------------------------------
+
+    def check_readiness(self) -> ReadinessReport:
+        """Check the stack's settings against ECS and record the result for the executors."""
+        report = check_readiness(self.settings, self.ecs, self.region)
+        self.table.record_readiness(report)
+        if report.problems:
+            logger.error(
+                "the stack's settings cannot run tasks: fix these template parameters",
+                extra={"problems": [str(p) for p in report.problems]},
+            )
+        self._fallback = (report.fallback_launch_type,) if not report.problems else self._fallback
+        return report
+
+    def _fallback_launch_type(self) -> str | None:
+        """The launch type to send when no level chooses a placement (the provider's fallback).
+
+        Asked of ECS once per container, and only if the settings choose no placement.
+        """
+        if self._fallback is None:
+            placement = stack_run_task_kwargs(self.settings)
+            if placement.get("launchType") or placement.get("capacityProviderStrategy"):
+                self._fallback = (FALLBACK_LAUNCH_TYPE,)  # only a task's executor_config could clear it
+            else:
+                try:
+                    self._fallback = (default_placement(self.ecs.describe_cluster(self.settings.cluster)),)
+                except CheckError as exc:
+                    # Send neither: ECS then applies the cluster's default strategy, if any.
+                    logger.warning("cluster not described; no launch type sent", extra={"error": str(exc)})
+                    return None
+        return self._fallback[0]
 
     # -- run requests ---------------------------------------------------------------------------
 
@@ -131,7 +170,7 @@ class ControlPlane:
     def _run(self, request: RunRequest, receive_count: int) -> Result:
         key = request.key
         try:
-            build_run_task_call(self.settings, request)
+            build_run_task_call(self.settings, request, fallback_launch_type=None)
         except RunTaskConfigError as exc:
             return self.fail_start(key, request.owner, str(exc), attempt=request.attempt, only_if_queued=True)
 
@@ -197,7 +236,9 @@ class ControlPlane:
             what = request.reason or "the run request waited too long"
             reason = self._token_expired_reason(attempt, what)
             return self.fail_start(key, owner, reason, attempt=attempt, only_if_queued=True)
-        call = build_run_task_call(self.settings, request, attempt)
+        call = build_run_task_call(
+            self.settings, request, attempt, fallback_launch_type=self._fallback_launch_type()
+        )
         outcome = self.ecs.run_task(call)
         if outcome.task_arn is not None:
             return self._record_start(key, attempt, outcome.task_arn)
@@ -527,6 +568,11 @@ class ControlPlane:
             report.orphans_stopped = self._stop_orphans()
         except Exception:
             logger.exception("the orphan sweep failed")
+            report.errors += 1
+        try:
+            report.settings_problems = len(self.check_readiness().problems)
+        except Exception:
+            logger.exception("the readiness check failed")
             report.errors += 1
         logger.info("reconciled", extra=report.__dict__)
         return report

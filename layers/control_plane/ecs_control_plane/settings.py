@@ -49,6 +49,8 @@ ENV_ALLOWED_TASK_DEFINITION_FAMILIES = "ECSCP_ALLOWED_TASK_DEFINITION_FAMILIES"
 ENV_ALLOWED_TASK_ROLE_ARNS = "ECSCP_ALLOWED_TASK_ROLE_ARNS"
 ENV_ALLOWED_EXECUTION_ROLE_ARNS = "ECSCP_ALLOWED_EXECUTION_ROLE_ARNS"
 ENV_ALLOWED_CAPACITY_PROVIDERS = "ECSCP_ALLOWED_CAPACITY_PROVIDERS"
+ENV_TASK_ROLE_ARN = "ECSCP_TASK_ROLE_ARN"
+ENV_EXECUTION_ROLE_ARN = "ECSCP_EXECUTION_ROLE_ARN"
 ENV_TOKEN_START_MARGIN_SECONDS = "ECSCP_TOKEN_START_MARGIN_SECONDS"  # noqa: S105 - a name, no secret
 
 ALL_ENV = {
@@ -77,6 +79,34 @@ ALL_ENV = {
     "allowed_task_role_arns": ENV_ALLOWED_TASK_ROLE_ARNS,
     "allowed_execution_role_arns": ENV_ALLOWED_EXECUTION_ROLE_ARNS,
     "allowed_capacity_providers": ENV_ALLOWED_CAPACITY_PROVIDERS,
+    "task_role_arn": ENV_TASK_ROLE_ARN,
+    "execution_role_arn": ENV_EXECUTION_ROLE_ARN,
+}
+#: The template parameter behind each setting, for messages an operator acts on.
+PARAMETERS = {
+    "cluster": "Cluster",
+    "container_name": "ContainerName",
+    "task_definition": "TaskDefinition",
+    "launch_type": "LaunchType",
+    "capacity_provider_strategy": "CapacityProviderStrategy",
+    "platform_version": "PlatformVersion",
+    "assign_public_ip": "AssignPublicIp",
+    "security_groups": "SecurityGroups",
+    "subnets": "Subnets",
+    "run_task_kwargs": "RunTaskKwargs",
+    "max_run_task_attempts": "MaxRunTaskAttempts",
+    "start_retry_base_seconds": "StartRetryBaseSeconds",
+    "start_retry_max_seconds": "StartRetryMaxSeconds",
+    "item_retention_days": "ItemRetentionDays",
+    "reconcile_stale_seconds": "ReconcileStaleSeconds",
+    "queued_timeout_seconds": "QueuedTimeoutSeconds",
+    "token_start_margin_seconds": "TokenStartMarginSeconds",
+    "allowed_task_definition_families": "AllowedTaskDefinitionFamilies",
+    "allowed_task_role_arns": "AllowedTaskRoleArns",
+    "allowed_execution_role_arns": "AllowedExecutionRoleArns",
+    "allowed_capacity_providers": "AllowedCapacityProviders",
+    "task_role_arn": "TaskRoleArn",
+    "execution_role_arn": "ExecutionRoleArn",
 }
 
 
@@ -116,8 +146,13 @@ def camelize_keys(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _variable(loc: tuple[int | str, ...]) -> str:
-    """The environment variable behind a validation error's location."""
-    return ALL_ENV.get(str(loc[0]), str(loc[0])) if loc else "settings"
+    """The environment variable (and template parameter) behind a validation error's location."""
+    if not loc:
+        return "settings"
+    field = str(loc[0])
+    variable = ALL_ENV.get(field, field)
+    parameter = PARAMETERS.get(field)
+    return f"{variable} (template parameter {parameter})" if parameter else variable
 
 
 class ControlPlaneSettings(BaseModel):
@@ -128,7 +163,9 @@ class ControlPlaneSettings(BaseModel):
     cluster: str = Field(min_length=1)
     container_name: str = Field(min_length=1)
     task_definition: str = Field(min_length=1)
-    launch_type: Literal["FARGATE", "EC2", "EXTERNAL"] | None = "FARGATE"
+    #: None (and no strategy): the cluster's default capacity provider strategy, else FARGATE,
+    #: as the provider's executor falls back.
+    launch_type: Literal["FARGATE", "EC2", "EXTERNAL"] | None = None
     capacity_provider_strategy: list[dict[str, Any]] | None = None
     platform_version: str | None = "LATEST"
     assign_public_ip: bool = False
@@ -155,6 +192,10 @@ class ControlPlaneSettings(BaseModel):
     allowed_task_role_arns: list[str] = Field(default_factory=list)
     allowed_execution_role_arns: list[str] = Field(default_factory=list)
     allowed_capacity_providers: list[str] = Field(default_factory=list)
+    #: The roles the stack may pass (with the allowed ones); the readiness check compares them
+    #: with the task definition's.
+    task_role_arn: str | None = None
+    execution_role_arn: str | None = None
 
     @field_validator(
         "security_groups",
@@ -169,7 +210,7 @@ class ControlPlaneSettings(BaseModel):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("launch_type", "platform_version", mode="before")
+    @field_validator("launch_type", "platform_version", "task_role_arn", "execution_role_arn", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -201,6 +242,17 @@ class ControlPlaneSettings(BaseModel):
         except RunTaskConfigError as exc:
             raise ValueError(str(exc)) from None
         return camel
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> ControlPlaneSettings:
+        if self.launch_type and self.capacity_provider_strategy:
+            # As the provider's executor refuses them together (ECS would refuse every RunTask).
+            raise ValueError(
+                f"capacity_provider_strategy and launch_type are mutually exclusive, you can not provide "
+                f"both: {ENV_LAUNCH_TYPE} and {ENV_CAPACITY_PROVIDER_STRATEGY} are both set (template "
+                "parameters LaunchType, CapacityProviderStrategy: set LaunchType to empty)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _network_has_subnets(self) -> ControlPlaneSettings:

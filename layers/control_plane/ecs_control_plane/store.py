@@ -30,6 +30,7 @@ from .contract import (
     active_shard,
     now_ms,
 )
+from .readiness import READINESS_KEY, ReadinessReport
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -628,6 +629,37 @@ class StateTable:
                 return None
             raise
         return self.get(key)
+
+    # -- the readiness report (not a task item: no index attribute, no reader of items sees it) --
+
+    def record_readiness(self, report: ReadinessReport) -> None:
+        """Keep the latest readiness check where the executor's health check reads it."""
+        u = _Update()
+        u.set("control_plane", report.control_plane)
+        u.set("checked_at", report.checked_at)
+        u.set("problems", [p.model_dump() for p in report.problems])
+        u.set("fallback_launch_type", report.fallback_launch_type)
+        self._client.update_item(
+            TableName=self.table_name,
+            Key={"key": {"S": READINESS_KEY}},
+            UpdateExpression=u.expression(),
+            ExpressionAttributeNames=u.names,
+            ExpressionAttributeValues=u.values,
+        )
+
+    def readiness(self) -> ReadinessReport | None:
+        """The latest readiness report; None if none was recorded yet (or it is unreadable)."""
+        response = self._client.get_item(
+            TableName=self.table_name, Key={"key": {"S": READINESS_KEY}}, ConsistentRead=True
+        )
+        raw = response.get("Item")
+        if not raw:
+            return None
+        try:
+            return ReadinessReport.model_validate({k: _plain(_de.deserialize(v)) for k, v in raw.items()})
+        except (ValidationError, ValueError, TypeError, RecursionError):
+            logger.error("readiness report skipped: it is not a valid report")
+            return None
 
     def describe(self) -> dict[str, Any]:
         """The table's description (health checks)."""

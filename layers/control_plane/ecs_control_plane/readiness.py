@@ -1,0 +1,223 @@
+"""Can this stack run tasks? What the control plane checks of its own settings against ECS.
+
+The scheduler holds no ECS rights (by design), so it cannot check, as the provider's executor
+does at start, that the cluster exists or that the task definition has the container. The
+control plane can: it checks its settings against ECS (cluster, task definition, container,
+launch type or capacity providers, network, the roles it may pass), records the result in the
+state table under :data:`READINESS_KEY`, and the executor's start-up health check reads it, so a
+scheduler refuses to start with the stack parameter to fix named. The reconciler refreshes it on
+every run; the local stack checks it before it accepts work.
+
+Only what is certain to fail every task is a problem; ECS still has the last word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .contract import now_ms
+
+if TYPE_CHECKING:
+    from .settings import ControlPlaneSettings
+
+#: The state table's item that holds the last readiness report. It is no task key, and has no
+#: owner, shard or try attribute, so no index and no reader of task items ever sees it.
+READINESS_KEY = "control-plane|readiness"
+#: The launch type ECS is asked for when neither a launch type nor a capacity provider strategy
+#: is set and the cluster has no default strategy, as the provider's executor does.
+FALLBACK_LAUNCH_TYPE = "FARGATE"
+
+
+class Problem(BaseModel):
+    """One reason tasks cannot run, and the stack parameter that fixes it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    parameter: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.parameter}: {self.message}"
+
+
+class ReadinessReport(BaseModel):
+    """The outcome of one check; ``problems`` empty means the stack can run tasks."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    key: str = READINESS_KEY
+    control_plane: str
+    checked_at: int = Field(default_factory=now_ms)
+    problems: list[Problem] = Field(default_factory=list)
+    #: The launch type the control plane adds when the settings choose no placement (None: the
+    #: settings choose, or the cluster's default capacity provider strategy applies).
+    fallback_launch_type: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        return "; ".join(str(p) for p in self.problems) or "ready"
+
+
+class EcsReader(Protocol):
+    """The ECS reads the check makes (EcsGateway; a double in tests)."""
+
+    def describe_cluster(self, cluster: str) -> dict[str, Any] | None: ...
+
+    def describe_task_definition(self, task_definition: str) -> dict[str, Any]: ...
+
+
+class CheckError(Exception):
+    """ECS refused a read the check needs; the message names the call."""
+
+
+def default_placement(cluster: Mapping[str, Any] | None) -> str | None:
+    """The launch type to send when the settings choose none: FARGATE unless the cluster has a
+    default capacity provider strategy (which ECS then applies). None when it has one."""
+    if cluster is not None and cluster.get("defaultCapacityProviderStrategy"):
+        return None
+    return FALLBACK_LAUNCH_TYPE
+
+
+def _placement(settings: ControlPlaneSettings) -> dict[str, Any]:
+    from .run_task_call import stack_run_task_kwargs  # noqa: PLC0415 - run_task_call imports settings
+
+    return stack_run_task_kwargs(settings)
+
+
+def _cluster_problems(
+    settings: ControlPlaneSettings, cluster: Mapping[str, Any] | None, region: str
+) -> list[Problem]:
+    if cluster is None:
+        return [
+            Problem(
+                parameter="Cluster", message=f"ECS cluster {settings.cluster!r} does not exist in {region}"
+            )
+        ]
+    status = str(cluster.get("status", ""))
+    if status != "ACTIVE":
+        return [
+            Problem(parameter="Cluster", message=f"ECS cluster {settings.cluster!r} is {status}, not ACTIVE")
+        ]
+    return []
+
+
+def _provider_problems(
+    settings: ControlPlaneSettings, kwargs: Mapping[str, Any], cluster: Mapping[str, Any]
+) -> list[Problem]:
+    associated = {str(p) for p in cluster.get("capacityProviders") or []}
+    problems = []
+    wanted = [
+        ("CapacityProviderStrategy", str(item.get("capacityProvider")))
+        for item in kwargs.get("capacityProviderStrategy") or []
+    ]
+    wanted += [("AllowedCapacityProviders", name) for name in settings.allowed_capacity_providers]
+    for parameter, name in wanted:
+        if name not in associated:
+            have = ", ".join(sorted(associated)) or "none"
+            problems.append(
+                Problem(
+                    parameter=parameter,
+                    message=f"capacity provider {name!r} is not associated with cluster "
+                    f"{settings.cluster!r} (it has: {have})",
+                )
+            )
+    return problems
+
+
+def _task_definition_problems(
+    settings: ControlPlaneSettings, definition: Mapping[str, Any], launch_type: str | None
+) -> list[Problem]:
+    problems = []
+    name = f"{definition.get('family')}:{definition.get('revision')}"
+    containers = [str(c.get("name")) for c in definition.get("containerDefinitions") or []]
+    if settings.container_name not in containers:
+        problems.append(
+            Problem(
+                parameter="ContainerName",
+                message=f"task definition {name} has no container {settings.container_name!r} "
+                f"(it has: {', '.join(containers) or 'none'})",
+            )
+        )
+    compatible = {
+        str(c) for c in definition.get("compatibilities") or definition.get("requiresCompatibilities") or []
+    }
+    if launch_type and compatible and launch_type not in compatible:
+        problems.append(
+            Problem(
+                parameter="LaunchType",
+                message=f"task definition {name} cannot run with the {launch_type} launch type "
+                f"(it is compatible with: {', '.join(sorted(compatible))})",
+            )
+        )
+    return problems
+
+
+def _network_problems(
+    settings: ControlPlaneSettings, kwargs: Mapping[str, Any], definition: Mapping[str, Any]
+) -> list[Problem]:
+    awsvpc = (kwargs.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+    if definition.get("networkMode") == "awsvpc" and not awsvpc.get("subnets"):
+        return [
+            Problem(
+                parameter="Subnets",
+                message=f"task definition {definition.get('family')}:{definition.get('revision')} uses "
+                "the awsvpc network mode: at least one subnet is required to run a task",
+            )
+        ]
+    return []
+
+
+def _role_problems(settings: ControlPlaneSettings, definition: Mapping[str, Any]) -> list[Problem]:
+    """Roles of the task definition the control plane may not pass (its PassRole names the
+    role parameters only): RunTask would fail with AccessDenied on every task."""
+    problems = []
+    for field, parameter, allowed in (
+        ("taskRoleArn", "TaskRoleArn", {settings.task_role_arn, *settings.allowed_task_role_arns}),
+        (
+            "executionRoleArn",
+            "ExecutionRoleArn",
+            {settings.execution_role_arn, *settings.allowed_execution_role_arns},
+        ),
+    ):
+        role = definition.get(field)
+        if role and role not in allowed:
+            problems.append(
+                Problem(
+                    parameter=parameter,
+                    message=f"task definition {definition.get('family')}:{definition.get('revision')} "
+                    f"uses {field} {role}, which the control plane may not pass: set {parameter} to it",
+                )
+            )
+    return problems
+
+
+def check_readiness(settings: ControlPlaneSettings, ecs: EcsReader, region: str = "") -> ReadinessReport:
+    """Check the settings against ECS; every problem found, each naming its parameter."""
+    report = ReadinessReport(control_plane=settings.control_plane_id)
+    try:
+        cluster = ecs.describe_cluster(settings.cluster)
+    except CheckError as exc:
+        report.problems.append(Problem(parameter="Cluster", message=str(exc)))
+        return report
+    report.problems += _cluster_problems(settings, cluster, region or "this region")
+    kwargs = _placement(settings)
+    launch_type: str | None = kwargs.get("launchType")
+    if cluster is not None and not report.problems:
+        report.problems += _provider_problems(settings, kwargs, cluster)
+        if not launch_type and not kwargs.get("capacityProviderStrategy"):
+            report.fallback_launch_type = launch_type = default_placement(cluster)
+    try:
+        definition = ecs.describe_task_definition(settings.task_definition)
+    except CheckError as exc:
+        report.problems.append(Problem(parameter="TaskDefinition", message=str(exc)))
+        return report
+    report.problems += _task_definition_problems(settings, definition, launch_type)
+    report.problems += _network_problems(settings, kwargs, definition)
+    report.problems += _role_problems(settings, definition)
+    return report
