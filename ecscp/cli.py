@@ -43,6 +43,19 @@ def local_up(
             "AIRFLOW_HOME and AIRFLOW__* variables of this shell are passed on as well."
         ),
     ] = None,
+    parameter: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VALUE for a template parameter, as sam deploy --parameter-overrides (repeatable)."
+        ),
+    ] = None,
+    allow_unready: Annotated[
+        bool,
+        typer.Option(
+            help="Start even when the stack's parameters cannot run tasks (schedulers' health checks "
+            "will refuse to start instead)."
+        ),
+    ] = False,
 ) -> None:
     """Start the local stack and keep it running until Ctrl-C; prints the settings for Airflow.
 
@@ -62,10 +75,22 @@ def local_up(
         container_env[name] = value
     directory = state_dir.resolve() if state_dir else Path(tempfile.mkdtemp(prefix="ecscp-local-"))
     directory.mkdir(parents=True, exist_ok=True)
+    parameters = {}
+    for item in parameter or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--parameter")
+        parameters[name] = value
     config = LocalStackConfig(
-        project_root=PROJECT_ROOT, state_dir=directory, port=port, task_env=container_env
+        project_root=PROJECT_ROOT,
+        state_dir=directory,
+        port=port,
+        task_env=container_env,
+        parameters=parameters,
+        require_ready=not allow_unready,
     )
-    run_forever(config, Console())
+    if not run_forever(config, Console()):
+        raise typer.Exit(code=2)
 
 
 @app.command()

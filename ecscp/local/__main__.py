@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrent-tasks", type=int, default=8)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_forever(
+    ok = run_forever(
         LocalStackConfig(
             project_root=args.project_root.resolve(),
             state_dir=args.state_dir.resolve(),
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> None:
             max_concurrent_tasks=args.max_concurrent_tasks,
         )
     )
+    if not ok:
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,15 @@ from ecs_control_plane.settings import (
 )
 from ecs_control_plane.store import StateTable
 
-from .deploy import FAKE_CREDENTIALS, Deployment, EcsSetup, FunctionSpec, StackDeployer, aws_client
+from .deploy import (
+    FAKE_CREDENTIALS,
+    DeployError,
+    Deployment,
+    EcsSetup,
+    FunctionSpec,
+    StackDeployer,
+    aws_client,
+)
 from .ecs_runner import EcsRunner, kill_tree
 
 logger = logging.getLogger(__name__)
@@ -513,8 +521,12 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def run_forever(config: LocalStackConfig, console: Console | None = None) -> None:
-    """Start the stack, print the Airflow environment to use, and run until Ctrl-C or SIGTERM."""
+def run_forever(config: LocalStackConfig, console: Console | None = None) -> bool:
+    """Start the stack, print the Airflow environment to use, and run until Ctrl-C or SIGTERM.
+
+    False (after saying why) when the stack refused to start: parameters that the template's
+    rules, the functions' settings or the readiness check refuse.
+    """
     out = console or Console()
     stack = LocalStack(config)
 
@@ -525,8 +537,14 @@ def run_forever(config: LocalStackConfig, console: Console | None = None) -> Non
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must stop the stack all the same.
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with out.status("Starting the local stack (moto, template, functions, ECS host)..."):
-            stack.start()
+        try:
+            with out.status("Starting the local stack (moto, template, functions, ECS host)..."):
+                stack.start()
+        except (LocalStackError, DeployError) as exc:
+            out.print(f"[bold red]The local stack did not start:[/] {exc}", highlight=False)
+            return False
+        if stack.readiness is not None and not stack.readiness.ready:
+            out.print(f"[bold red]Started anyway; it cannot run tasks:[/] {stack.readiness.summary()}")
         out.print(f"[bold green]Local stack up[/] at {stack.endpoint_url} (stack {config.stack_name})")
         out.print(f"Logs: {stack.logs_dir}   Task logs: {config.state_dir / 'tasks'}")
         out.print("Use it from an Airflow scheduler with:")
@@ -542,3 +560,4 @@ def run_forever(config: LocalStackConfig, console: Console | None = None) -> Non
         stack.stop()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
+    return True

@@ -269,3 +269,17 @@ def test_a_local_stack_started_anyway_makes_the_scheduler_refuse_to_start(
         # THEN its health check refuses, naming the parameter
         with pytest.raises(AirflowException, match="stack parameter Cluster: ECS cluster 'no-such-cluster'"):
             executor.start()
+
+
+@pytest.mark.timeout(300)
+def test_ecscp_local_up_refuses_a_parameter_that_cannot_work_and_names_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415 - only this test drives the CLI
+
+    from ecscp.cli import app  # noqa: PLC0415
+
+    result = CliRunner().invoke(
+        app, ["local", "up", "--state-dir", str(tmp_path / "stack"), "--parameter", "ContainerName=web"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "did not start" in result.output
+    assert "ContainerName: task definition" in result.output
