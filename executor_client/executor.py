@@ -32,6 +32,7 @@ from ecs_control_plane.contract import (
     now_ms,
 )
 from ecs_control_plane.executor_config import check_executor_config
+from ecs_control_plane.store import UnreadableItemError
 
 from . import config as cfg
 from .aws import ControlPlaneClients, is_credential_error, make_clients, mentions_credential_error
@@ -60,6 +61,8 @@ ADOPT_ATTEMPTS = 3
 #: Task instance states in which a finished hand-over of the same try is no news to Airflow.
 MOVED_ON_STATES = ("scheduled", "up_for_reschedule", "deferred")
 ADOPT_RETRY_SECONDS = 0.2
+#: An adopt request not carried out after this long is sent again (it is idempotent).
+ADOPT_RESEND_MS = 60_000
 RECONNECT_BACKOFF_CAP_SECONDS = 120.0
 OWNER_MAX_CHARS = 200
 
@@ -158,6 +161,9 @@ class EcsControlPlaneExecutor(BaseExecutor):
         #: encoded key -> whether a missing item may be claimed. Retried on every sync. A task
         #: instance with no known submission is tracked under its try's key until it is found.
         self._pending_adoption: dict[str, bool] = {}
+        #: Submissions this executor asked the control plane to move to it, and when: their items
+        #: still name the old owner until run_task has handled the adopt request.
+        self._adopting: dict[str, int] = {}
         self.task_queued_timeout = self._task_queued_timeout()
         #: Requests not yet accepted by SQS, in order; and how many sends each has failed.
         self._outbox: dict[tuple[str, str], RunRequest] = {}
@@ -447,6 +453,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
         self._reported_arn.pop(encoded, None)
         self._overdue_reported.discard(encoded)
         self._pending_adoption.pop(encoded, None)
+        self._adopting.pop(encoded, None)
 
     def _send_stop(self, encoded: str, reason: str) -> None:
         """Buffer a stop request, or just drop the run request if it was never sent."""
@@ -525,10 +532,10 @@ class EcsControlPlaneExecutor(BaseExecutor):
             self._release_saved_event_logs()
             if not self._ready():
                 return
+            self._retry_pending_adoptions()  # first: the adopt requests it makes go out with this flush
             self._flush()
             if self._clients is None:  # the flush found the credentials expired
                 return
-            self._retry_pending_adoptions()
             self._read_changes()
             self._reconnect_attempts = 0
         except Exception as exc:
@@ -631,6 +638,15 @@ class EcsControlPlaneExecutor(BaseExecutor):
         airflow_key = self.tracked.get(item.key)
         if airflow_key is None or item.key in self._pending_adoption:
             return
+        if item.owner != self.owner and item.key in self._adopting:
+            # Adopted here, and the control plane has not moved it yet: keep it, ask again if slow.
+            if now_ms() - self._adopting[item.key] > ADOPT_RESEND_MS:
+                self.log.warning(
+                    "Task %s is still owned by %s; asking again to adopt it", item.key, item.owner
+                )
+                self._request_adoption(item.key)
+            return
+        self._adopting.pop(item.key, None)
         if item.owner != self.owner:
             # Another scheduler adopted it: it reports the outcome now.
             self.log.info("Task %s is now owned by %s; no longer tracked here", item.key, item.owner)
@@ -704,6 +720,10 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 self._adopted(encoded, key)
                 adopted.append(f"{encoded} (adoption pending)")
                 continue
+            except UnreadableItemError as exc:
+                self.log.error("Cannot adopt %s, handing it back: %s", encoded, exc)
+                not_adopted.append(ti)
+                continue
             if item is None or found is None:  # no item, none may be claimed: the scheduler resets it
                 not_adopted.append(ti)
                 continue
@@ -741,30 +761,39 @@ class EcsControlPlaneExecutor(BaseExecutor):
         self.running.add(key)
 
     def _adopt_item(self, encoded: str, claim: bool) -> TaskStateItem | None:
-        """Move the item to this owner, retrying DynamoDB errors; None if there is none.
+        """Read the item and ask the control plane to move it to this owner; None if there is none.
 
-        A missing item that may be claimed (its submission is known: its run request may still
-        be on the queue) is adopted through the control plane, with an ``adopt`` request: the
-        scheduler may write nothing to the table but its ownership of an existing item. Until
-        the control plane has made the item, it is shown here as QUEUED, awaiting its request.
+        The scheduler writes nothing to the table (its policy allows no write): an ``adopt``
+        request makes ``run_task`` move the item, whatever its state, or create a QUEUED item of
+        this owner when the submission's run request has not arrived yet (``claim``: its id is
+        known). Until the move shows, the item is kept tracked (see :meth:`_apply`). DynamoDB
+        errors are retried here, then raised (the caller keeps the adoption pending).
         """
         table = self.clients.table
         for attempt in range(ADOPT_ATTEMPTS):
             try:
-                item = table.transfer_owner(encoded, self.owner)
-                if item is None and claim:
-                    self._outbox[("adopt", encoded)] = RunRequest(
-                        kind="adopt", key=encoded, owner=self.owner, reason="adopted by a new scheduler"
-                    )
-                    item = TaskStateItem(
-                        key=encoded, owner=self.owner, state=TaskState.QUEUED, awaiting_request=True
-                    )
-                return item
+                item = table.get(encoded)
+                break
             except (ClientError, BotoCoreError):
                 if attempt == ADOPT_ATTEMPTS - 1:
                     raise
                 time.sleep(ADOPT_RETRY_SECONDS * 2**attempt)
-        return None  # pragma: no cover - the loop returns or raises
+        else:  # pragma: no cover - the loop breaks or raises
+            return None
+        if item is None and not claim:
+            return None
+        if item is None or item.owner != self.owner:
+            self._request_adoption(encoded)
+        return item or TaskStateItem(
+            key=encoded, owner=self.owner, state=TaskState.QUEUED, awaiting_request=True
+        )
+
+    def _request_adoption(self, encoded: str) -> None:
+        """Buffer an ``adopt`` request (sent with the next flush), and remember when it was asked."""
+        self._outbox[("adopt", encoded)] = RunRequest(
+            kind="adopt", key=encoded, owner=self.owner, reason="adopted by a new scheduler"
+        )
+        self._adopting[encoded] = now_ms()
 
     def _retry_pending_adoptions(self) -> None:
         for encoded, claim in list(self._pending_adoption.items()):
@@ -778,6 +807,9 @@ class EcsControlPlaneExecutor(BaseExecutor):
             except (ClientError, BotoCoreError) as exc:
                 self.log.warning("Adoption of %s still pending: %s", encoded, _describe(exc))
                 return
+            except UnreadableItemError as exc:
+                self.log.error("Cannot adopt %s: %s", encoded, exc)
+                item = found = None
             del self._pending_adoption[encoded]
             if item is not None and found is not None and found != encoded and airflow_key is not None:
                 self._forget(encoded)

@@ -45,22 +45,30 @@ def adoptable(work: Any) -> Any:
     return task_instance(work.ti.task_id, external_executor_id=work.ti.external_executor_id)
 
 
+def adopt(new: EcsControlPlaneExecutor, plane: MockedControlPlane, *works: Any) -> list[Any]:
+    """The scheduler adopts; its adopt requests are sent and handled by run_task."""
+    not_adopted = list(new.try_adopt_task_instances([adoptable(w) for w in works]))
+    new.sync()
+    plane.deliver()
+    return not_adopted
+
+
 def throttled_dynamodb() -> ClientError:
     error = {"Code": "ProvisionedThroughputExceededException", "Message": "Rate of requests exceeds"}
     response = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
-    return ClientError(response, "UpdateItem")  # type: ignore[arg-type]
+    return ClientError(response, "GetItem")  # type: ignore[arg-type]
 
 
-class FlakyUpdates:
-    """The adopter's DynamoDB UpdateItem, failing while ``failures`` lasts (None: for ever)."""
+class FlakyReads:
+    """The adopter's DynamoDB GetItem, failing while ``failures`` lasts (None: for ever)."""
 
     def __init__(self, executor: EcsControlPlaneExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(executor_module, "ADOPT_RETRY_SECONDS", 0.01)  # keep the test quick
         client = executor.clients.table._client
-        self.real = client.update_item
+        self.real = client.get_item
         self.failures: int | None = 0
         self.calls = 0
-        monkeypatch.setattr(client, "update_item", self)
+        monkeypatch.setattr(client, "get_item", self)
 
     def __call__(self, **kwargs: Any) -> Any:
         self.calls += 1
@@ -83,7 +91,7 @@ def test_try_that_finished_after_the_last_sync_is_adopted_and_reported(plane: Mo
 
     # WHEN a new scheduler adopts the task instance
     new = make_executor(owner="scheduler-new")
-    not_adopted = new.try_adopt_task_instances([adoptable(work)])
+    not_adopted = adopt(new, plane, work)
 
     # THEN it is adopted (not handed back to be reset and run again) and its success reported
     assert not_adopted == []
@@ -182,22 +190,24 @@ def test_adopted_try_whose_run_request_never_arrives_fails_once_overdue(plane: M
 def test_dynamodb_error_during_adoption_is_retried_not_taken_as_no_item(
     plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
 ):
-    # GIVEN a running try of a dead scheduler, and DynamoDB throttling the adopter's first write
+    # GIVEN a running try of a dead scheduler, and DynamoDB throttling the adopter's first read
     old = make_executor(owner="scheduler-old")
     work = workload("throttled_adoption")
     submit(old, work)
     plane.deliver()
     key = encoded(work.ti.key)
     new = make_executor(owner="scheduler-new")
-    updates = FlakyUpdates(new, monkeypatch)
-    updates.failures = 1
+    reads = FlakyReads(new, monkeypatch)
+    reads.failures = 1
 
     # WHEN the new scheduler adopts it
     not_adopted = new.try_adopt_task_instances([adoptable(work)])
 
-    # THEN the write was tried again and the try adopted at once
+    # THEN the read was tried again and the try adopted at once
     assert not_adopted == []
-    assert updates.calls == 2
+    assert reads.calls == 2
+    new.sync()
+    plane.deliver()
     assert plane.item(key).owner == "scheduler-new"
     plane.run_to_exit(key, 0)
     assert events(new)[work.ti.key][0] == TaskInstanceState.SUCCESS
@@ -206,15 +216,15 @@ def test_dynamodb_error_during_adoption_is_retried_not_taken_as_no_item(
 def test_adoption_that_keeps_failing_is_tracked_and_completes_on_a_later_sync(
     plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
 ):
-    # GIVEN a running try of a dead scheduler, and DynamoDB refusing every write of the adopter
+    # GIVEN a running try of a dead scheduler, and DynamoDB refusing every read of the adopter
     old = make_executor(owner="scheduler-old")
     work = workload("patient_adoption")
     submit(old, work)
     plane.deliver()
     key = encoded(work.ti.key)
     new = make_executor(owner="scheduler-new")
-    updates = FlakyUpdates(new, monkeypatch)
-    updates.failures = None
+    reads = FlakyReads(new, monkeypatch)
+    reads.failures = None
 
     # WHEN the new scheduler adopts it, and syncs while DynamoDB still refuses
     not_adopted = new.try_adopt_task_instances([adoptable(work)])
@@ -228,7 +238,9 @@ def test_adoption_that_keeps_failing_is_tracked_and_completes_on_a_later_sync(
     assert key in new.tracked
 
     # AND once DynamoDB recovers, a sync completes the adoption and reports the outcome
-    updates.failures = 0
+    reads.failures = 0
+    new.sync()  # reads the item, asks the control plane to move it
+    plane.deliver()
     assert events(new) == {work.ti.key: (TaskInstanceState.SUCCESS, plane.item(key).task_arn)}
     assert plane.item(key).owner == "scheduler-new"
     assert new.tracked == {}
@@ -249,6 +261,8 @@ def test_v1_task_is_adopted_under_its_v1_key(plane: MockedControlPlane):
     new = make_executor(owner="scheduler-new")
     ti = task_instance("legacy", external_executor_id=arn)
     not_adopted = new.try_adopt_task_instances([ti])
+    new.sync()
+    plane.deliver()
 
     # THEN it found the v1 item, and reports the task's outcome
     assert not_adopted == []
@@ -348,3 +362,35 @@ def test_scheduler_replaced_mid_run_loses_and_repeats_nothing(
     assert all(plane.item(key).attempt == 1 for key in keys.values())
     assert new.tracked == {}
     assert plane.alerts() == []
+
+
+def test_adopter_keeps_a_try_the_control_plane_has_not_moved_yet_and_asks_again(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+):
+    # GIVEN a running try adopted by a new scheduler, whose adopt request run_task has not handled
+    old = make_executor(owner="scheduler-old")
+    work = workload("slow_move")
+    submit(old, work)
+    plane.deliver()
+    key = encoded(work.ti.key)
+    new = make_executor(owner="scheduler-new")
+    assert new.try_adopt_task_instances([adoptable(work)]) == []
+    new.sync()
+
+    # WHEN its safety net reads the item, still the old scheduler's, long after it asked
+    monkeypatch.setattr(executor_module, "ADOPT_RESEND_MS", 0)
+    new.feed.last_full_resync_ms = None
+    seen = events(new)
+    new.sync()
+
+    # THEN it keeps the try (not "adopted by another"), and asks the control plane again
+    assert seen == {}
+    assert key in new.tracked
+    adopt_requests = [
+        m for m in plane.receive(visibility_timeout=0) if json.loads(m["Body"])["kind"] == "adopt"
+    ]
+    assert len(adopt_requests) >= 2
+    # AND once the move is done, the outcome reaches it
+    plane.deliver()
+    plane.run_to_exit(key, 0)
+    assert [state for state, _ in events(new).values()] == [TaskInstanceState.SUCCESS]

@@ -426,6 +426,8 @@ def test_replacement_scheduler_adopts_running_task_and_reports_it(plane: MockedC
     running_ti = task_instance("long_running", external_executor_id=work.ti.external_executor_id)
     never_sent_ti = task_instance("never_sent")
     not_adopted = new.try_adopt_task_instances([running_ti, never_sent_ti])
+    new.sync()  # its adopt request goes out, and run_task moves the item
+    plane.deliver()
     plane.run_to_exit(key, 0)
     # THEN only the task with a live item is adopted, and its outcome goes to the new scheduler
     assert [ti.task_id for ti in not_adopted] == ["never_sent"]
@@ -453,6 +455,8 @@ def test_task_instance_without_its_submission_id_is_adopted_through_its_newest_s
     ti = task_instance("sensor", external_executor_id="arn:aws:ecs:us-east-1:123456789012:task/c/1")
     ti.state = TaskInstanceState.RUNNING
     not_adopted = new.try_adopt_task_instances([ti])
+    new.sync()
+    plane.deliver()
     plane.run_to_exit(encoded(second.ti.key, "poke-2"), 0)
     # THEN the newest submission is adopted and its outcome (not the first poke's) reported
     assert not_adopted == []
@@ -489,6 +493,8 @@ def test_old_scheduler_forgets_a_task_adopted_by_another(plane: MockedControlPla
     new.try_adopt_task_instances(
         [task_instance("contested", external_executor_id=work.ti.external_executor_id)]
     )
+    new.sync()
+    plane.deliver()
     # WHEN the old scheduler's safety net reads the item
     old.feed.last_full_resync_ms = None
     old_events = events(old)
@@ -509,8 +515,11 @@ def test_task_that_finished_before_adoption_is_adopted_and_its_outcome_reported(
     new = make_executor(owner="scheduler-new")
     ti = task_instance("done", external_executor_id=work.ti.external_executor_id)
     not_adopted = new.try_adopt_task_instances([ti])
-    # THEN it is not handed back (a reset would run it again): its outcome is reported
+    # THEN it is not handed back (a reset would run it again): once run_task has moved it to the
+    # new scheduler, its outcome is reported
     assert not_adopted == []
+    assert events(new) == {}
+    plane.deliver()
     assert [state for state, _ in events(new).values()] == [TaskInstanceState.FAILED]
     assert "exit code 1" in task_events(new)[0][1]
 

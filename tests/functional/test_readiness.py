@@ -283,3 +283,48 @@ def test_ecscp_local_up_refuses_a_parameter_that_cannot_work_and_names_it(tmp_pa
     assert result.exit_code == 2, result.output
     assert "did not start" in result.output
     assert "ContainerName: task definition" in result.output
+
+
+def test_a_deregistered_revision_is_named(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
+    register(
+        plane, "retired", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="512", memory="1024"
+    )
+    plane.ecs.deregister_task_definition(taskDefinition="retired:1")
+    settle(monkeypatch, ECSCP_TASK_DEFINITION="retired:1")
+    plane.reconcile()
+    recorded = plane.table.readiness()
+    assert recorded is not None
+    assert "INACTIVE" in problems(recorded)["TaskDefinition"]
+
+
+def test_an_allowed_family_that_does_not_resolve_is_named(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settle(monkeypatch, ECSCP_ALLOWED_TASK_DEFINITION_FAMILIES="no-such-family")
+    plane.reconcile()
+    recorded = plane.table.readiness()
+    assert recorded is not None
+    assert "'no-such-family' does not resolve" in problems(recorded)["AllowedTaskDefinitionFamilies"]
+
+
+def test_ecs_throttling_the_check_records_no_verdict(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a stack found ready, then ECS throttling the next check's DescribeClusters
+    plane.reconcile()
+    before = plane.table.readiness()
+    assert before is not None
+    assert before.ready
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    def throttled(**_: Any) -> Any:
+        error = {"Code": "ThrottlingException", "Message": "Rate exceeded"}
+        raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "DescribeClusters")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(control_plane().ecs._client, "describe_clusters", throttled)
+    # WHEN the reconciler runs
+    report = plane.reconcile()
+    # THEN the run counts an error, and the last verdict stands: schedulers still start
+    assert report["errors"] >= 1
+    assert plane.table.readiness() == before
+    make_executor(owner="scheduler-a")

@@ -115,3 +115,21 @@ def test_one_malformed_item_never_stops_the_reconciler(
     # THEN the good item is still repaired; the bad one is skipped (and logged), not fatal
     assert report["repaired"] == 1
     assert plane.item(key).state in (TaskState.SUCCESS, TaskState.FAILED)
+
+
+def test_an_unreadable_item_is_not_no_item_the_orphan_sweep_leaves_its_task_running(
+    control_plane_aws: MockedControlPlane,
+) -> None:
+    # GIVEN a running try whose item was damaged (its owner removed, by hand or by a bug)
+    plane = control_plane_aws
+    key = task_key("damaged")
+    arn = start(plane, key)
+    plane.dynamodb.update_item(
+        TableName=plane.table_name, Key={"key": {"S": key}}, UpdateExpression="REMOVE #o",
+        ExpressionAttributeNames={"#o": "owner"},
+    )  # fmt: skip
+    # WHEN the reconciler sweeps for orphan tasks
+    report = plane.reconcile()
+    # THEN the task is not taken for an orphan (no item knows it) and keeps running
+    assert report["orphans_stopped"] == 0
+    assert status(plane, arn) == "RUNNING"

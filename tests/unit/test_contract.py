@@ -174,8 +174,8 @@ def test_failed_start_detail_names_the_task() -> None:
 
 @pytest.mark.parametrize(
     "run_id",
-    ["manual__1\n", "manual__1\u202e", "manual__\u200b1", "manual\x1b[31m"],
-    ids=["newline", "bidi-override", "zero-width-space", "terminal-escape"],
+    ["manual__1\n", "manual__1\u202e", "manual__\u200b1", "manual\x1b[31m", "r\u2028FAKE", "r\u2029x"],
+    ids=["newline", "bidi-override", "zero-width-space", "terminal-escape", "line-separator", "paragraph"],
 )
 def test_keys_whose_names_hold_control_or_format_characters_are_refused(run_id: str) -> None:
     # GIVEN a key that encodes cleanly (percent-quoted) but names a run that reads as another
@@ -207,3 +207,13 @@ def test_deeply_nested_json_fails_the_request_readably(depth: int) -> None:
     with pytest.raises(MalformedRequestError, match="recursion") as refused:
         RunRequest.from_message(body)
     assert refused.value.key in (None, key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["ti|d|t|r|-1|" + "9" * 40, "ti|d|t|r|" + "9" * 40 + "|1", "ti|d|t|r|-1|-3", "ti|d|t|r|-5|1"],
+    ids=["huge-try", "huge-map-index", "negative-try", "map-index-below-minus-one"],
+)
+def test_keys_with_absurd_numbers_are_refused(key: str) -> None:
+    with pytest.raises(InvalidTaskKeyError, match="out of range"):
+        TaskKey.parse(key)

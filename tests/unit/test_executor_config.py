@@ -104,6 +104,18 @@ def test_what_a_dag_author_tunes_per_task_is_accepted(config: dict[str, Any]) ->
         (env("ECSCP_TASK_KEY", "x"), "reserved"),
         (env(" ECSCP_OWNER", "x"), "bad name"),
         (env("AIRFLOW_IS_EXECUTOR_CONTAINER", "false"), "reserved"),
+        # ... under every other name Airflow derives the execution API URL from, or that moves
+        # where the container's requests go
+        (env("AIRFLOW__WORKERS__EXECUTION_API_SERVER_URL", "http://evil/"), "reserved"),
+        (env("AIRFLOW__CORE__EXECUTION_API_SERVER_URL_CMD", "echo http://evil/"), "reserved"),
+        (env("AIRFLOW__API__BASE_URL", "http://evil/"), "reserved"),
+        (env("AIRFLOW_CONFIG", "/tmp/evil.cfg"), "reserved"),
+        (env("AIRFLOW_HOME", "/tmp/evil"), "reserved"),
+        (env("https_proxy", "http://evil:3128"), "reserved"),
+        (env("HTTP_PROXY", "http://evil:3128"), "reserved"),
+        (env("REQUESTS_CA_BUNDLE", "/tmp/evil.pem"), "reserved"),
+        (env("AWS_ENDPOINT_URL", "http://evil/"), "reserved"),
+        (env("AWS_ENDPOINT_URL_S3", "http://evil/"), "reserved"),
         # ECS Exec, volumes, the network, the launch type
         ({"enableExecuteCommand": True}, "RunTaskKwargs"),
         ({"volumeConfigurations": [{"name": "v"}]}, "RunTaskKwargs"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -325,8 +326,10 @@ def test_every_task_carries_the_control_plane_tag_that_no_other_tag_can_replace(
     kwargs = '{"tags": [{"key": "team", "value": "data"}, {"key": "ecscp:control-plane", "value": "forged"}]}'
     config = {"tags": [{"key": "dag", "value": "etl"}]}
     call = build_run_task_call(settings(ECSCP_RUN_TASK_KWARGS=kwargs), run_request(executor_config=config))
-    # THEN the task's tag says which control plane started it (IAM lets it stop only those)
+    # THEN the task's tag says which control plane started it (IAM lets it stop only those),
+    # beside the operator's and the task's own tags
     assert call["tags"] == [
+        {"key": "team", "value": "data"},
         {"key": "dag", "value": "etl"},
         {"key": "ecscp:control-plane", "value": "ecscp-stack"},
     ]
@@ -336,8 +339,8 @@ def test_every_task_carries_the_control_plane_tag_that_no_other_tag_can_replace(
         build_run_task_call(settings(), run_request(executor_config=forged))
 
 
-def test_launch_type_and_capacity_provider_strategy_together_are_refused_as_the_provider_refuses_them() -> None:
-    with pytest.raises(SettingsError, match="mutually exclusive.*LaunchType, CapacityProviderStrategy"):
+def test_launch_type_and_strategy_together_are_refused_as_the_provider_refuses_them() -> None:
+    with pytest.raises(SettingsError, match=r"mutually exclusive.*LaunchType, CapacityProviderStrategy"):
         settings(
             ECSCP_LAUNCH_TYPE="FARGATE",
             ECSCP_CAPACITY_PROVIDER_STRATEGY='[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]',
@@ -364,3 +367,74 @@ def test_a_placement_chosen_at_any_level_is_never_replaced_by_the_fallback() -> 
     assert call["capacityProviderStrategy"] == strategy
     assert "launchType" not in call
     assert build_run_task_call(settings(ECSCP_LAUNCH_TYPE="EC2"), run_request())["launchType"] == "EC2"
+
+
+def test_executor_config_cannot_undo_what_the_operator_put_in_run_task_kwargs() -> None:
+    # GIVEN an operator's RunTaskKwargs: environment and a sidecar override, placement constraints
+    kwargs = json.dumps(
+        {
+            "overrides": {
+                "containerOverrides": [
+                    {"name": "airflow", "environment": [{"name": "LOG_SINK", "value": "ops"}]},
+                    {"name": "proxy", "memory": 64},
+                ]
+            },
+            "placementConstraints": [{"type": "memberOf", "expression": "attribute:pool == airflow"}],
+            "tags": [{"key": "cost-center", "value": "42"}],
+        }
+    )
+    # WHEN a task tunes its container and placement
+    config = {
+        "overrides": {
+            "containerOverrides": [
+                {"name": "airflow", "cpu": 256, "environment": [{"name": "MODE", "value": "fast"}]}
+            ]
+        },
+        "placementConstraints": [{"type": "distinctInstance"}],
+        "tags": [{"key": "cost-center", "value": "7"}],
+    }
+    call = build_run_task_call(settings(ECSCP_RUN_TASK_KWARGS=kwargs), run_request(executor_config=config))
+
+    # THEN the task's settings are merged in, and nothing of the operator's is lost
+    airflow = container(call)
+    assert airflow["cpu"] == 256
+    assert {e["name"]: e["value"] for e in airflow["environment"]}.items() >= {
+        "LOG_SINK": "ops",
+        "MODE": "fast",
+    }.items()
+    assert container(call, "proxy") == {"name": "proxy", "memory": 64}
+    assert call["placementConstraints"] == [
+        {"type": "memberOf", "expression": "attribute:pool == airflow"},
+        {"type": "distinctInstance"},
+    ]
+    # AND where both name the same entry, the task's value wins (the more specific level)
+    assert {"key": "cost-center", "value": "7"} in call["tags"]
+    assert {"key": "cost-center", "value": "42"} not in call["tags"]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"overrides": None},
+        {"overrides": {"containerOverrides": None}},
+        {"overrides": {"containerOverrides": [{"name": "airflow", "environment": None}]}},
+        {"capacityProviderStrategy": None},
+        {"taskDefinition": None},
+        {"tags": [{"key": "a", "value": None}]},
+    ],
+    ids=["overrides", "container-overrides", "environment", "strategy", "task-definition", "tag-value"],
+)
+def test_nulls_in_executor_config_are_refused_naming_where(config: dict[str, Any]) -> None:
+    with pytest.raises(RunTaskConfigError, match="to null: leave the key out"):
+        build_run_task_call(settings(), run_request().model_copy(update={"executor_config": config}))
+
+
+@pytest.mark.parametrize(
+    "kwargs", ['{"launchType": "EC2"}', '{"launch_type": "EC2"}'], ids=["camel", "snake"]
+)
+def test_ec2_chosen_in_run_task_kwargs_sends_no_assign_public_ip_as_the_provider_does(kwargs: str) -> None:
+    call = build_run_task_call(
+        settings(ECSCP_SUBNETS="subnet-1", ECSCP_RUN_TASK_KWARGS=kwargs), run_request()
+    )
+    assert call["launchType"] == "EC2"
+    assert "assignPublicIp" not in call["networkConfiguration"]["awsvpcConfiguration"]

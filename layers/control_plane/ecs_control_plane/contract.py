@@ -45,10 +45,6 @@ ACTIVE_INDEX = "active_shard-updated_at-index"
 ACTIVE_SHARDS = 4
 #: Index of every submission of a try (``try_key`` is the key without its submission).
 TRY_INDEX = "try_key-created_at-index"
-#: Every attribute a scheduler's writes to the state table name: moving an item to itself
-#: (adoption). Its IAM policy allows UpdateItem on these alone (``dynamodb:Attributes``), so it
-#: can never set a state, a task, a config or a reason; everything else goes through the queue.
-SCHEDULER_WRITES = ("key", "owner", "updated_at")
 
 
 def active_shard(key: str) -> str:
@@ -103,6 +99,13 @@ def is_submission_id(value: object) -> bool:
     return isinstance(value, str) and SUBMISSION_PATTERN.fullmatch(value) is not None
 
 
+#: Control, format (bidirectional overrides, zero-width), and line and paragraph separators.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+#: Bounds of a key's numbers: far beyond any real try or mapped index, far below absurd.
+MAX_TRY_NUMBER = 100_000
+MAX_MAP_INDEX = 10_000_000
+
+
 def unprintable(text: str) -> str | None:
     """The first control or format character of ``text`` (as ``U+XXXX``), or None.
 
@@ -110,14 +113,14 @@ def unprintable(text: str) -> str | None:
     zero-width joiners) make a name read as something it is not in logs, consoles and alerts.
     """
     for char in text:
-        if unicodedata.category(char) in ("Cc", "Cf"):
+        if unicodedata.category(char) in _UNPRINTABLE:
             return f"U+{ord(char):04X}"
     return None
 
 
 def printable(text: str, limit: int) -> str:
     """``text`` as a human may be shown it: control and format characters replaced, at most ``limit``."""
-    cleaned = "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
+    cleaned = "".join("?" if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
@@ -147,6 +150,10 @@ class TaskKey:
         for name in ("dag_id", "task_id", "run_id"):
             if bad := unprintable(getattr(self, name)):
                 raise InvalidTaskKeyError(f"{name} holds the control or format character {bad}")
+        if not 0 <= self.try_number <= MAX_TRY_NUMBER:
+            raise InvalidTaskKeyError(f"try number {self.try_number} is out of range 0..{MAX_TRY_NUMBER}")
+        if not -1 <= self.map_index <= MAX_MAP_INDEX:
+            raise InvalidTaskKeyError(f"map index {self.map_index} is out of range -1..{MAX_MAP_INDEX}")
 
     @classmethod
     def for_callback(cls, callback_id: str, submission: str = "") -> TaskKey:
@@ -233,8 +240,8 @@ class RunRequest(BaseModel):
     """A request to start (``run``) or stop (``stop``) the ECS task of one submission, or to move
     it to an adopting scheduler (``adopt``).
 
-    Adoption goes through the control plane so that a scheduler writes no state of its own: it
-    may only move an existing item to itself (``owner``), never set a state, a task or a config.
+    Adoption goes through the control plane so that a scheduler writes nothing to the state
+    table: its policy allows it reads only.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -29,13 +29,26 @@ class ExecutorConfigError(ValueError):
     """A task's executor_config asks for something it may not set."""
 
 
-#: Environment variables a task may not set: the control plane's own, the one that tells the
-#: task runner where Airflow's execution API is (it would send the workload token elsewhere),
-#: and the ECS agent's credential and metadata endpoints. Compared case-insensitively.
+#: Environment variables a task may not set, compared case-insensitively: the control plane's
+#: own; whatever tells the task runner where Airflow's execution API is, or where its requests
+#: go (the workload token would go elsewhere): the URL under its every name (the deprecated
+#: ``[workers]`` alias, ``[api] base_url`` it is derived from, their ``_CMD``/``_SECRET`` forms),
+#: the config file and home that could set them, proxies and CA bundles; the AWS SDK's endpoint
+#: overrides; and the ECS agent's credential and metadata endpoints.
 RESERVED_ENV_EXACT = frozenset(
-    {name.upper() for name in RESERVED_ENV_NAMES} | {"AIRFLOW__CORE__EXECUTION_API_SERVER_URL"}
+    {name.upper() for name in RESERVED_ENV_NAMES}
+    | {"AIRFLOW_CONFIG", "AIRFLOW_HOME", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}
+    | {"AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"}
 )
-RESERVED_ENV_PREFIXES = ("AWS_CONTAINER_", "ECS_CONTAINER_METADATA_URI", "ECS_AGENT_URI")
+RESERVED_ENV_PREFIXES = (
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__WORKERS__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__API__BASE_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_CONTAINER_",
+    "ECS_CONTAINER_METADATA_URI",
+    "ECS_AGENT_URI",
+)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,254}")
 
 
@@ -168,6 +181,20 @@ def _problems(exc: ValidationError) -> str:
     )
 
 
+def _refuse_nulls(config: Mapping[str, Any], source: str) -> None:
+    """A null is no value: ``{"overrides": null}`` would clear what the stack sets (or crash the
+    merge), so every null is refused, naming where it is. Iterative: nesting depth is no risk."""
+    stack: list[tuple[str, Any]] = [("", config)]
+    while stack:
+        path, value = stack.pop()
+        if value is None:
+            raise ExecutorConfigError(f"{source} sets {path!r} to null: leave the key out instead")
+        if isinstance(value, Mapping):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}", v) for i, v in enumerate(value))
+
+
 def _refuse_named_keys(config: Mapping[str, Any], source: str) -> None:
     for key in config:
         if key in _REFUSED_KEYS:
@@ -199,6 +226,7 @@ def check_executor_config(
     """Refuse what a task may not set, naming the key; ``policy=None`` skips operator-widened checks."""
     if not isinstance(config, Mapping):
         raise ExecutorConfigError(f"{source} must be a JSON object, not {type(config).__name__}")
+    _refuse_nulls(config, source)
     _refuse_named_keys(config, source)
     try:
         parsed = _ExecutorConfig.model_validate(dict(config))

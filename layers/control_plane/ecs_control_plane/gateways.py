@@ -86,7 +86,9 @@ class EcsGateway:
         try:
             response = self._client.describe_clusters(clusters=[cluster])
         except (ClientError, BotoCoreError) as exc:
-            raise CheckError(f"DescribeClusters of {cluster!r} failed: {_error_text(exc)}") from exc
+            raise CheckError(
+                f"DescribeClusters of {cluster!r} failed: {_error_text(exc)}", _transient(exc)
+            ) from exc
         clusters = response.get("clusters") or []
         return dict(clusters[0]) if clusters else None
 
@@ -96,7 +98,7 @@ class EcsGateway:
             response = self._client.describe_task_definition(taskDefinition=task_definition)
         except (ClientError, BotoCoreError) as exc:
             raise CheckError(
-                f"task definition {task_definition!r} does not resolve: {_error_text(exc)}"
+                f"task definition {task_definition!r} does not resolve: {_error_text(exc)}", _transient(exc)
             ) from exc
         return dict(response["taskDefinition"])
 
@@ -120,6 +122,16 @@ class EcsGateway:
             )
             tasks.extend(EcsTask.model_validate(t) for t in response.get("tasks", []))
         return tasks
+
+
+def _transient(exc: Exception) -> bool:
+    """Throttling, a 5xx, refused function credentials, no connection: not about the settings."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+        return classify_api_error(code, status, message) is FailureClass.TRANSIENT
+    return True
 
 
 def _error_text(exc: Exception) -> str:

@@ -73,7 +73,15 @@ class EcsReader(Protocol):
 
 
 class CheckError(Exception):
-    """ECS refused a read the check needs; the message names the call."""
+    """ECS refused a read the check needs; the message names the call.
+
+    ``transient`` (throttling, 5xx, no connection): the settings may be fine, and no verdict is
+    recorded (a scheduler must not be refused for ECS being busy).
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 def default_placement(cluster: Mapping[str, Any] | None) -> str | None:
@@ -135,6 +143,13 @@ def _task_definition_problems(
 ) -> list[Problem]:
     problems = []
     name = f"{definition.get('family')}:{definition.get('revision')}"
+    if definition.get("status") == "INACTIVE":
+        problems.append(
+            Problem(
+                parameter="TaskDefinition",
+                message=f"task definition {name} is INACTIVE (deregistered): ECS starts no new task from it",
+            )
+        )
     containers = [str(c.get("name")) for c in definition.get("containerDefinitions") or []]
     if settings.container_name not in containers:
         problems.append(
@@ -203,6 +218,8 @@ def check_readiness(settings: ControlPlaneSettings, ecs: EcsReader, region: str 
     try:
         cluster = ecs.describe_cluster(settings.cluster)
     except CheckError as exc:
+        if exc.transient:
+            raise
         report.problems.append(Problem(parameter="Cluster", message=str(exc)))
         return report
     report.problems += _cluster_problems(settings, cluster, region or "this region")
@@ -215,8 +232,17 @@ def check_readiness(settings: ControlPlaneSettings, ecs: EcsReader, region: str 
     try:
         definition = ecs.describe_task_definition(settings.task_definition)
     except CheckError as exc:
+        if exc.transient:
+            raise
         report.problems.append(Problem(parameter="TaskDefinition", message=str(exc)))
         return report
+    for family in settings.allowed_task_definition_families:
+        try:
+            ecs.describe_task_definition(family)
+        except CheckError as exc:
+            if exc.transient:
+                raise
+            report.problems.append(Problem(parameter="AllowedTaskDefinitionFamilies", message=str(exc)))
     report.problems += _task_definition_problems(settings, definition, launch_type)
     report.problems += _network_problems(settings, kwargs, definition)
     report.problems += _role_problems(settings, definition)

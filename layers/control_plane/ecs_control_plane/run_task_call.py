@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .contract import (
@@ -85,6 +85,56 @@ def check_task_config(config: Any, settings: ControlPlaneSettings) -> None:
         check_executor_config(config, settings.container_name, settings.executor_config_policy)
     except ExecutorConfigError as exc:
         raise RunTaskConfigError(str(exc)) from None
+
+
+#: Lists of a run_task call whose entries are named: a task's entry merges with the stack's of
+#: the same name (the task's values win), and the stack's other entries stay.
+_NAMED_LISTS = {
+    "containerOverrides": "name",
+    "environment": "name",
+    "resourceRequirements": "type",
+    "tags": "key",
+}
+#: Lists a task may add to but never take from: the operator's placement rules still hold.
+_APPENDED_LISTS = ("placementConstraints", "placementStrategy")
+
+
+def merge_task_config(stack: Mapping[str, Any], task: Mapping[str, Any]) -> dict[str, Any]:
+    """A task's executor_config over the stack's call, so that it cannot undo the operator's.
+
+    As ``deep_merge``, except in named lists (container overrides by container name, their
+    environment by variable name, resource requirements by type, tags by key), which merge entry
+    by entry, and in placement constraints and strategies, which the task may only add to.
+    RunTaskKwargs keeps, say, a sidecar's override or an environment variable the task does not
+    name, and no task drops the operator's placement constraints.
+    """
+    merged = copy.deepcopy(dict(stack))
+    for key, value in task.items():
+        current = merged.get(key)
+        if key in _NAMED_LISTS and isinstance(value, list) and isinstance(current, list):
+            merged[key] = _merge_named(current, value, _NAMED_LISTS[key])
+        elif key in _APPENDED_LISTS and isinstance(value, list) and isinstance(current, list):
+            merged[key] = [*current, *copy.deepcopy(value)]
+        elif isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = merge_task_config(current, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _merge_named(stack: list[Any], task: list[Any], name: str) -> list[Any]:
+    merged = copy.deepcopy(stack)
+    for entry in task:
+        at = next(
+            (i for i, s in enumerate(merged) if isinstance(s, Mapping) and isinstance(entry, Mapping)
+             and s.get(name) == entry.get(name)),
+            None,
+        )  # fmt: skip
+        if at is None:
+            merged.append(copy.deepcopy(entry))
+        elif isinstance(entry, Mapping):
+            merged[at] = merge_task_config(merged[at], entry)
+    return merged
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,9 +227,14 @@ def stack_run_task_kwargs(settings: ControlPlaneSettings) -> dict[str, Any]:
     return _resolve_placement(kwargs, settings.run_task_kwargs)
 
 
-def _resolve_placement(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+def _resolve_placement(
+    base: dict[str, Any],
+    update: Mapping[str, Any],
+    *,
+    merge: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]] = deep_merge,
+) -> dict[str, Any]:
     """Merge, letting the later level's launch type or capacity provider strategy win."""
-    merged = deep_merge(base, update)
+    merged = merge(base, update)
     if "capacityProviderStrategy" in update and "launchType" not in update:
         merged.pop("launchType", None)
     elif "launchType" in update and "capacityProviderStrategy" not in update:
@@ -204,7 +259,15 @@ def build_run_task_call(
     """
     attempt = attempt or request.attempt
     check_task_config(request.executor_config, settings)
-    kwargs = _resolve_placement(stack_run_task_kwargs(settings), request.executor_config)
+    kwargs = _resolve_placement(
+        stack_run_task_kwargs(settings), request.executor_config, merge=merge_task_config
+    )
+    if kwargs.get("launchType") in ("EC2", "EXTERNAL"):
+        # However the EC2 launch type was chosen (LaunchType, RunTaskKwargs, snake_case or not),
+        # ECS refuses assignPublicIp with it; the provider omits it too.
+        awsvpc = (kwargs.get("networkConfiguration") or {}).get("awsvpcConfiguration")
+        if isinstance(awsvpc, dict):
+            awsvpc.pop("assignPublicIp", None)
     if fallback_launch_type and not (kwargs.get("launchType") or kwargs.get("capacityProviderStrategy")):
         kwargs["launchType"] = fallback_launch_type
         if fallback_launch_type == "FARGATE" and settings.platform_version:

@@ -115,7 +115,11 @@ class ControlPlane:
 
     def check_readiness(self) -> ReadinessReport:
         """Check the stack's settings against ECS and record the result for the executors."""
-        report = check_readiness(self.settings, self.ecs, self.region)
+        try:
+            report = check_readiness(self.settings, self.ecs, self.region)
+        except CheckError as exc:  # transient: no verdict; the last one stands until the next run
+            logger.warning("readiness check not made: ECS did not answer", extra={"error": str(exc)})
+            raise
         self.table.record_readiness(report)
         if report.problems:
             logger.error(
@@ -173,6 +177,13 @@ class ControlPlane:
             build_run_task_call(self.settings, request, fallback_launch_type=None)
         except RunTaskConfigError as exc:
             return self.fail_start(key, request.owner, str(exc), attempt=request.attempt, only_if_queued=True)
+        except Exception as exc:  # noqa: BLE001 - a config no check foresaw fails its try, never the batch
+            why = (
+                f"the run_task call could not be built from this executor_config: {type(exc).__name__}: {exc}"
+            )
+            return self.fail_start(
+                key, request.owner, why[:2000], attempt=request.attempt, only_if_queued=True
+            )
 
         try:
             item = self.table.create_queued(
@@ -639,12 +650,22 @@ class ControlPlane:
             if t.desired_status in (None, "RUNNING")
         ]
         keys = [key for key in (t.task_key(container) for t in tasks) if key]
-        items = {item.key: item for item in self.table.batch_get(keys, consistent=True)}
+        unreadable: set[str] = set()
+        items = {
+            item.key: item for item in self.table.batch_get(keys, consistent=True, unreadable=unreadable)
+        }
         stopped = 0
         for task in tasks:
             key = task.task_key(container)
             item = items.get(key or "")
             attempt = task.attempt(container)
+            if key in unreadable:
+                # An item the sweep cannot read is not "no item": its task is left running.
+                logger.error(
+                    "orphan sweep: the task's state item is not a valid item; task left alone",
+                    extra={"task_arn": task.task_arn, "key": key},
+                )
+                continue
             if key is None:
                 why = "it carries no task key"
             elif item is None:

@@ -106,6 +106,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class UnreadableItemError(ValueError):
+    """A state item exists but is not a valid item (written by hand, or by an older version)."""
+
+    def __init__(self, key: str, error: Exception) -> None:
+        super().__init__(f"the state item of {key[:300]!r} is not a valid item: {str(error)[:500]}")
+        self.key = key
+
+
 def item_from_dynamodb(raw: dict[str, Any]) -> TaskStateItem:
     return TaskStateItem.model_validate({k: _plain(_de.deserialize(v)) for k, v in raw.items()})
 
@@ -191,14 +199,30 @@ class StateTable:
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, key: str) -> TaskStateItem | None:
+        """The item (consistent read); None if there is none.
+
+        Raises UnreadableItemError for an item that exists but is not a valid item: callers
+        must not take it for "no item" (that would start, stop or reset a try wrongly).
+        """
         response = self._client.get_item(
             TableName=self.table_name, Key={"key": {"S": key}}, ConsistentRead=True
         )
         raw = response.get("Item")
-        return item_from_dynamodb(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return item_from_dynamodb(raw)
+        except (ValidationError, ValueError, TypeError, RecursionError) as exc:
+            raise UnreadableItemError(key, exc) from None
 
-    def batch_get(self, keys: Iterable[str], *, consistent: bool = False) -> list[TaskStateItem]:
-        """Read many items, 100 keys a call, retrying unprocessed keys with a short backoff."""
+    def batch_get(
+        self, keys: Iterable[str], *, consistent: bool = False, unreadable: set[str] | None = None
+    ) -> list[TaskStateItem]:
+        """Read many items, 100 keys a call, retrying unprocessed keys with a short backoff.
+
+        Items that are not valid are skipped (logged); their keys go to ``unreadable`` if given,
+        so that a caller can tell "no item" from "an item it cannot read".
+        """
         items: list[TaskStateItem] = []
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), BATCH_GET_LIMIT):
@@ -211,8 +235,12 @@ class StateTable:
             delay = 0.05
             while request:
                 response = self._client.batch_get_item(RequestItems=request)
-                found = (_readable_item(raw) for raw in response["Responses"].get(self.table_name, []))
-                items.extend(item for item in found if item is not None)
+                for raw in response["Responses"].get(self.table_name, []):
+                    item = _readable_item(raw)
+                    if item is not None:
+                        items.append(item)
+                    elif unreadable is not None and isinstance(raw.get("key"), dict):
+                        unreadable.add(str(raw["key"].get("S", "")))
                 request = dict(response.get("UnprocessedKeys") or {})
                 if request:
                     time.sleep(delay)
@@ -605,10 +633,7 @@ class StateTable:
         A try that finished after the old scheduler's last sync is adopted too, so that the
         adopter reports how it ended instead of Airflow resetting (and re-running) it. The new
         ``updated_at`` puts it in the adopter's next incremental read. None if there is no item.
-
-        This is the one write a scheduler makes, so it names only :data:`SCHEDULER_WRITES` (the
-        scheduler's IAM policy allows UpdateItem on those attributes alone) and asks for no
-        attributes back: the item is read afterwards, as any reader may.
+        Made by ``run_task`` for a scheduler's ``adopt`` request (schedulers write no items).
         """
         u = _Update()
         u.set("owner", new_owner)
