@@ -680,6 +680,7 @@ def reconciler_metrics(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
         ("ReconcileLostAlarm", "lost"),
         ("ReconcileTimedOutAlarm", "timed_out"),
         ("SettingsProblemsAlarm", "settings_problems"),
+        ("ReconcileErrorsAlarm", "errors"),
     ],
 )
 def test_the_reconcilers_lost_and_timed_out_tries_and_settings_problems_alert(

@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
 
 from ecs_control_plane.contract import client_token
-from ecs_control_plane.run_task_call import RunTaskConfigError, build_run_task_call, deep_merge
+from ecs_control_plane.run_task_call import (
+    RunTaskConfigError,
+    build_run_task_call,
+    check_run_task_shape,
+    deep_merge,
+)
 from ecs_control_plane.settings import ControlPlaneSettings, SettingsError
 from tests.support.requests import run_request, task_key
 
@@ -438,3 +444,32 @@ def test_ec2_chosen_in_run_task_kwargs_sends_no_assign_public_ip_as_the_provider
     )
     assert call["launchType"] == "EC2"
     assert "assignPublicIp" not in call["networkConfiguration"]["awsvpcConfiguration"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ('{"platformVersion": 3}', "Invalid type for parameter platformVersion"),
+        ('{"networkConfiguration": {"awsvpcConfiguration": {"subnet": ["s"]}}}', "Unknown parameter in"),
+        ('{"overrides": {"cpu": 256}}', "Invalid type for parameter overrides.cpu"),
+        ('{"tags": {"team": "data"}}', "Invalid type for parameter tags"),
+    ],
+    ids=["int-platform-version", "unknown-nested-key", "int-cpu", "tags-as-object"],
+)
+def test_run_task_kwargs_ecs_would_refuse_fail_the_functions_start_once(kwargs: str, says: str) -> None:
+    # Not every task one by one: checked against ECS's own API model when the functions start
+    ecs = boto3.client("ecs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with pytest.raises(
+        SettingsError, match=r"ECSCP_RUN_TASK_KWARGS \(template parameter RunTaskKwargs\)"
+    ) as refused:
+        check_run_task_shape(
+            settings(ECSCP_RUN_TASK_KWARGS=kwargs, ECSCP_SUBNETS="subnet-1"), ecs.meta.service_model
+        )
+    assert says in str(refused.value)
+
+
+def test_the_default_stack_makes_a_run_task_call_ecs_accepts() -> None:
+    ecs = boto3.client("ecs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    check_run_task_shape(
+        settings(ECSCP_SUBNETS="subnet-1", ECSCP_SECURITY_GROUPS="sg-1"), ecs.meta.service_model
+    )

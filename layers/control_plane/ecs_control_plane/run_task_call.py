@@ -23,11 +23,12 @@ from .contract import (
     RESERVED_ENV_NAMES,
     TASK_KEY_ENV,
     RunRequest,
+    TaskKey,
     client_token,
 )
 from .executor_config import ExecutorConfigError, check_executor_config
 from .readiness import FALLBACK_LAUNCH_TYPE
-from .settings import ControlPlaneSettings
+from .settings import ControlPlaneSettings, SettingsError
 
 #: ECS refuses container overrides whose JSON is longer than this.
 MAX_CONTAINER_OVERRIDES_CHARS = 8192
@@ -308,3 +309,25 @@ def build_run_task_call(
         tags=[*tags, {"key": CONTROL_PLANE_TAG, "value": settings.control_plane_id}],
     )
     return kwargs
+
+
+def check_run_task_shape(settings: ControlPlaneSettings, service_model: Any) -> None:
+    """Refuse at cold start a stack whose every RunTask call botocore would refuse.
+
+    The settings check RunTaskKwargs' keys; this checks the whole call the stack makes (types,
+    nested keys, lists) against ECS's own API model, with botocore's parameter validation, so
+    that a ``platformVersion: 3`` or an ``awsvpcConfiguration.subnet`` fails the functions' start
+    once, naming the setting, instead of every task. ``service_model``: the ECS client's.
+    """
+    from botocore.validate import ParamValidator  # noqa: PLC0415 - cold start only
+
+    probe = RunRequest(
+        kind="run", key=TaskKey("dag", "task", "run").encode(), owner="check", command=["airflow"]
+    )
+    call = build_run_task_call(settings, probe, fallback_launch_type=None)
+    report = ParamValidator().validate(call, service_model.operation_model("RunTask").input_shape)
+    if report.has_errors():
+        raise SettingsError(
+            "invalid control plane settings: ECSCP_RUN_TASK_KWARGS (template parameter RunTaskKwargs) "
+            f"and the stack's parameters make a RunTask call ECS refuses: {report.generate_report()}"
+        )

@@ -9,6 +9,7 @@ import boto3
 from botocore.config import Config
 
 from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue
+from .run_task_call import check_run_task_shape
 from .services import ControlPlane
 from .settings import ControlPlaneSettings
 from .store import StateTable
@@ -25,12 +26,14 @@ def control_plane() -> ControlPlane:
     settings = ControlPlaneSettings.from_env()
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     session = boto3.session.Session(region_name=region)
+    ecs = session.client("ecs", config=ECS_CONFIG)
+    check_run_task_shape(settings, ecs.meta.service_model)
     return ControlPlane(
         settings=settings,
         table=StateTable(
             session.client("dynamodb", config=AWS_CONFIG), settings.state_table, settings.item_retention_days
         ),
-        ecs=EcsGateway(session.client("ecs", config=ECS_CONFIG)),
+        ecs=EcsGateway(ecs),
         queue=RunRequestQueue(session.client("sqs", config=AWS_CONFIG), settings.queue_url),
         alerts=FailedStartAlerts(session.client("events", config=AWS_CONFIG), settings.event_bus),
         region=region or "",
