@@ -713,6 +713,42 @@ def test_the_reconcilers_lost_and_timed_out_tries_and_settings_problems_alert(
     assert alarm["AlarmActions"] == ["AlertTopic"]
 
 
+def test_run_requests_run_task_fails_to_handle_alert(
+    default: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN run_task failing to handle a record (it is reported to SQS, so no Lambda Errors)
+    from functions.run_task import app  # noqa: PLC0415 - the handler module, once the env is set
+    from tests.support.aws import LambdaContext  # noqa: PLC0415
+    from tests.support.requests import run_request  # noqa: PLC0415
+
+    class Plane:
+        def handle_request(self, request: Any, receive_count: int = 1) -> Any:
+            raise RuntimeError("DynamoDB is down")
+
+    monkeypatch.setattr(app, "control_plane", Plane)
+    record = {
+        "messageId": "m-1", "receiptHandle": "r-1", "body": run_request().model_dump_json(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "x",
+        "eventSource": "aws:sqs", "eventSourceARN": queue_arn("RunRequestQueue"), "awsRegion": REGION,
+    }  # fmt: skip
+    capsys.readouterr()
+    response = app.lambda_handler({"Records": [record]}, LambdaContext(function_name="run_task"))
+    emf = next(json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line)
+
+    # THEN the record is reported failed, the count published, and the alarm watches exactly it
+    assert response["batchItemFailures"] == [{"itemIdentifier": "m-1"}]
+    alarm = alarms(default)["RunRequestErrorsAlarm"]
+    environment = default.value(default.template["Globals"]["Function"]["Environment"]["Variables"])
+    assert listed(emf[alarm["MetricName"]]) == [1]
+    assert alarm["Namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]}]
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
+
+
 def test_every_alarm_notifies_the_alert_topic(default: Deployment) -> None:
     found = alarms(default)
     assert {
