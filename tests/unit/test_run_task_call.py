@@ -283,6 +283,20 @@ def test_oversized_overrides_are_refused_before_calling_ecs() -> None:
         build_run_task_call(settings(), run_request(executor_config=config))
 
 
+def test_the_overrides_limit_counts_the_whole_overrides_object_as_ecs_does() -> None:
+    # GIVEN a workload whose overrides just fit under ECS's 8192 characters
+    base = build_run_task_call(settings(), run_request().model_copy(update={"command": ["x"]}))
+    room = 8192 - len(json.dumps(base["overrides"], separators=(",", ":")))
+    request = run_request().model_copy(update={"command": ["x" * (room - 10)]})
+    fits = build_run_task_call(settings(), request)
+    assert len(json.dumps(fits["overrides"], separators=(",", ":"))) <= 8192
+    # WHEN the task also sets task-level overrides, so that the whole overrides object is longer
+    config = {"overrides": {"cpu": "4096", "memory": "16384", "ephemeralStorage": {"sizeInGiB": 100}}}
+    # THEN the start is refused before calling ECS, as ECS would refuse it
+    with pytest.raises(RunTaskConfigError, match=r"overrides are \d+ characters, more than the 8192"):
+        build_run_task_call(settings(), request.model_copy(update={"executor_config": config}))
+
+
 def test_attempt_changes_only_the_token_and_attempt_variable() -> None:
     request = run_request(key=task_key())
     first, second = build_run_task_call(settings(), request, 1), build_run_task_call(settings(), request, 2)

@@ -30,8 +30,9 @@ from .executor_config import ExecutorConfigError, check_executor_config
 from .readiness import FALLBACK_LAUNCH_TYPE
 from .settings import ControlPlaneSettings, SettingsError
 
-#: ECS refuses container overrides whose JSON is longer than this.
-MAX_CONTAINER_OVERRIDES_CHARS = 8192
+#: ECS refuses a task's overrides whose JSON (the whole ``overrides`` object, formatting
+#: characters included) is longer than this.
+MAX_OVERRIDES_CHARS = 8192
 
 #: RunTask parameters a task may set; anything else is refused by name.
 ALLOWED_RUN_TASK_KEYS = frozenset(
@@ -289,11 +290,11 @@ def build_run_task_call(
     ]
     airflow["environment"] = environment
 
-    size = len(json.dumps(containers, separators=(",", ":")))
-    if size > MAX_CONTAINER_OVERRIDES_CHARS:
+    size = len(json.dumps(kwargs["overrides"], separators=(",", ":")))
+    if size > MAX_OVERRIDES_CHARS:
         raise RunTaskConfigError(
-            f"container overrides are {size} characters, more than the {MAX_CONTAINER_OVERRIDES_CHARS} "
-            "ECS accepts: shrink executor_config's environment or the workload"
+            f"the task's overrides are {size} characters, more than the {MAX_OVERRIDES_CHARS} ECS "
+            "accepts: shrink executor_config's overrides (environment, resources) or the workload"
         )
     # Last, so that no other tag of that key can win: IAM lets the functions stop only these.
     tags = [
