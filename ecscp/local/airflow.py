@@ -282,6 +282,7 @@ class LocalAirflow:
         self._services: list[Service] = []
         self._migration: Service | None = None
         self._api: AirflowApi | None = None
+        self._environment: dict[str, str] | None = None
         # One random secret per run, shared by api-server and scheduler (≥64 bytes, or
         # Airflow warns on every token).
         self._jwt_secret = secrets.token_urlsafe(64)
@@ -356,8 +357,10 @@ class LocalAirflow:
         if self._log is not None:
             self._log(message)
 
-    def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> Service:
-        log_path = self.logs_dir / f"{name}.log"
+    def _spawn(
+        self, name: str, args: list[str], env: Mapping[str, str], log_name: str | None = None
+    ) -> Service:
+        log_path = self.logs_dir / f"{log_name or name}.log"
         log_file = log_path.open("ab")
         popen = subprocess.Popen(
             [str(Path(sys.executable).parent / "airflow"), *args],
@@ -393,7 +396,7 @@ class LocalAirflow:
         """Migrate the database, start the services, return once the api-server answers."""
         deadline = time.monotonic() + ready_timeout
         self._finish_migration(ready_timeout)
-        env = self.service_environment(extra_environment)
+        env = self._environment = self.service_environment(extra_environment)
         self._services.extend(
             self._spawn(name, [name, *_SERVICE_ARGS.get(name, ())], env) for name in SERVICES
         )
@@ -404,6 +407,38 @@ class LocalAirflow:
             max(deadline - time.monotonic(), 1.0),
             "the api-server to answer",
         )
+
+    def kill_service(self, name: str) -> None:
+        """SIGKILL every running instance of service ``name`` and its process tree.
+
+        No clean shutdown, as when a host dies or the kernel's OOM killer strikes: a killed
+        scheduler's executor never runs ``end()``, and its job row stays ``running`` until a
+        scheduler sees its heartbeat go stale. Tests use it to show what a replacement takes over.
+        """
+        killed = [service for service in self._services if service.name == name]
+        if not killed:
+            raise AirflowError(f"no running airflow {name} to kill")
+        for service in killed:
+            tree = _tree(service.popen.pid)
+            for proc in tree:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            psutil.wait_procs(tree, timeout=_STOP_GRACE_SECONDS)
+            service.popen.wait(timeout=_STOP_GRACE_SECONDS)
+            service.log_file.close()
+            self._services.remove(service)
+        self._say(f"killed airflow {name} (SIGKILL)")
+
+    def start_service(self, name: str, log_name: str | None = None) -> Service:
+        """Start one more instance of service ``name`` with the environment ``start()`` used,
+        logging to ``<log_name>.log`` (default: the service's own log), e.g. a scheduler
+        that replaces a killed one, with a log of its own."""
+        if self._environment is None:
+            raise AirflowError("Airflow is not started")
+        service = self._spawn(name, [name, *_SERVICE_ARGS.get(name, ())], self._environment, log_name)
+        self._services.append(service)
+        self._say(f"started airflow {name}; log {service.log_path}")
+        return service
 
     @property
     def api(self) -> AirflowApi:
