@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import sys
 
-# The same two fixes the local stack's moto applies (one definition, in ecscp.local.moto_server).
-from ecscp.local.moto_server import patch_ecs_describe_tasks, patch_sqs_send_path
+# The same two fixes the local stack's moto applies (one definition each, in ecscp.local.moto_patches).
+from ecscp.local.moto_patches import ecs_describe_tasks_lookup, sqs_send_attributes
 
 
 def main() -> None:
@@ -32,8 +32,8 @@ def main() -> None:
     if "--raw" in argv:
         argv.remove("--raw")
     else:
-        patch_sqs_send_path()
-        patch_ecs_describe_tasks()
+        sqs_send_attributes.apply()
+        ecs_describe_tasks_lookup.apply()
     serve(argv)
 
 

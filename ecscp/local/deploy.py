@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
-from .moto_server import delivery_queue_name
+from .moto_patches.events_targets import delivery_queue_name
 from .schedules import UnsupportedSchedule, check_schedule
 
 if TYPE_CHECKING:

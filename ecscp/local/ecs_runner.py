@@ -44,7 +44,7 @@ import psutil
 from ecs_control_plane.contract import ATTEMPT_ENV, TASK_KEY_ENV
 
 from .deploy import aws_client
-from .moto_server import TASK_UPDATE_PATH
+from .moto_patches.ecs_task_lifecycle import TASK_UPDATE_PATH
 from .processes import terminate
 
 logger = logging.getLogger(__name__)

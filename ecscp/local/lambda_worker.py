@@ -41,7 +41,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from .moto_server import render_target_input
+from .moto_patches.events_targets import render_target_input
 from .schedules import next_run
 
 #: Delay before an asynchronous invocation is retried (AWS waits about a minute; locally short).

@@ -20,7 +20,7 @@ from ecscp.local.lambda_worker import (
     load_handler,
     sqs_record,
 )
-from ecscp.local.moto_server import render_input_transformer, render_target_input
+from ecscp.local.moto_patches.events_targets import render_input_transformer, render_target_input
 from ecscp.local.schedules import Cron, UnsupportedSchedule, next_run, rate_seconds
 from ecscp.local.stack import parse_environment_lines
 from tests.support.requests import SECRET_TOKEN, run_request

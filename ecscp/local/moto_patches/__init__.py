@@ -1,0 +1,66 @@
+"""Where moto differs from AWS in ways the control plane can observe, and what is done about it.
+
+One module per moto behaviour, named after it. Each module's docstring says what moto does, what
+AWS does instead and why the difference matters here; each has one idempotent ``apply()``; and
+``tests/functional/test_moto_patches.py`` has a test per module that fails both when the patch
+stops working and when moto as released no longer behaves that way (then drop the module).
+
+:func:`apply_all` applies them in this order (the local stack's moto server calls it before
+it serves; the benchmarks' moto applies only the two cost fixes):
+
+1. :mod:`.dispatch_services_cached`: the dispatcher's list of services is read once.
+2. :mod:`.events_default_input_account`: events carry ``account``.
+3. :mod:`.events_targets`: Lambda and SNS targets are delivered; inputs rendered as AWS does.
+4. :mod:`.events_schedule_and_disabled_rules`: schedule-only and disabled rules get no
+   PutEvents events (applied after 3, so it filters before delivery).
+5. :mod:`.dynamodb_atomic_requests`: each DynamoDB request is atomic.
+6. :mod:`.dynamodb_item_results`: item results are dumped as the DynamoDB JSON they are.
+7. :mod:`.sqs_no_lambda_invoke`: SendMessage never invokes moto's Lambda.
+8. :mod:`.sqs_send_attributes`: sending and receiving do not count the queue.
+9. :mod:`.ecs_task_lifecycle`: tasks start PROVISIONING and move only when the local ECS host
+   says so.
+10. :mod:`.ecs_run_task_client_token`: RunTask honours ``clientToken``.
+11. :mod:`.ecs_stop_task`: StopTask asks for a stop; the host stops the container.
+12. :mod:`.ecs_describe_tasks_lookup`: DescribeTasks matches by ARN or id, by set look-up.
+
+The order matters only for 3 and 4, which both wrap ``Rule.send_to_targets``.
+"""
+
+from __future__ import annotations
+
+from . import (
+    dispatch_services_cached,
+    dynamodb_atomic_requests,
+    dynamodb_item_results,
+    ecs_describe_tasks_lookup,
+    ecs_run_task_client_token,
+    ecs_stop_task,
+    ecs_task_lifecycle,
+    events_default_input_account,
+    events_schedule_and_disabled_rules,
+    events_targets,
+    sqs_no_lambda_invoke,
+    sqs_send_attributes,
+)
+
+#: Every patch, in the order :func:`apply_all` applies them.
+PATCHES = (
+    dispatch_services_cached,
+    events_default_input_account,
+    events_targets,
+    events_schedule_and_disabled_rules,
+    dynamodb_atomic_requests,
+    dynamodb_item_results,
+    sqs_no_lambda_invoke,
+    sqs_send_attributes,
+    ecs_task_lifecycle,
+    ecs_run_task_client_token,
+    ecs_stop_task,
+    ecs_describe_tasks_lookup,
+)
+
+
+def apply_all() -> None:
+    """Apply every patch (idempotent)."""
+    for patch in PATCHES:
+        patch.apply()

@@ -1,0 +1,592 @@
+"""One test per moto patch (ecscp.local.moto_patches): moto still needs it, and it works.
+
+Each test first shows, with moto as released, the behaviour its patch changes, so it fails the
+day a moto upgrade fixes that (then delete the patch module and its test); then it applies the
+patch and shows AWS's behaviour. Patches are applied in this process, inside ``mock_aws``, and
+put back after each test (the ``patched`` fixture), so no other test sees them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.core.responses import ActionResult
+from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
+from moto.events.models import Rule
+from moto.moto_api import state_manager
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.sqs.models import Queue
+from werkzeug.test import Client
+
+from ecscp.local.moto_patches import (
+    PATCHES,
+    _replace,
+    apply_all,
+    dispatch_services_cached,
+    dynamodb_atomic_requests,
+    dynamodb_item_results,
+    ecs_describe_tasks_lookup,
+    ecs_run_task_client_token,
+    ecs_stop_task,
+    ecs_task_lifecycle,
+    events_default_input_account,
+    events_schedule_and_disabled_rules,
+    events_targets,
+    sqs_no_lambda_invoke,
+    sqs_send_attributes,
+)
+from tests.support.aws import ACCOUNT, CLUSTER, CONTAINER, REGION
+
+Apply = Callable[[ModuleType], None]
+
+
+@pytest.fixture
+def patched() -> Iterator[Apply]:
+    """Applies a patch for one test, and puts moto back as released afterwards."""
+    assert not _replace._replaced, "a patch was left applied in this process"
+    transitions = dict(state_manager._transitions)
+    yield lambda module: module.apply()
+    _replace.restore()
+    state_manager._transitions.clear()
+    state_manager._transitions.update(transitions)
+
+
+# --- ECS ---------------------------------------------------------------------------------------
+
+
+class Ecs:
+    """A cluster and a Fargate task definition on moto, with short ways to run and look."""
+
+    def __init__(self) -> None:
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        self.subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        self.group = ec2.create_security_group(GroupName="airflow", Description="airflow", VpcId=vpc)[
+            "GroupId"
+        ]
+        awsvpc = {"subnets": [self.subnet], "securityGroups": [self.group]}
+        self.network: Any = {"awsvpcConfiguration": awsvpc}
+        self.client = boto3.client("ecs", region_name=REGION)
+        self.client.create_cluster(clusterName=CLUSTER)
+        self.client.register_task_definition(
+            family="airflow",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="512",
+            memory="1024",
+            containerDefinitions=[{"name": CONTAINER, "image": "airflow", "essential": True, "memory": 1024}],
+        )
+
+    def run(self, **kwargs: Any) -> str:
+        tasks = self.client.run_task(
+            cluster=CLUSTER,
+            taskDefinition="airflow",
+            launchType="FARGATE",
+            networkConfiguration=self.network,
+            **kwargs,
+        )["tasks"]
+        assert len(tasks) == 1
+        return str(tasks[0]["taskArn"])
+
+    def describe(self, *tasks: str) -> list[dict[str, Any]]:
+        return [dict(t) for t in self.client.describe_tasks(cluster=CLUSTER, tasks=list(tasks))["tasks"]]
+
+
+def test_ecs_run_task_client_token(patched: Apply) -> None:
+    with mock_aws():
+        # GIVEN moto as released
+        ecs = Ecs()
+        # WHEN the same clientToken is sent twice THEN moto starts two tasks
+        assert ecs.run(clientToken="one") != ecs.run(clientToken="one")
+
+        # GIVEN the patch WHEN the same clientToken is sent twice THEN one task, as on AWS
+        patched(ecs_run_task_client_token)
+        assert ecs.run(clientToken="two") == ecs.run(clientToken="two")
+        assert ecs.run(clientToken="three") != ecs.run(clientToken="four")
+
+
+def test_ecs_task_lifecycle(patched: Apply) -> None:
+    with mock_aws():
+        # GIVEN moto as released THEN a task starts RUNNING, its container with exit code 0,
+        # and each DescribeTasks moves it one state on
+        ecs = Ecs()
+        started = ecs.client.run_task(
+            cluster=CLUSTER,
+            taskDefinition="airflow",
+            launchType="FARGATE",
+            networkConfiguration=ecs.network,
+        )["tasks"][0]
+        assert started["lastStatus"] == "RUNNING"
+        assert started["containers"][0].get("exitCode") == 0
+        statuses = [ecs.describe(started["taskArn"])[0]["lastStatus"] for _ in range(2)]
+        assert statuses == ["DEACTIVATING", "STOPPING"]
+
+        # GIVEN the patch THEN a new task is PROVISIONING, version 1, no exit code, and stays so
+        patched(ecs_task_lifecycle)
+        arn = ecs.run()
+        for _ in range(3):
+            (task,) = ecs.describe(arn)
+            assert task["lastStatus"] == "PROVISIONING"
+        assert task["version"] == 1
+        assert "createdAt" in task
+        assert "exitCode" not in task["containers"][0]
+        assert task["containers"][0]["lastStatus"] == "PENDING"
+        assert task["containers"][0]["containerArn"].startswith(arn.replace(":task/", ":container/"))
+
+        # WHEN the local ECS host moves it on through the private endpoint
+        def moto_app(environ: Any, start_response: Any) -> list[bytes]:
+            raise AssertionError("the task update must not reach moto's app")
+
+        client = Client(ecs_task_lifecycle.with_task_update_endpoint(moto_app))
+        step = {
+            "account": ACCOUNT,
+            "region": REGION,
+            "cluster": CLUSTER,
+            "taskArn": arn,
+            "task": {"last_status": "RUNNING", "version": 3, "started_at": 1_700_000_000},
+            "container": {"last_status": "RUNNING"},
+        }
+        response = client.post(ecs_task_lifecycle.TASK_UPDATE_PATH, json=step)
+        assert response.status_code == 200
+
+        # THEN DescribeTasks agrees
+        (task,) = ecs.describe(arn)
+        assert (task["lastStatus"], task["version"], task["containers"][0]["lastStatus"]) == (
+            "RUNNING",
+            3,
+            "RUNNING",
+        )
+        bad = client.post(ecs_task_lifecycle.TASK_UPDATE_PATH, json={**step, "task": {"colour": "red"}})
+        assert bad.status_code == 400
+
+
+def test_ecs_stop_task(patched: Apply) -> None:
+    with mock_aws():
+        # GIVEN moto as released (its task states pinned, so that only StopTask moves them)
+        # WHEN a task is stopped THEN it is STOPPED at once, with no stopCode
+        state_manager.set_transition(model_name="ecs::task", transition=ecs_task_lifecycle.PINNED_TRANSITION)
+        ecs = Ecs()
+        arn = ecs.run()
+        ecs.client.stop_task(cluster=CLUSTER, task=arn, reason="bye")
+        (task,) = ecs.describe(arn)
+        assert task["lastStatus"] == "STOPPED"
+        assert "stopCode" not in task
+
+        # GIVEN the patch THEN StopTask asks for the stop; the task still runs until the host stops it
+        patched(ecs_stop_task)
+        arn = ecs.run()
+        (before,) = ecs.describe(arn)
+        ecs.client.stop_task(cluster=CLUSTER, task=arn, reason="bye")
+        (task,) = ecs.describe(arn)
+        assert task["lastStatus"] == before["lastStatus"] == "RUNNING"
+        assert (task["desiredStatus"], task["stopCode"], task["stoppedReason"]) == (
+            "STOPPED",
+            "UserInitiated",
+            "bye",
+        )
+        assert "stoppingAt" in task
+
+
+def test_ecs_describe_tasks_lookup(patched: Apply) -> None:
+    with mock_aws():
+        # GIVEN moto as released THEN a string that merely contains a task id finds the task
+        ecs = Ecs()
+        arn = ecs.run()
+        task_id = arn.rsplit("/", 1)[-1]
+        assert len(ecs.describe(f"not-{task_id}")) == 1
+
+        # GIVEN the patch THEN only the full ARN or the id find it, as on AWS
+        patched(ecs_describe_tasks_lookup)
+        assert ecs.describe(f"not-{task_id}") == []
+        assert [t["taskArn"] for t in ecs.describe(arn)] == [arn]
+        assert [t["taskArn"] for t in ecs.describe(task_id)] == [arn]
+        other = ecs.run()
+        assert {t["taskArn"] for t in ecs.describe(arn, other.rsplit("/", 1)[-1])} == {arn, other}
+
+
+# --- EventBridge -------------------------------------------------------------------------------
+
+
+def _queue(sqs: Any, name: str) -> tuple[str, str]:
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def _bodies(sqs: Any, url: str) -> list[str]:
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    for message in messages:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return [m["Body"] for m in messages]
+
+
+def _put(events: Any, detail: dict[str, Any]) -> None:
+    result = events.put_events(
+        Entries=[{"Source": "test.source", "DetailType": "Thing", "Detail": json.dumps(detail)}]
+    )
+    assert result["FailedEntryCount"] == 0
+
+
+PATTERN = json.dumps({"source": ["test.source"]})
+
+
+def test_events_targets_lambda_and_sns(patched: Apply) -> None:
+    with mock_aws():
+        # GIVEN a rule with an SNS and a Lambda target (the topic delivers to a queue)
+        events = boto3.client("events", region_name=REGION)
+        sns = boto3.client("sns", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        topic = sns.create_topic(Name="alerts")["TopicArn"]
+        capture_url, capture_arn = _queue(sqs, "capture")
+        sns.subscribe(
+            TopicArn=topic, Protocol="sqs", Endpoint=capture_arn, Attributes={"RawMessageDelivery": "true"}
+        )
+        rule = events.put_rule(Name="to-sns", EventPattern=PATTERN)["RuleArn"]
+        events.put_targets(Rule="to-sns", Targets=[{"Id": "topic", "Arn": topic}])
+
+        # WHEN an event matches, with moto as released THEN PutEvents fails
+        with pytest.raises((ClientError, NotImplementedError)):
+            _put(events, {"n": 1})
+
+        # GIVEN the patch THEN the topic gets the event, and a Lambda target its delivery queue
+        patched(events_targets)
+        function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:handler"
+        events.put_targets(Rule="to-sns", Targets=[{"Id": "function", "Arn": function}])
+        _put(events, {"n": 2})
+        (body,) = _bodies(sqs, capture_url)
+        assert json.loads(body)["detail"] == {"n": 2}
+        delivery = sqs.get_queue_url(QueueName=events_targets.delivery_queue_name(rule, "function"))[
+            "QueueUrl"
+        ]
+        (delivered,) = _bodies(sqs, delivery)
+        assert json.loads(delivered)["detail"] == {"n": 2}
+        targets = events.list_targets_by_rule(Rule="to-sns")["Targets"]
+        assert {t["Arn"] for t in targets} == {topic, function}
+
+
+def test_events_targets_input_transformer(patched: Apply) -> None:
+    with mock_aws():
+        # GIVEN a target whose InputTransformer has a placeholder outside quotes
+        events = boto3.client("events", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        url, arn = _queue(sqs, "transformed")
+        events.put_rule(Name="transform", EventPattern=PATTERN)
+        transformer: Any = {
+            "InputPathsMap": {"reason": "$.detail.reason"},
+            "InputTemplate": '{"reason": <reason>, "text": "said <reason>"}',
+        }
+        events.put_targets(
+            Rule="transform", Targets=[{"Id": "q", "Arn": arn, "InputTransformer": transformer}]
+        )
+
+        # WHEN an event matches, with moto as released THEN the value is pasted raw: moto's own
+        # json.loads of the result fails, and so does PutEvents
+        with pytest.raises((ClientError, ValueError)):
+            _put(events, {"reason": 'a "quoted" reason'})
+        assert _bodies(sqs, url) == []
+
+        # GIVEN the patch THEN JSON outside quotes, escaped text inside, as on AWS
+        patched(events_targets)
+        _put(events, {"reason": 'a "quoted" reason'})
+        (body,) = _bodies(sqs, url)
+        assert json.loads(body) == {"reason": 'a "quoted" reason', "text": 'said a "quoted" reason'}
+
+
+def test_events_schedule_and_disabled_rules(patched: Apply) -> None:
+    with mock_aws():
+        # GIVEN a schedule-only rule and a disabled rule, each with a queue target
+        events = boto3.client("events", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        schedule_url, schedule_arn = _queue(sqs, "schedule")
+        disabled_url, disabled_arn = _queue(sqs, "disabled")
+        events.put_rule(Name="every-minute", ScheduleExpression="rate(1 minute)")
+        events.put_targets(Rule="every-minute", Targets=[{"Id": "q", "Arn": schedule_arn}])
+        events.put_rule(Name="off", EventPattern=PATTERN, State="DISABLED")
+        events.put_targets(Rule="off", Targets=[{"Id": "q", "Arn": disabled_arn}])
+
+        # WHEN an event is put, with moto as released THEN both rules receive it
+        _put(events, {"n": 1})
+        assert len(_bodies(sqs, schedule_url)) == 1
+        assert len(_bodies(sqs, disabled_url)) == 1
+
+        # GIVEN the patch THEN neither does, as on AWS
+        patched(events_schedule_and_disabled_rules)
+        _put(events, {"n": 2})
+        assert _bodies(sqs, schedule_url) == []
+        assert _bodies(sqs, disabled_url) == []
+
+
+def test_events_default_input_account(patched: Apply) -> None:
+    with mock_aws():
+        # GIVEN a queue target without input settings, delivered by moto itself
+        events = boto3.client("events", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        url, arn = _queue(sqs, "plain")
+        events.put_rule(Name="plain", EventPattern=PATTERN)
+        events.put_targets(Rule="plain", Targets=[{"Id": "q", "Arn": arn}])
+
+        # WHEN an event matches, with moto as released THEN it has no account
+        _put(events, {"n": 1})
+        (body,) = _bodies(sqs, url)
+        assert "account" not in json.loads(body)
+
+        # GIVEN the patch THEN it has, as on AWS
+        patched(events_default_input_account)
+        _put(events, {"n": 2})
+        (body,) = _bodies(sqs, url)
+        assert json.loads(body)["account"] == ACCOUNT
+
+
+# --- DynamoDB ----------------------------------------------------------------------------------
+
+
+def _table(dynamodb: Any) -> None:
+    dynamodb.create_table(
+        TableName="items",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def _key(pk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}}
+
+
+def _read_during_update(
+    dynamodb: Any, monkeypatch: pytest.MonkeyPatch, pk: str
+) -> tuple[bool, dict[str, Any]]:
+    """Whether a GetItem sent while moto applies an UpdateItem's expression waited, and what it saw."""
+    execute = UpdateExpressionExecutor.execute
+    seen: dict[str, Any] = {}
+    waited: list[bool] = []
+    readers: list[threading.Thread] = []
+
+    def read_meanwhile(self: Any, *args: Any) -> Any:
+        if args or readers:  # the executor's recursion into the expression
+            return execute(self, *args)
+        reader = threading.Thread(
+            target=lambda: seen.update(dynamodb.get_item(TableName="items", Key=_key(pk)))
+        )
+        readers.append(reader)
+        reader.start()
+        reader.join(timeout=0.5)
+        waited.append(reader.is_alive())
+        return execute(self)
+
+    monkeypatch.setattr(UpdateExpressionExecutor, "execute", read_meanwhile)
+    dynamodb.update_item(
+        TableName="items",
+        Key=_key(pk),
+        UpdateExpression="SET colour = :c",
+        ExpressionAttributeValues={":c": {"S": "red"}},
+    )
+    monkeypatch.setattr(UpdateExpressionExecutor, "execute", execute)
+    for reader in readers:
+        reader.join()
+    return waited == [True], seen.get("Item", {})
+
+
+def test_dynamodb_atomic_requests(patched: Apply, monkeypatch: pytest.MonkeyPatch) -> None:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        _table(dynamodb)
+        # GIVEN moto as released WHEN UpdateItem creates an item THEN a concurrent read sees it
+        # with its key only
+        waited, item = _read_during_update(dynamodb, monkeypatch, "one")
+        assert (waited, item) == (False, _key("one"))
+
+        # GIVEN the patch THEN the read waits for the update and sees the whole item
+        patched(dynamodb_atomic_requests)
+        waited, item = _read_during_update(dynamodb, monkeypatch, "two")
+        assert (waited, item) == (True, {**_key("two"), "colour": {"S": "red"}})
+
+
+def _item_operations(dynamodb: Any, pk: str) -> list[Any]:
+    """The responses of every item operation on an item with every kind of value."""
+    item = {
+        **_key(pk),
+        "s": {"S": "text"},
+        "n": {"N": "12.5"},
+        "list": {"L": [{"S": "a"}, {"N": "1"}, {"BOOL": True}]},
+        "map": {"M": {"inner": {"SS": ["x", "y"]}}},
+    }
+    with_null = {**_key(f"{pk}-null"), "nothing": {"NULL": True}, "bytes": {"B": b"\x00\x01"}}
+    responses = [
+        dynamodb.put_item(TableName="items", Item=item, ReturnValues="ALL_OLD"),
+        dynamodb.put_item(TableName="items", Item=with_null),
+        dynamodb.get_item(TableName="items", Key=_key(pk)),
+        dynamodb.get_item(TableName="items", Key=_key(f"{pk}-null")),
+        dynamodb.update_item(
+            TableName="items",
+            Key=_key(pk),
+            UpdateExpression="SET s = :s",
+            ExpressionAttributeValues={":s": {"S": "new"}},
+            ReturnValues="ALL_NEW",
+        ),
+        dynamodb.query(
+            TableName="items",
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _key(pk)["pk"]},
+        ),
+        dynamodb.batch_get_item(RequestItems={"items": {"Keys": [_key(pk), _key(f"{pk}-null")]}}),
+        dynamodb.delete_item(TableName="items", Key=_key(pk), ReturnValues="ALL_OLD"),
+    ]
+    for response in responses:
+        response.pop("ResponseMetadata")
+    for response in responses[6]["Responses"].values():
+        response.sort(key=lambda item: item["pk"]["S"])
+    return responses
+
+
+def test_dynamodb_item_results(patched: Apply, monkeypatch: pytest.MonkeyPatch) -> None:
+    serialised: list[str] = []
+    execute_result = ActionResult.execute_result
+
+    def counting(self: Any, context: Any) -> Any:
+        serialised.append(context.operation_model.name)
+        return execute_result(self, context)
+
+    monkeypatch.setattr(ActionResult, "execute_result", counting)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        _table(dynamodb)
+        # GIVEN moto as released THEN every item result goes through its shape serialiser
+        released = _item_operations(dynamodb, "one")
+        assert "GetItem" in serialised
+        assert "Query" in serialised
+
+        # GIVEN the patch THEN the same responses; moto serialises only those with a null or a
+        # binary value (and DeleteItem's, which carry a field of moto's own)
+        patched(dynamodb_item_results)
+        serialised.clear()
+        fast = _item_operations(dynamodb, "one")
+        assert fast == released
+        assert {"PutItem", "UpdateItem", "Query"}.isdisjoint(serialised)
+        assert serialised.count("GetItem") == 1
+
+
+# --- SQS ---------------------------------------------------------------------------------------
+
+
+def _function_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return None\n")
+    return buffer.getvalue()
+
+
+def test_sqs_no_lambda_invoke(patched: Apply) -> None:
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        # GIVEN a queue mapped to a function, as the template maps the run-request queue
+        sqs = boto3.client("sqs", region_name=REGION)
+        iam = boto3.client("iam", region_name=REGION)
+        awslambda = boto3.client("lambda", region_name=REGION)
+        role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        awslambda.create_function(
+            FunctionName="fn",
+            Runtime="python3.11",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": _function_zip()},
+        )
+        url, arn = _queue(sqs, "requests")
+        awslambda.create_event_source_mapping(EventSourceArn=arn, FunctionName="fn", BatchSize=10)
+
+        # WHEN a message is sent, with moto as released THEN moto's Lambda takes it inside the call
+        sqs.send_message(QueueUrl=url, MessageBody="first")
+        assert _bodies(sqs, url) == []
+
+        # GIVEN the patch THEN it waits on the queue for the poller, as on AWS
+        patched(sqs_no_lambda_invoke)
+        sqs.send_message(QueueUrl=url, MessageBody="second")
+        assert _bodies(sqs, url) == ["second"]
+
+
+def test_sqs_send_attributes(patched: Apply, monkeypatch: pytest.MonkeyPatch) -> None:
+    counted: list[str] = []
+    count = Queue.approximate_number_of_messages
+
+    def counting(self: Queue) -> int:
+        counted.append(self.name)
+        return int(count.fget(self))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(Queue, "approximate_number_of_messages", property(counting))
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name=REGION)
+        url, _ = _queue(sqs, "busy")
+        # GIVEN moto as released THEN sending and receiving count the queue's messages
+        counted.clear()
+        sqs.send_message(QueueUrl=url, MessageBody="one")
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "a", "MessageBody": "two"}])
+        assert len(counted) >= 2
+        counted.clear()
+        assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]) == 2
+        assert counted
+
+        # GIVEN the patch THEN they do not; GetQueueAttributes still counts, correctly
+        patched(sqs_send_attributes)
+        counted.clear()
+        sqs.send_message(QueueUrl=url, MessageBody="three")
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "b", "MessageBody": "four"}])
+        assert counted == []
+        assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]) == 2
+        assert counted == []
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attributes["ApproximateNumberOfMessagesNotVisible"] == "4"
+        assert attributes["ApproximateNumberOfMessages"] == "0"
+        assert counted == ["busy"]
+
+
+# --- The server's dispatcher -------------------------------------------------------------------
+
+
+def test_dispatch_services_cached(patched: Apply, monkeypatch: pytest.MonkeyPatch) -> None:
+    listings: list[str] = []
+    listdir = os.listdir
+
+    def counting(path: Any) -> list[str]:
+        listings.append(str(path))
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", counting)
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    # GIVEN moto as released THEN each request's backend look-up lists moto's package
+    assert dispatcher.get_backend_for_host("sqs") == "sqs"
+    assert dispatcher.get_backend_for_host("sqs") == "sqs"
+    assert len(listings) == 2
+
+    # GIVEN the patch THEN it is listed once, when the patch is applied
+    patched(dispatch_services_cached)
+    listings.clear()
+    for _ in range(3):
+        assert dispatcher.get_backend_for_host("dynamodb") == "dynamodb"
+    assert listings == []
+
+
+# --- All of them -------------------------------------------------------------------------------
+
+
+def test_apply_all_applies_every_patch_once(patched: Apply) -> None:
+    # GIVEN every patch applied, in order
+    apply_all()
+    replaced = list(_replace._replaced)
+    send_to_targets = Rule.send_to_targets
+    assert {entry.patch for entry in replaced} == {patch.__name__ for patch in PATCHES}
+
+    # WHEN applied again THEN nothing changes
+    apply_all()
+    assert _replace._replaced == replaced
+    assert Rule.send_to_targets is send_to_targets
