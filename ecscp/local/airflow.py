@@ -32,7 +32,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 
-from .processes import terminate as processes_terminate
+from .processes import kill_tree, process_tree, terminate
 
 #: Environment variable that marks every process of one local run (value: the run's id).
 RUN_MARKER_ENV = "ECSCP_LOCAL_RUN_ID"
@@ -85,14 +85,6 @@ def candidate_dag_files(dags_folder: Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
 def marked_processes(marker: str) -> list[psutil.Process]:
     """Processes of this user whose environment carries ``RUN_MARKER_ENV=marker``."""
     found = []
@@ -104,11 +96,6 @@ def marked_processes(marker: str) -> list[psutil.Process]:
             if proc.environ().get(RUN_MARKER_ENV) == marker:
                 found.append(proc)
     return found
-
-
-def terminate(processes: Sequence[psutil.Process], grace_seconds: float = _STOP_GRACE_SECONDS) -> None:
-    """SIGTERM, wait up to ``grace_seconds``, then SIGKILL whatever is left."""
-    processes_terminate(processes, grace_seconds)
 
 
 @dataclass
@@ -419,11 +406,7 @@ class LocalAirflow:
         if not killed:
             raise AirflowError(f"no running airflow {name} to kill")
         for service in killed:
-            tree = _tree(service.popen.pid)
-            for proc in tree:
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-            psutil.wait_procs(tree, timeout=_STOP_GRACE_SECONDS)
+            kill_tree(service.popen.pid, timeout=_STOP_GRACE_SECONDS)
             service.popen.wait(timeout=_STOP_GRACE_SECONDS)
             service.log_file.close()
             self._services.remove(service)
@@ -494,12 +477,12 @@ class LocalAirflow:
         processes: dict[int, psutil.Process] = {}
         services = [*self._services, *([self._migration] if self._migration else [])]
         for service in services:
-            for proc in _tree(service.popen.pid):
+            for proc in process_tree(service.popen.pid):
                 processes[proc.pid] = proc
         for proc in marked_processes(self.run_id):
             processes.setdefault(proc.pid, proc)
         # Services first (SIGTERM lets the scheduler end its executor), then stragglers.
-        terminate(list(processes.values()))
+        terminate(list(processes.values()), _STOP_GRACE_SECONDS)
         for service in services:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 service.popen.wait(timeout=1)

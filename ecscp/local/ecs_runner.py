@@ -39,13 +39,11 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-import psutil
-
 from ecs_control_plane.contract import ATTEMPT_ENV, TASK_KEY_ENV
 
 from .deploy import aws_client
 from .moto_patches.ecs_task_lifecycle import TASK_UPDATE_PATH
-from .processes import terminate
+from .processes import host_environment, terminate_tree
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +56,6 @@ ESSENTIAL_EXITED = "Essential container in task exited"
 DETAIL_TYPE = "ECS Task State Change"
 #: Every this many polls the host lists stopped tasks too (ListTasks is a scan in moto).
 FULL_SCAN_EVERY_TICKS = 25
-#: Environment passed through from the host to containers (a container does not inherit the rest).
-HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -75,16 +71,6 @@ def _iso(epoch: float | None) -> str | None:
 def exit_code_of(returncode: int) -> int:
     """A process return code as a container exit code (killed by signal N -> 128 + N)."""
     return 128 - returncode if returncode < 0 else returncode
-
-
-def kill_tree(pid: int, grace_seconds: float) -> None:
-    """SIGTERM a process, its group and its descendants; SIGKILL what is left after the grace."""
-    try:
-        root = psutil.Process(pid)
-        members = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    terminate(members, grace_seconds, reap_seconds=5)
 
 
 @dataclass
@@ -198,7 +184,7 @@ class EcsRunner:
             running = [t for t in self._tasks.values() if t.process is not None and t.process.poll() is None]
         for task in running:
             assert task.process is not None
-            kill_tree(task.process.pid, grace_seconds=3)
+            terminate_tree(task.process.pid, grace_seconds=3)
         with self._lock:
             for task in self._tasks.values():
                 if task.process is not None:
@@ -358,7 +344,7 @@ class EcsRunner:
             if code is None:
                 if task.stop_deadline is not None and time.time() >= task.stop_deadline and not task.killed:
                     task.killed = True
-                    kill_tree(task.process.pid, grace_seconds=0)
+                    terminate_tree(task.process.pid, grace_seconds=0)
                 continue
             if task.stop_deadline is not None:
                 self._end(
@@ -469,7 +455,7 @@ class EcsRunner:
 
     def _container_env(self, task: LocalTask) -> dict[str, str]:
         bin_dir = str(Path(sys.executable).parent)
-        env = {name: os.environ[name] for name in HOST_ENV if name in os.environ}
+        env = host_environment()
         env["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", os.defpath)])
         env.update(
             {

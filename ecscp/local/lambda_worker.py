@@ -42,6 +42,7 @@ import boto3
 from botocore.config import Config
 
 from .moto_patches.events_targets import render_target_input
+from .processes import exit_when_parent_goes
 from .schedules import next_run
 
 #: Delay before an asynchronous invocation is retried (AWS waits about a minute; locally short).
@@ -415,12 +416,6 @@ def _lambda_line(text: str) -> None:
     sys.stdout.flush()
 
 
-def _exit_when_parent_goes() -> None:
-    while sys.stdin.buffer.read(1024):
-        pass
-    os._exit(0)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(args[0]).read_text())
@@ -437,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    threading.Thread(target=exit_when_parent_goes, args=(sys.stdin.buffer,), daemon=True).start()
     log.info("function %s ready (handler %s)", spec["name"], spec["handler"])
     if spec.get("ready_file"):
         Path(spec["ready_file"]).touch()

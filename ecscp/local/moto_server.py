@@ -28,6 +28,7 @@ from typing import Any
 
 from .moto_patches import apply_all
 from .moto_patches.ecs_task_lifecycle import with_task_update_endpoint
+from .processes import exit_when_parent_goes
 
 
 def build_app() -> Callable[..., Iterable[bytes]]:
@@ -43,12 +44,6 @@ def configure_moto() -> None:
 
     default_user_config["lambda"] = {"use_docker": False}
     apply_all()
-
-
-def _exit_when_parent_goes(stream: Any) -> None:
-    while stream.read(1024):
-        pass
-    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    threading.Thread(target=_exit_when_parent_goes, args=(sys.stdin.buffer,), daemon=True).start()
+    threading.Thread(target=exit_when_parent_goes, args=(sys.stdin.buffer,), daemon=True).start()
     sys.stdout.write(json.dumps({"port": server.server_port}) + "\n")
     sys.stdout.flush()
     server.serve_forever()

@@ -1,11 +1,28 @@
-"""Stopping local processes the way ECS stops a container: SIGTERM, a grace period, SIGKILL."""
+"""The local stack's child processes: stopping them as ECS stops a container, and their exit
+when the parent goes away.
+
+One home for every process helper of the local stack, the ECS host, local Airflow and the
+benchmarks: SIGTERM, a grace period, SIGKILL; whole trees, since a container or an Airflow
+service starts children of its own.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 from collections.abc import Sequence
+from typing import IO
 
 import psutil
+
+#: Host variables a child keeps (a Lambda or ECS container does not inherit the rest).
+HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
+
+
+def host_environment() -> dict[str, str]:
+    """The ``HOST_ENV`` variables this process has, to start a child's environment from."""
+    return {name: os.environ[name] for name in HOST_ENV if name in os.environ}
 
 
 def terminate(
@@ -20,3 +37,50 @@ def terminate(
         with contextlib.suppress(psutil.Error):
             proc.kill()
     psutil.wait_procs(alive, timeout=grace_seconds if reap_seconds is None else reap_seconds)
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants (empty when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def terminate_tree(pid: int, grace_seconds: float) -> None:
+    """SIGTERM a process and its descendants; SIGKILL what is left after the grace."""
+    members = process_tree(pid)
+    if members:
+        terminate(members, grace_seconds, reap_seconds=5)
+
+
+def kill_tree(pid: int, timeout: float) -> None:
+    """SIGKILL a process and its descendants at once (no clean shutdown) and reap them."""
+    tree = process_tree(pid)
+    for proc in tree:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(tree, timeout=timeout)
+
+
+def stop_child(process: subprocess.Popen[bytes] | None, grace_seconds: float = 5) -> None:
+    """Stop a child that watches its stdin (:func:`exit_when_parent_goes`): close the pipe, then
+    end its tree if it is still running."""
+    if process is None:
+        return
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    if process.poll() is None:
+        terminate_tree(process.pid, grace_seconds=grace_seconds)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_seconds)
+
+
+def exit_when_parent_goes(stream: IO[bytes]) -> None:
+    """Block until ``stream`` (the child's stdin, a pipe from the parent) reaches end of file,
+    then exit at once: the parent went away, so must the child. Run it in a daemon thread."""
+    while stream.read(1024):
+        pass
+    os._exit(0)

@@ -46,13 +46,12 @@ from .deploy import (
     StackDeployer,
     aws_client,
 )
-from .ecs_runner import EcsRunner, kill_tree
+from .ecs_runner import EcsRunner
+from .processes import host_environment, stop_child
 
 logger = logging.getLogger(__name__)
 
 AIRFLOW_ENVIRONMENT_OUTPUT = "AirflowEnvironment"
-#: Host variables a worker process keeps (a Lambda container does not inherit the rest).
-_HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 #: Quick exits in a row after which a function worker is not replaced any more.
 _WORKER_RESTARTS = 5
 _CRASH_SECONDS = 5.0
@@ -194,24 +193,12 @@ class LocalStack:
         if self._runner is not None:
             self._runner.stop()
         for worker in self._workers:
-            self._stop_process(worker.process)
+            stop_child(worker.process)
             if worker.log is not None and not worker.log.closed:
                 worker.log.close()
-        self._stop_process(self._moto)
+        stop_child(self._moto)
         if self._moto_log is not None and not self._moto_log.closed:
             self._moto_log.close()
-
-    @staticmethod
-    def _stop_process(process: subprocess.Popen[bytes] | None) -> None:
-        if process is None:
-            return
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        if process.poll() is None:
-            kill_tree(process.pid, grace_seconds=5)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
 
     # -- parts ----------------------------------------------------------------------------------
 
@@ -355,7 +342,7 @@ class LocalStack:
     def _function_env(self, spec: FunctionSpec, instance: int) -> dict[str, str]:
         """The deployed function's environment, as Lambda sets it, pointed at the local endpoint."""
         region = self.config.region
-        env = {name: os.environ[name] for name in _HOST_ENV if name in os.environ}
+        env = host_environment()
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
         env.update(
             {
