@@ -26,12 +26,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.stub import Stubber
 
 from ecs_control_plane.contract import ATTEMPT_ENV, OWNER_ENV, TASK_KEY_ENV, RunRequest, TaskKey
+from ecscp.local.lambda_context import LambdaContext
 
 from .env import CLUSTER, CONTAINER, COUNTER, PROJECT_ROOT, REGION, TABLE, TASK_FAMILY, AwsFixture, MotoServer
 from .stats import Timing
@@ -107,17 +107,9 @@ def import_times(repeats: int) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class LambdaContext:
-    """What Powertools reads from a Lambda context."""
-
-    function_name: str
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:bench"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+def _context(function_name: str) -> LambdaContext:
+    """The context of a 512 MB function with a minute to run, as the benchmark has measured."""
+    return LambdaContext(function_name=function_name, memory_limit_in_mb=512, timeout_seconds=60)
 
 
 def _function_env(fixture: AwsFixture) -> dict[str, str]:
@@ -267,7 +259,7 @@ def handler_costs(server: MotoServer, records: int) -> dict[str, Any]:
         batches = [_sqs_event(bodies[i : i + 10]) for i in range(0, records, 10)]
 
         def run_task(event: Any) -> None:
-            response = run_task_app.lambda_handler(event, LambdaContext("run_task"))
+            response = run_task_app.lambda_handler(event, _context("run_task"))
             if response.get("batchItemFailures"):
                 raise RuntimeError(f"run_task reported failures: {response['batchItemFailures'][:3]}")
 
@@ -280,7 +272,7 @@ def handler_costs(server: MotoServer, records: int) -> dict[str, Any]:
         stopped_events = [_ecs_event(stopped, arn, key, 5) for arn, key in zip(arns, keys, strict=True)]
 
         def task_state(event: Any) -> None:
-            outcome = task_state_app.lambda_handler(event, LambdaContext("task_state"))
+            outcome = task_state_app.lambda_handler(event, _context("task_state"))
             if outcome.get("outcome") != "APPLIED":
                 raise RuntimeError(f"task_state did not apply the event: {outcome}")
 

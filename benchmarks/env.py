@@ -6,7 +6,6 @@ import collections
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +15,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.session
 import httpx
 from botocore.config import Config
 
 from ecs_control_plane.store import state_table_definition
+from ecscp.local.endpoint import FAKE_CREDENTIALS, FAKE_CREDENTIALS_ENV, aws_client, free_port
+
+# moto advances an ECS task one state per DescribeTasks unless told otherwise; this pins it.
+from ecscp.local.moto_patches.ecs_task_lifecycle import PINNED_TRANSITION
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -36,8 +38,6 @@ CONTAINER = "airflow"
 TASK_FAMILY = "airflow-task"
 TABLE = "bench-state"
 QUEUE = "bench-run-requests"
-#: moto advances an ECS task one state per DescribeTasks unless told otherwise; this pins it.
-PINNED_TRANSITION = {"progression": "manual", "times": 1_000_000_000_000}
 #: Benchmarks measure the happy path: a retry would hide a slow call inside a count of one.
 NO_RETRY = Config(retries={"total_max_attempts": 1}, read_timeout=600, connect_timeout=10)
 
@@ -46,8 +46,7 @@ def configure_process_env(state_dir: Path) -> None:
     """Fake AWS credentials and a throw-away AIRFLOW_HOME, before boto3 or Airflow read them."""
     state_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto's fake credentials
+        **FAKE_CREDENTIALS_ENV,
         AWS_DEFAULT_REGION=REGION,
         AWS_REGION=REGION,
         AIRFLOW_HOME=str(state_dir / "airflow"),
@@ -62,18 +61,12 @@ def configure_process_env(state_dir: Path) -> None:
     os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class MotoServer:
     """``python -m moto.server`` in a child process, so its CPU is not charged to the executor."""
 
     def __init__(self, *, raw: bool = False) -> None:
         self.raw = raw
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
         self._http = httpx.Client(base_url=self.endpoint, timeout=60)
@@ -139,21 +132,15 @@ class MotoServer:
         response.raise_for_status()
 
     def client(self, service: str) -> Any:
-        return boto3.session.Session(region_name=REGION).client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=self.endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
-            config=NO_RETRY,
-        )
+        return aws_client(service, self.endpoint, REGION, config=NO_RETRY)
 
     def airflow_connection(self) -> str:
         """``AIRFLOW_CONN_AWS_DEFAULT`` for this server (the provider's hook reads endpoint_url)."""
         return json.dumps(
             {
                 "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
+                "login": FAKE_CREDENTIALS["aws_access_key_id"],
+                "password": FAKE_CREDENTIALS["aws_secret_access_key"],
                 "extra": {
                     "endpoint_url": self.endpoint,
                     "region_name": REGION,

@@ -18,7 +18,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 
+from .endpoint import free_port
 from .processes import kill_tree, process_tree, terminate
 
 #: Environment variable that marks every process of one local run (value: the run's id).
@@ -58,14 +58,6 @@ _MIGHT_CONTAIN_DAG = (re.compile(rb"airflow", re.IGNORECASE), re.compile(rb"dag"
 
 class AirflowError(RuntimeError):
     """Airflow could not be set up, or a service stopped while it was needed."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def candidate_dag_files(dags_folder: Path) -> list[Path]:

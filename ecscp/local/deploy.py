@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from .endpoint import aws_client
 from .moto_patches.events_targets import delivery_queue_name
 from .schedules import UnsupportedSchedule, check_schedule
 
@@ -44,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 ARTIFACT_BUCKET = "ecscp-local-artifacts"
 ALERT_CAPTURE_QUEUE = "ecscp-local-alert-capture"
-FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 URI_PROPERTIES = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
 #: The Airflow container's task definition: moto needs container-level memory.
 CONTAINER_NAME = "airflow"
@@ -88,19 +86,6 @@ class _OfflinePolicyLoader:
 
     def load(self) -> dict[str, str]:
         return {}
-
-
-def aws_client(service: str, endpoint_url: str, region: str, *, retries: int = 3) -> Any:
-    """A boto3 client for the local endpoint, with fake credentials."""
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        region_name=region,
-        endpoint_url=endpoint_url,
-        config=Config(
-            retries={"mode": "standard", "total_max_attempts": retries}, connect_timeout=5, read_timeout=60
-        ),
-        **FAKE_CREDENTIALS,
-    )
 
 
 @dataclass(frozen=True)

@@ -34,16 +34,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 from ecs_control_plane.contract import ATTEMPT_ENV, TASK_KEY_ENV
 
-from .deploy import aws_client
+from .endpoint import aws_client
 from .moto_patches.ecs_task_lifecycle import TASK_UPDATE_PATH
 from .processes import host_environment, terminate_tree
+from .timestamps import iso_millis
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +57,6 @@ ESSENTIAL_EXITED = "Essential container in task exited"
 DETAIL_TYPE = "ECS Task State Change"
 #: Every this many polls the host lists stopped tasks too (ListTasks is a scan in moto).
 FULL_SCAN_EVERY_TICKS = 25
-
-
-def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return (
-        datetime.fromtimestamp(epoch, tz=timezone.utc)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
 
 
 def exit_code_of(returncode: int) -> int:
@@ -529,8 +520,8 @@ class EcsRunner:
                 "lastStatus": task.last_status,
                 "desiredStatus": task.desired_status,
                 "version": task.version,
-                "createdAt": _iso(task.created_at),
-                "updatedAt": _iso(time.time()),
+                "createdAt": iso_millis(task.created_at),
+                "updatedAt": iso_millis(time.time()),
             }
         )
         for name, value in (
@@ -542,7 +533,7 @@ class EcsRunner:
             ("executionStoppedAt", task.stopped_at),
         ):
             if value is not None:
-                detail[name] = _iso(value)
+                detail[name] = iso_millis(value)
         if task.stop_code:
             detail["stopCode"] = task.stop_code
         if task.stopped_reason:

@@ -33,7 +33,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,9 +40,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from .lambda_context import LambdaContext
 from .moto_patches.events_targets import render_target_input
 from .processes import exit_when_parent_goes
 from .schedules import next_run
+from .timestamps import iso_seconds
 
 #: Delay before an asynchronous invocation is retried (AWS waits about a minute; locally short).
 ASYNC_RETRY_SECONDS = 1
@@ -57,25 +58,6 @@ LONG_POLL_SECONDS = 1
 
 log = logging.getLogger("ecscp.local.lambda")
 Handler = Callable[[Any, Any], Any]
-
-
-@dataclass
-class LambdaContext:
-    """What Lambda passes as the handler's ``context``."""
-
-    function_name: str
-    function_version: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    aws_request_id: str
-    log_group_name: str
-    log_stream_name: str
-    deadline: float
-    identity: Any = None
-    client_context: Any = None
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.time()) * 1000))
 
 
 def load_handler(code_dir: Path, handler: str, unique_name: str) -> Handler:
@@ -190,7 +172,7 @@ class Worker:
             elapsed_ms = (time.monotonic() - started) * 1000
             _lambda_line(f"END RequestId: {request}")
             _lambda_line(f"REPORT RequestId: {request}\tDuration: {elapsed_ms:.2f} ms\tStatus: timeout")
-            _lambda_line(f"{_iso_now()} {request} Task timed out after {timeout:.2f} seconds")
+            _lambda_line(f"{iso_seconds(time.time())} {request} Task timed out after {timeout:.2f} seconds")
             os._exit(TIMEOUT_EXIT_CODE)
 
         signal.signal(signal.SIGALRM, timed_out)
@@ -405,10 +387,6 @@ def _redactor(event: Any) -> Callable[[str], str]:
         return text
 
     return redact
-
-
-def _iso_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
 
 
 def _lambda_line(text: str) -> None:

@@ -37,16 +37,9 @@ from ecs_control_plane.settings import (
 )
 from ecs_control_plane.store import StateTable
 
-from .deploy import (
-    FAKE_CREDENTIALS,
-    DeployError,
-    Deployment,
-    EcsSetup,
-    FunctionSpec,
-    StackDeployer,
-    aws_client,
-)
+from .deploy import DeployError, Deployment, EcsSetup, FunctionSpec, StackDeployer
 from .ecs_runner import EcsRunner
+from .endpoint import FAKE_CREDENTIALS_ENV, aws_client
 from .processes import host_environment, stop_child
 
 logger = logging.getLogger(__name__)
@@ -364,8 +357,7 @@ class LocalStack:
         env.update(
             {
                 "AWS_ENDPOINT_URL": self.endpoint_url,
-                "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
+                **FAKE_CREDENTIALS_ENV,
                 "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             }
         )
@@ -437,8 +429,7 @@ class LocalStack:
         env.update(
             {
                 "AWS_ENDPOINT_URL": self.endpoint_url,
-                "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
+                **FAKE_CREDENTIALS_ENV,
                 "AWS_DEFAULT_REGION": self.config.region,
             }
         )

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -24,6 +23,7 @@ from moto import mock_aws
 from ecs_control_plane.contract import EVENT_SOURCE, FAILED_START_DETAIL_TYPE
 from ecs_control_plane.runtime import control_plane
 from ecs_control_plane.store import StateTable, item_from_dynamodb, state_table_definition
+from ecscp.local.lambda_context import LambdaContext
 from functions.reconciler import app as reconciler_app
 from functions.run_task import app as run_task_app
 from functions.task_state import app as task_state_app
@@ -33,19 +33,6 @@ ACCOUNT = "123456789012"
 CLUSTER = "airflow-cluster"
 CONTROL_PLANE_ID = "ecscp-test-stack"
 CONTAINER = "airflow"
-
-
-@dataclass
-class LambdaContext:
-    """What Powertools reads from a Lambda context."""
-
-    function_name: str = "test-function"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:test-function"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def create_state_table(client: Any, name: str) -> None:

@@ -23,8 +23,9 @@ from moto.moto_api import state_manager
 
 from ecs_control_plane.contract import RunRequest, TaskKey, now_ms
 from ecs_control_plane.runtime import control_plane
+from ecscp.local.lambda_context import LambdaContext
 from functions.run_task import app as run_task_app
-from tests.support.aws import CLUSTER, LambdaContext, MockedControlPlane
+from tests.support.aws import CLUSTER, MockedControlPlane
 from tests.support.requests import run_request
 
 #: What a scripted RunTask call does instead of starting a task: ``behaviour(double, kwargs)``.

@@ -657,8 +657,8 @@ REPORT = ReconcileReport(**{name: i + 1 for i, name in enumerate(ReconcileReport
 
 def reconciler_metrics(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     """The EMF document one reconciler run prints for REPORT."""
+    from ecscp.local.lambda_context import LambdaContext  # noqa: PLC0415
     from functions.reconciler import app  # noqa: PLC0415 - the handler module, once the env is set
-    from tests.support.aws import LambdaContext  # noqa: PLC0415
 
     report = REPORT
 
@@ -717,8 +717,8 @@ def test_run_requests_run_task_fails_to_handle_alert(
     default: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN run_task failing to handle a record (it is reported to SQS, so no Lambda Errors)
+    from ecscp.local.lambda_context import LambdaContext  # noqa: PLC0415
     from functions.run_task import app  # noqa: PLC0415 - the handler module, once the env is set
-    from tests.support.aws import LambdaContext  # noqa: PLC0415
     from tests.support.requests import run_request  # noqa: PLC0415
 
     class Plane:

@@ -22,8 +22,9 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
+
+from ecscp.local.timestamps import iso_seconds
 
 from ._replace import replace
 
@@ -39,21 +40,16 @@ def delivery_queue_name(rule_arn: str, target_id: str) -> str:
     return f"{DELIVERY_QUEUE_PREFIX}{digest}"
 
 
-def _iso(value: Any) -> Any:
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return value
-
-
 def aws_event(original_event: dict[str, Any]) -> dict[str, Any]:
     """The event as AWS delivers it: ISO time, ``account`` present, no moto bookkeeping."""
+    when = original_event.get("time")
     return {
         "version": original_event.get("version", "0"),
         "id": original_event.get("id"),
         "detail-type": original_event.get("detail-type"),
         "source": original_event.get("source"),
         "account": original_event.get("account"),
-        "time": _iso(original_event.get("time")),
+        "time": iso_seconds(float(when)) if isinstance(when, (int, float)) else when,
         "region": original_event.get("region"),
         "resources": original_event.get("resources", []),
         "detail": original_event.get("detail", {}),
