@@ -7,8 +7,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +18,14 @@ import httpx
 from botocore.config import Config
 
 from ecs_control_plane.store import state_table_definition
-from ecscp.local.endpoint import FAKE_CREDENTIALS, FAKE_CREDENTIALS_ENV, aws_client, free_port
+from ecscp.local import deploy
+from ecscp.local.deploy import create_ecs_setup
+from ecscp.local.endpoint import FAKE_CREDENTIALS, FAKE_CREDENTIALS_ENV, aws_client
 
 # moto advances an ECS task one state per DescribeTasks unless told otherwise; this pins it.
 from ecscp.local.moto_patches.ecs_task_lifecycle import PINNED_TRANSITION
+from ecscp.local.moto_server import start_server
+from ecscp.local.processes import stop_child
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -34,8 +36,9 @@ if TYPE_CHECKING:
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 CLUSTER = "bench"
-CONTAINER = "airflow"
-TASK_FAMILY = "airflow-task"
+#: The task definition the local stack registers (created by create_ecs_setup).
+CONTAINER = deploy.CONTAINER_NAME
+TASK_FAMILY = deploy.TASK_FAMILY
 TABLE = "bench-state"
 QUEUE = "bench-run-requests"
 #: Benchmarks measure the happy path: a retry would hide a slow call inside a count of one.
@@ -62,57 +65,44 @@ def configure_process_env(state_dir: Path) -> None:
 
 
 class MotoServer:
-    """``python -m moto.server`` in a child process, so its CPU is not charged to the executor."""
+    """The local stack's moto server (:func:`ecscp.local.moto_server.start_server`) in a child
+    process, so its CPU is not charged to the executor, with the benchmarks' patches only
+    (``benchmarks/moto_child.py``: the local stack's other patches change what the executors see)."""
 
     def __init__(self, *, raw: bool = False) -> None:
         self.raw = raw
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = ""
+        self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
-        self._http = httpx.Client(base_url=self.endpoint, timeout=60)
+        self._http: httpx.Client | None = None
 
     def __enter__(self) -> MotoServer:
         env = dict(
             os.environ,
             PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
         )
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.moto_child",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                *(["--raw"] if self.raw else []),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self._process, self.endpoint = start_server(
+            subprocess.DEVNULL,
+            module="benchmarks.moto_child",
+            args=["--raw"] if self.raw else [],
+            timeout=60,
             env=env,
-            start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"moto server exited with code {self._process.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if self._http.get("/moto-api/data.json").status_code == 200:
-                    return self
-            time.sleep(0.1)
-        raise RuntimeError("moto server did not answer within 60 s")
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+        self._http = httpx.Client(base_url=self.endpoint, timeout=60)
+        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._http.close()
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._http is not None:
+            self._http.close()
+        stop_child(self._process, grace_seconds=10)
+
+    @property
+    def http(self) -> httpx.Client:
+        assert self._http is not None, "the moto server is not started"
+        return self._http
 
     @property
     def pid(self) -> int:
@@ -121,11 +111,11 @@ class MotoServer:
 
     def reset(self) -> None:
         """Forget every resource, so one scenario's data never slows down the next one's scans."""
-        self._http.post("/moto-api/reset").raise_for_status()
+        self.http.post("/moto-api/reset").raise_for_status()
         self.pin_ecs_tasks()
 
     def pin_ecs_tasks(self) -> None:
-        response = self._http.post(
+        response = self.http.post(
             "/moto-api/state-manager/set-transition",
             json={"model_name": "ecs::task", "transition": PINNED_TRANSITION},
         )
@@ -235,24 +225,10 @@ class AwsFixture:
         self.create_queue()
 
     def create_ecs(self) -> None:
-        # moto's RunTask with awsvpc needs DNS hostnames on the VPC, security groups and
-        # container-level memory (see the project's moto notes).
-        vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        self.ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-        subnet = self.ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/17", AvailabilityZone=f"{REGION}a")
-        sg = self.ec2.create_security_group(GroupName="airflow", Description="airflow", VpcId=vpc)
-        self.network = Network(subnet["Subnet"]["SubnetId"], sg["GroupId"])
-        self.ecs.create_cluster(clusterName=CLUSTER)
-        self.ecs.register_task_definition(
-            family=TASK_FAMILY,
-            networkMode="awsvpc",
-            requiresCompatibilities=["FARGATE"],
-            cpu="512",
-            memory="1024",
-            containerDefinitions=[
-                {"name": CONTAINER, "image": "apache/airflow:3.1.0", "essential": True, "memory": 1024}
-            ],
-        )
+        # The local stack's ECS side (network, cluster, roles, task definition), shaped as moto's
+        # RunTask needs it: both executors start tasks into what the local stack runs tasks in.
+        setup = create_ecs_setup(self.server.endpoint, REGION, CLUSTER)
+        self.network = Network(setup.subnet_id, setup.security_group_id)
 
     def create_table(self, name: str = TABLE) -> None:
         """The state table's key schema and indexes, as template.yaml declares them."""

@@ -1,4 +1,4 @@
-"""The benchmarks' moto server process: ``python -m benchmarks.moto_child -p PORT [--raw]``.
+"""The benchmarks' moto server process: ``python -m benchmarks.moto_child --port PORT [--raw]``.
 
 Two moto artefacts make a call's cost grow with data AWS would not scan; each would be charged
 to one side only, so both are removed before serving (``--raw`` keeps moto as it is):
@@ -22,19 +22,24 @@ from __future__ import annotations
 import sys
 
 # The same two fixes the local stack's moto applies (one definition each, in ecscp.local.moto_patches).
+# The others stay off: they change what either executor sees (task states, StopTask, EventBridge
+# targets), not only what a call costs, and the comparison is with moto as the provider meets it.
 from ecscp.local.moto_patches import ecs_describe_tasks_lookup, sqs_send_attributes
+from ecscp.local.moto_server import main as serve
+
+
+def _apply_cost_fixes() -> None:
+    sqs_send_attributes.apply()
+    ecs_describe_tasks_lookup.apply()
 
 
 def main() -> None:
-    from moto.server import main as serve  # noqa: PLC0415 - moto reads its environment on import
-
+    """The local stack's moto server (ecscp.local.moto_server), with the benchmarks' patches."""
     argv = sys.argv[1:]
-    if "--raw" in argv:
+    raw = "--raw" in argv
+    if raw:
         argv.remove("--raw")
-    else:
-        sqs_send_attributes.apply()
-        ecs_describe_tasks_lookup.apply()
-    serve(argv)
+    serve(argv, apply_patches=(lambda: None) if raw else _apply_cost_fixes)
 
 
 if __name__ == "__main__":

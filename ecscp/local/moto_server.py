@@ -3,6 +3,8 @@
 Run as ``python -m ecscp.local.moto_server --port N``. It prints one JSON line
 ``{"port": N}`` on stdout when it serves, and exits when its stdin reaches end of file (the
 parent went away) or on SIGTERM/SIGINT, so it can never outlive the stack that started it.
+:func:`start_server` starts it that way (the local stack and the benchmarks both do), and
+:func:`ecscp.local.processes.stop_child` stops it.
 
 Before it serves, :func:`configure_moto` applies every patch of :mod:`ecscp.local.moto_patches`
 (one module per moto behaviour, each saying what moto does and what AWS does instead), and the
@@ -20,15 +22,16 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO, Any
 
 from .moto_patches import apply_all
 from .moto_patches.ecs_task_lifecycle import with_task_update_endpoint
-from .processes import exit_when_parent_goes
+from .processes import exit_when_parent_goes, stop_child
 
 
 def build_app() -> Callable[..., Iterable[bytes]]:
@@ -38,15 +41,57 @@ def build_app() -> Callable[..., Iterable[bytes]]:
     return with_task_update_endpoint(DomainDispatcherApplication(create_backend_app))
 
 
-def configure_moto() -> None:
+def configure_moto(apply_patches: Callable[[], None] = apply_all) -> None:
     """Everything that must hold before the first request: Docker-less Lambda and the patches."""
     from moto.core.config import default_user_config
 
     default_user_config["lambda"] = {"use_docker": False}
-    apply_all()
+    apply_patches()
 
 
-def main(argv: list[str] | None = None) -> None:
+class MotoStartError(RuntimeError):
+    """The moto server process did not start serving."""
+
+
+def start_server(
+    stderr: IO[bytes] | int,
+    *,
+    port: int = 0,
+    module: str = "ecscp.local.moto_server",
+    args: Sequence[str] = (),
+    timeout: float = 120.0,
+    env: Mapping[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``python -m <module> --port <port> <args>`` (this module's :func:`main`, or a module
+    that calls it with other patches) and wait until it serves; the process and its endpoint URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", str(port), *args],
+        stdin=subprocess.PIPE,  # closing it stops the server (exit_when_parent_goes)
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=None if env is None else dict(env),
+        start_new_session=True,  # Ctrl-C reaches the parent, which stops its children in order
+    )
+    assert process.stdout is not None
+    line = _read_line(process.stdout, timeout=timeout)
+    try:
+        port = int(json.loads(line)["port"])
+    except (ValueError, KeyError, TypeError) as exc:
+        stop_child(process)
+        raise MotoStartError(f"moto did not start (exit code {process.poll()})") from exc
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _read_line(stream: IO[bytes], timeout: float) -> bytes:
+    result: list[bytes] = []
+    reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return result[0] if result else b""
+
+
+def main(argv: list[str] | None = None, apply_patches: Callable[[], None] = apply_all) -> None:
+    """Serve until stdin closes or a signal comes, with ``apply_patches`` applied first."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
@@ -55,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
     logging.basicConfig(level=logging.WARNING)
     warnings.simplefilter("ignore")  # moto warns about every CloudFormation type it skips
-    configure_moto()
+    configure_moto(apply_patches)
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server

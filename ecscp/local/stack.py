@@ -40,6 +40,7 @@ from ecs_control_plane.store import StateTable
 from .deploy import DeployError, Deployment, EcsSetup, FunctionSpec, StackDeployer
 from .ecs_runner import EcsRunner
 from .endpoint import FAKE_CREDENTIALS_ENV, aws_client
+from .moto_server import MotoStartError, start_server
 from .processes import host_environment, stop_child
 
 logger = logging.getLogger(__name__)
@@ -197,19 +198,12 @@ class LocalStack:
 
     def _start_moto(self) -> None:
         self._moto_log = (self.logs_dir / "moto.log").open("ab")
-        self._moto = subprocess.Popen(
-            [sys.executable, "-m", "ecscp.local.moto_server", "--port", str(self.config.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._moto_log,
-            start_new_session=True,  # Ctrl-C reaches the stack, which stops its parts in order
-        )
-        assert self._moto.stdout is not None
-        line = _read_line(self._moto.stdout, timeout=self.config.startup_timeout_seconds)
-        if not line:
-            raise LocalStackError(f"moto did not start; see {self.logs_dir / 'moto.log'}")
-        port = json.loads(line)["port"]
-        self.endpoint_url = f"http://127.0.0.1:{port}"
+        try:
+            self._moto, self.endpoint_url = start_server(
+                self._moto_log, port=self.config.port, timeout=self.config.startup_timeout_seconds
+            )
+        except MotoStartError as exc:
+            raise LocalStackError(f"moto did not start; see {self.logs_dir / 'moto.log'}") from exc
         logger.info("moto serves on %s", self.endpoint_url)
 
     def _deploy(self) -> None:
@@ -482,14 +476,6 @@ class LocalStack:
                 raise LocalStackError(f"function {worker.spec.logical_id} keeps dying; see {worker.log_path}")
         if self._runner is not None and self._runner.error is not None:
             logger.warning("local ECS runner reported: %s", self._runner.error)
-
-
-def _read_line(stream: IO[bytes], timeout: float) -> bytes:
-    result: list[bytes] = []
-    reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return result[0] if result else b""
 
 
 def _tail(path: Path, lines: int = 30) -> str:
