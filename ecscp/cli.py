@@ -29,6 +29,17 @@ local_app = typer.Typer(help="Run the control plane on this machine (moto, local
 app.add_typer(local_app, name="local")
 
 
+def _name_values(items: list[str] | None, option: str) -> dict[str, str]:
+    """NAME=VALUE options as a dict; a malformed one is refused naming the option."""
+    values: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=option)
+        values[name] = value
+    return values
+
+
 @local_app.command("up")
 def local_up(
     port: Annotated[int, typer.Option(help="Port of the local AWS endpoint (0: any free port).")] = 0,
@@ -68,19 +79,10 @@ def local_up(
     container_env = {k: v for k, v in os.environ.items() if k == "AIRFLOW_HOME" or k.startswith("AIRFLOW__")}
     # The container command starts with a bare "python": it must be this environment's.
     container_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    for item in task_env or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--task-env")
-        container_env[name] = value
+    container_env.update(_name_values(task_env, "--task-env"))
     directory = state_dir.resolve() if state_dir else Path(tempfile.mkdtemp(prefix="ecscp-local-"))
     directory.mkdir(parents=True, exist_ok=True)
-    parameters = {}
-    for item in parameter or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--parameter")
-        parameters[name] = value
+    parameters = _name_values(parameter, "--parameter")
     config = LocalStackConfig(
         project_root=PROJECT_ROOT,
         state_dir=directory,

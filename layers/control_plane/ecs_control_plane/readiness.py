@@ -13,7 +13,8 @@ Only what is certain to fail every task is a problem; ECS still has the last wor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -212,15 +213,28 @@ def _role_problems(settings: ControlPlaneSettings, definition: Mapping[str, Any]
     return problems
 
 
-def check_readiness(settings: ControlPlaneSettings, ecs: EcsReader, region: str = "") -> ReadinessReport:
-    """Check the settings against ECS; every problem found, each naming its parameter."""
-    report = ReadinessReport(control_plane=settings.control_plane_id)
+_UNANSWERED = object()
+
+
+def _read(report: ReadinessReport, parameter: str, call: Callable[[], Any]) -> Any:
+    """``call()``, or ``_UNANSWERED`` with the refusal recorded against ``parameter``.
+
+    A transient failure is raised: it says nothing about the settings, so no verdict is made.
+    """
     try:
-        cluster = ecs.describe_cluster(settings.cluster)
+        return call()
     except CheckError as exc:
         if exc.transient:
             raise
-        report.problems.append(Problem(parameter="Cluster", message=str(exc)))
+        report.problems.append(Problem(parameter=parameter, message=str(exc)))
+        return _UNANSWERED
+
+
+def check_readiness(settings: ControlPlaneSettings, ecs: EcsReader, region: str = "") -> ReadinessReport:
+    """Check the settings against ECS; every problem found, each naming its parameter."""
+    report = ReadinessReport(control_plane=settings.control_plane_id)
+    cluster = _read(report, "Cluster", lambda: ecs.describe_cluster(settings.cluster))
+    if cluster is _UNANSWERED:
         return report
     report.problems += _cluster_problems(settings, cluster, region or "this region")
     kwargs = _placement(settings)
@@ -229,20 +243,15 @@ def check_readiness(settings: ControlPlaneSettings, ecs: EcsReader, region: str 
         report.problems += _provider_problems(settings, kwargs, cluster)
         if not launch_type and not kwargs.get("capacityProviderStrategy"):
             report.fallback_launch_type = launch_type = default_placement(cluster)
-    try:
-        definition = ecs.describe_task_definition(settings.task_definition)
-    except CheckError as exc:
-        if exc.transient:
-            raise
-        report.problems.append(Problem(parameter="TaskDefinition", message=str(exc)))
+    definition = _read(
+        report, "TaskDefinition", lambda: ecs.describe_task_definition(settings.task_definition)
+    )
+    if definition is _UNANSWERED:
         return report
     for family in settings.allowed_task_definition_families:
-        try:
-            ecs.describe_task_definition(family)
-        except CheckError as exc:
-            if exc.transient:
-                raise
-            report.problems.append(Problem(parameter="AllowedTaskDefinitionFamilies", message=str(exc)))
+        _read(
+            report, "AllowedTaskDefinitionFamilies", functools.partial(ecs.describe_task_definition, family)
+        )
     report.problems += _task_definition_problems(settings, definition, launch_type)
     report.problems += _network_problems(settings, kwargs, definition)
     report.problems += _role_problems(settings, definition)

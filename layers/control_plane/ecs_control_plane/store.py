@@ -639,21 +639,7 @@ class StateTable:
         u.set("owner", new_owner)
         self._stamp(u, terminal=None)
         u.names["#key"] = "key"
-        try:
-            self._client.update_item(
-                TableName=self.table_name,
-                Key={"key": {"S": key}},
-                UpdateExpression=u.expression(),
-                ConditionExpression="attribute_exists(#key)",
-                ExpressionAttributeNames=u.names,
-                ExpressionAttributeValues=u.values,
-                ReturnValues="NONE",
-            )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise
-        return self.get(key)
+        return self._update(key, u, "attribute_exists(#key)")
 
     # -- the readiness report (not a task item: no index attribute, no reader of items sees it) --
 
