@@ -63,7 +63,7 @@ security: $(CHECKOV_STAMP)
 build: $(SAM_STAMP) $(STAMP)
 	$(SAM) build --region $(REGION)
 
-unit: $(STAMP)
+unit: $(STAMP) $(SAM_STAMP)  # the migrate tests read sam deploy overrides back with the SAM CLI
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 functional: $(STAMP)
