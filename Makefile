@@ -23,10 +23,10 @@ help:
 	@echo "make test    - set up, lint, type-check, validate, scan (checkov) and build the template, run all tests"
 	@echo "make lint | typecheck | validate | security | build | unit | functional | e2e | bench | deploy | clean"
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+$(STAMP): pyproject.toml local/pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]' -e ./local
 	touch $@
 
 $(SAM_STAMP): requirements/sam.txt
@@ -51,7 +51,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/control_plane/ecs_control_plane functions executor_client ecscp benchmarks
+	$(BIN)/mypy layers/control_plane/ecs_control_plane functions executor_client local/ecscp benchmarks
 
 validate: $(SAM_STAMP)
 	$(SAM) validate --lint --region $(REGION)

@@ -31,12 +31,12 @@ from ecscp.local.airflow import (
     TaskInstance,
     interrupts_deferred,
 )
+from ecscp.project import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from ecscp.local.stack import LocalStack
 
 EXAMPLE_DAGS = Path(__file__).resolve().parent / "example_dags"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 EXIT_OK = 0
 EXIT_CRASHED = 1

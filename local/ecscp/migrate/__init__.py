@@ -16,6 +16,8 @@ drift), and warns where a mapping exists but the meaning differs. No I/O: the ca
 - ``render``: the ``sam deploy`` line or samconfig block, and the scheduler's environment.
 """
 
+from ecscp.project import DEFAULT_TEMPLATE
+
 from .mapping import Migration, migrate
 from .provider_config import (
     CORE_EXECUTOR_ENV,
@@ -36,7 +38,6 @@ from .render import render, render_sam_deploy, render_samconfig, render_schedule
 from .sam_overrides import parse_sam_overrides, sam_override_token
 from .scheduler import EXECUTOR_PATH
 from .template_spec import (
-    DEFAULT_TEMPLATE,
     PARAMETERS,
     QUEUE_URL_OUTPUT,
     SCHEDULER_POLICY_OUTPUT,

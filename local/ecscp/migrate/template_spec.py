@@ -8,10 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
-
-DEFAULT_TEMPLATE: Final = Path(__file__).resolve().parents[2] / "template.yaml"
 
 #: The stack outputs the scheduler's settings come from.
 QUEUE_URL_OUTPUT: Final = "RunRequestQueueUrl"
