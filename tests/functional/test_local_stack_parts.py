@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ecscp.local.deploy import EcsSetup, parameter_values, unqualified_function_arn
-from ecscp.local.ecs_runner import exit_code_of
+from ecscp.local.ecs.containers import exit_code_of
 from ecscp.local.lambda_worker import (
     TIMEOUT_EXIT_CODE,
     _redactor,

@@ -22,19 +22,26 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core.responses import ActionResult
+from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
+from moto.dynamodb.parsing.tokens import ExpressionTokenizer
 from moto.events.models import Rule
 from moto.moto_api import state_manager
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs.models import Queue
 from werkzeug.test import Client
 
+from ecscp.local.ecs.backend import BACKEND, with_host_endpoints
+from ecscp.local.ecs.records import NOTICES_PATH, RECORDS, RECORDS_PATH, ContainerState, TaskStateRecord
 from ecscp.local.moto_patches import (
     PATCHES,
     _replace,
     apply_all,
     dispatch_services_cached,
     dynamodb_atomic_requests,
+    dynamodb_expressions_parsed_once,
+    dynamodb_item_copies,
     dynamodb_item_results,
     ecs_describe_tasks_lookup,
     ecs_run_task_client_token,
@@ -58,6 +65,7 @@ def patched() -> Iterator[Apply]:
     transitions = dict(state_manager._transitions)
     yield lambda module: module.apply()
     _replace.restore()
+    BACKEND.reset()
     state_manager._transitions.clear()
     state_manager._transitions.update(transitions)
 
@@ -135,7 +143,8 @@ def test_ecs_task_lifecycle(patched: Apply) -> None:
 
         # GIVEN the patch THEN a new task is PROVISIONING, version 1, no exit code, and stays so
         patched(ecs_task_lifecycle)
-        arn = ecs.run()
+        ecs_events = EcsEvents()
+        arn = ecs.run(overrides={"containerOverrides": [{"name": CONTAINER, "command": ["true"]}]})
         for _ in range(3):
             (task,) = ecs.describe(arn)
             assert task["lastStatus"] == "PROVISIONING"
@@ -145,31 +154,63 @@ def test_ecs_task_lifecycle(patched: Apply) -> None:
         assert task["containers"][0]["lastStatus"] == "PENDING"
         assert task["containers"][0]["containerArn"].startswith(arn.replace(":task/", ":container/"))
 
-        # WHEN the local ECS host moves it on through the private endpoint
-        def moto_app(environ: Any, start_response: Any) -> list[bytes]:
-            raise AssertionError("the task update must not reach moto's app")
+        # THEN RunTask emitted its PROVISIONING event, with what ECS reports of the task, and
+        # queued a notice for the local ECS host
+        (created,) = ecs_events.received()
+        assert (created["lastStatus"], created["version"], created["cpu"], created["memory"]) == (
+            "PROVISIONING",
+            1,
+            "512",
+            "1024",
+        )
+        assert created["availabilityZone"] == task["availabilityZone"]
+        (notice,) = [n for n in BACKEND.notices(after=0, wait_seconds=0) if n.task_arn == arn]
+        assert (notice.kind, notice.overrides[0].command) == ("run", ["true"])
 
-        client = Client(ecs_task_lifecycle.with_task_update_endpoint(moto_app))
-        step = {
-            "account": ACCOUNT,
-            "region": REGION,
-            "cluster": CLUSTER,
-            "taskArn": arn,
-            "task": {"last_status": "RUNNING", "version": 3, "started_at": 1_700_000_000},
-            "container": {"last_status": "RUNNING"},
-        }
-        response = client.post(ecs_task_lifecycle.TASK_UPDATE_PATH, json=step)
+        # WHEN the host records a change through the private path
+        def moto_app(environ: Any, start_response: Any) -> list[bytes]:
+            raise AssertionError("the host's paths must not reach moto's app")
+
+        client = Client(with_host_endpoints(moto_app))
+        record = TaskStateRecord(
+            task_arn=arn,
+            last_status="RUNNING",
+            container=ContainerState(last_status="RUNNING"),
+            started_at=1_700_000_000,
+        )
+        response = client.post(RECORDS_PATH, data=RECORDS.dump_json([record]))
         assert response.status_code == 200
 
-        # THEN DescribeTasks agrees
+        # THEN that one record is both moto's state and the event
         (task,) = ecs.describe(arn)
+        (running,) = ecs_events.received()
         assert (task["lastStatus"], task["version"], task["containers"][0]["lastStatus"]) == (
             "RUNNING",
-            3,
+            2,
             "RUNNING",
         )
-        bad = client.post(ecs_task_lifecycle.TASK_UPDATE_PATH, json={**step, "task": {"colour": "red"}})
+        assert (running["lastStatus"], running["version"], running["startedAt"]) == (
+            "RUNNING",
+            2,
+            "2023-11-14T22:13:20.000Z",
+        )
+        assert client.get(f"{NOTICES_PATH}?after={notice.seq}&wait=0").json == []
+        bad = client.post(RECORDS_PATH, data=b'[{"task_arn": "x", "colour": "red"}]')
         assert bad.status_code == 400
+
+
+class EcsEvents:
+    """What a rule matching every ECS Task State Change delivers (to an SQS queue, natively)."""
+
+    def __init__(self) -> None:
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.url, queue_arn = _queue(self.sqs, "ecs-events")
+        events = boto3.client("events", region_name=REGION)
+        events.put_rule(Name="ecs", EventPattern=json.dumps({"source": ["aws.ecs"]}))
+        events.put_targets(Rule="ecs", Targets=[{"Id": "q", "Arn": queue_arn}])
+
+    def received(self) -> list[dict[str, Any]]:
+        return [json.loads(body)["detail"] for body in _bodies(self.sqs, self.url)]
 
 
 def test_ecs_stop_task(patched: Apply) -> None:
@@ -476,6 +517,102 @@ def test_dynamodb_item_results(patched: Apply, monkeypatch: pytest.MonkeyPatch) 
         assert fast == released
         assert {"PutItem", "UpdateItem", "Query"}.isdisjoint(serialised)
         assert serialised.count("GetItem") == 1
+
+
+def _copies_and_parses(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[str]]:
+    """Counters of moto's item deep copies and of its expression parses (update, condition)."""
+    copies: list[str] = []
+    parses: list[str] = []
+    item_deepcopy = Item.__deepcopy__
+    tokenize = ExpressionTokenizer.make_list.__func__  # type: ignore[attr-defined]
+    lex = ConditionExpressionParser._lex_condition_expression
+
+    def counting_copy(self: Any, memo: Any) -> Any:
+        copies.append(self.hash_key.value)
+        return item_deepcopy(self, memo)
+
+    def counting_tokenize(cls: Any, expression: str) -> Any:
+        parses.append("update")
+        return tokenize(cls, expression)
+
+    def counting_lex(self: Any) -> Any:
+        parses.append("condition")
+        return lex(self)
+
+    monkeypatch.setattr(Item, "__deepcopy__", counting_copy)
+    monkeypatch.setattr(ExpressionTokenizer, "make_list", classmethod(counting_tokenize))
+    monkeypatch.setattr(ConditionExpressionParser, "_lex_condition_expression", counting_lex)
+    return copies, parses
+
+
+def _conditional_update(dynamodb: Any, pk: str, colour: str, return_values: str = "ALL_NEW") -> Any:
+    return dynamodb.update_item(
+        TableName="items",
+        Key=_key(pk),
+        UpdateExpression="SET colour = :c",
+        ConditionExpression="attribute_not_exists(colour) OR colour <> :c",
+        ExpressionAttributeValues={":c": {"S": colour}},
+        ReturnValues=return_values,
+    )
+
+
+def test_dynamodb_item_copies(patched: Apply, monkeypatch: pytest.MonkeyPatch) -> None:
+    copies, _ = _copies_and_parses(monkeypatch)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        _table(dynamodb)
+        for pk in ("a", "b"):
+            dynamodb.put_item(TableName="items", Item={**_key(pk), "colour": {"S": "red"}})
+        query = {"TableName": "items", "KeyConditionExpression": "pk = :pk"}
+
+        # GIVEN moto as released THEN UpdateItem copies the item twice, Query each item it returns
+        _conditional_update(dynamodb, "a", "blue")
+        assert copies == ["a", "a"]
+        copies.clear()
+        dynamodb.query(**query, ExpressionAttributeValues={":pk": {"S": "b"}})
+        assert copies == ["b"]
+
+        # GIVEN the patch THEN neither copies, and the answers are the same
+        patched(dynamodb_item_copies)
+        copies.clear()
+        assert _conditional_update(dynamodb, "a", "green")["Attributes"]["colour"] == {"S": "green"}
+        found = dynamodb.query(**query, ExpressionAttributeValues={":pk": {"S": "b"}})["Items"]
+        assert found == [{**_key("b"), "colour": {"S": "red"}}]
+        assert copies == []
+        # AND ReturnValues that read the old item still get it as it was
+        old = _conditional_update(dynamodb, "b", "black", return_values="ALL_OLD")["Attributes"]
+        assert old["colour"] == {"S": "red"}
+        assert copies == ["b"]
+        # AND a table with a stream still gets its copy of the old item
+        dynamodb.update_table(
+            TableName="items",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        copies.clear()
+        _conditional_update(dynamodb, "b", "white")
+        assert copies == ["b"]
+
+
+def test_dynamodb_expressions_parsed_once(patched: Apply, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, parses = _copies_and_parses(monkeypatch)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        _table(dynamodb)
+        # GIVEN moto as released THEN one UpdateItem parses each of its expressions twice
+        _conditional_update(dynamodb, "a", "red")
+        assert sorted(parses) == ["condition", "condition", "update", "update"]
+
+        # GIVEN the patch THEN once each, and the condition still decides
+        patched(dynamodb_expressions_parsed_once)
+        parses.clear()
+        assert _conditional_update(dynamodb, "a", "blue")["Attributes"]["colour"] == {"S": "blue"}
+        assert sorted(parses) == ["condition", "update"]
+        with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+            _conditional_update(dynamodb, "a", "blue")
+        # AND the next request parses its own expressions (the memo lives one request)
+        parses.clear()
+        _conditional_update(dynamodb, "a", "green")
+        assert sorted(parses) == ["condition", "update"]
 
 
 # --- SQS ---------------------------------------------------------------------------------------

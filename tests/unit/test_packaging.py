@@ -3,6 +3,7 @@ demo and the ``ecscp`` CLI are a distribution of their own, installed by the ``[
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _build_wheel(source: Path, out: Path) -> zipfile.ZipFile:
-    # No build isolation: the venv's setuptools builds it, with no index needed.
+    # No build isolation: the venv's setuptools builds it, with no index needed. setuptools
+    # builds in the source tree: leave it as it was.
+    leftover = source / "build"
+    existed = leftover.exists()
     subprocess.run(
         [
             sys.executable,
@@ -28,6 +32,8 @@ def _build_wheel(source: Path, out: Path) -> zipfile.ZipFile:
         check=True,
         capture_output=True,
     )
+    if not existed:
+        shutil.rmtree(leftover, ignore_errors=True)
     (wheel,) = out.glob("*.whl")
     return zipfile.ZipFile(wheel)
 

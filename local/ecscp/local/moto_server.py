@@ -8,8 +8,8 @@ parent went away) or on SIGTERM/SIGINT, so it can never outlive the stack that s
 
 Before it serves, :func:`configure_moto` applies every patch of :mod:`ecscp.local.moto_patches`
 (one module per moto behaviour, each saying what moto does and what AWS does instead), and the
-server adds the local ECS host's task-update endpoint
-(:func:`ecscp.local.moto_patches.ecs_task_lifecycle.with_task_update_endpoint`).
+server adds the private paths of the local ECS (:func:`ecscp.local.ecs.backend.with_host_endpoints`):
+the notices the ECS host long-polls and the task state records it posts.
 """
 
 # moto is imported lazily: it reads its environment on import.
@@ -29,16 +29,16 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
+from .ecs.backend import with_host_endpoints
 from .moto_patches import apply_all
-from .moto_patches.ecs_task_lifecycle import with_task_update_endpoint
 from .processes import exit_when_parent_goes, stop_child
 
 
 def build_app() -> Callable[..., Iterable[bytes]]:
-    """moto's WSGI application, plus the local ECS host's private task-update endpoint."""
+    """moto's WSGI application, plus the local ECS's private paths for the host."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    return with_task_update_endpoint(DomainDispatcherApplication(create_backend_app))
+    return with_host_endpoints(DomainDispatcherApplication(create_backend_app))
 
 
 def configure_moto(apply_patches: Callable[[], None] = apply_all) -> None:

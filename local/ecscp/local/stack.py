@@ -3,7 +3,7 @@
 ``LocalStack`` starts, in order: moto in a child process (:mod:`ecscp.local.moto_server`),
 the deployment of ``template.yaml`` into it (:mod:`ecscp.local.deploy`), one worker process per
 deployed Lambda function (:mod:`ecscp.local.lambda_worker`) and the local ECS container host
-(:mod:`ecscp.local.ecs_runner`). ``stop()`` ends all of it, process trees included.
+(:mod:`ecscp.local.ecs.host`). ``stop()`` ends all of it, process trees included.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from ecs_control_plane.settings import (
 from ecs_control_plane.store import StateTable
 
 from .deploy import DeployError, Deployment, EcsSetup, FunctionSpec, StackDeployer
-from .ecs_runner import EcsRunner
+from .ecs.host import EcsHost
 from .endpoint import FAKE_CREDENTIALS_ENV, aws_client
 from .moto_server import MotoStartError, start_server
 from .processes import host_environment, stop_child
@@ -131,7 +131,7 @@ class LocalStack:
         self._moto: subprocess.Popen[bytes] | None = None
         self._moto_log: IO[bytes] | None = None
         self._workers: list[_Worker] = []
-        self._runner: EcsRunner | None = None
+        self._host: EcsHost | None = None
         self._alerts: list[str] = []
         self._alerts_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -166,7 +166,7 @@ class LocalStack:
             self._deploy()
             self._check_readiness()
             self._start_workers()
-            self._start_runner()
+            self._start_host()
         except BaseException:
             self.stop()
             raise
@@ -184,8 +184,8 @@ class LocalStack:
             atexit.unregister(self.stop)
         if self._supervisor is not None and self._supervisor is not threading.current_thread():
             self._supervisor.join(timeout=5)  # it must not replace a worker being stopped
-        if self._runner is not None:
-            self._runner.stop()
+        if self._host is not None:
+            self._host.stop()
         for worker in self._workers:
             stop_child(worker.process)
             if worker.log is not None and not worker.log.closed:
@@ -359,7 +359,7 @@ class LocalStack:
         env.setdefault("POWERTOOLS_SERVICE_NAME", spec.logical_id)
         return env
 
-    def _start_runner(self) -> None:
+    def _start_host(self) -> None:
         assert self.deployment is not None
         envs = [f.environment for f in self.deployment.functions]
         started_by = next((e[ENV_CONTROL_PLANE_ID] for e in envs if e.get(ENV_CONTROL_PLANE_ID)), None)
@@ -367,7 +367,7 @@ class LocalStack:
             (e[ENV_CONTAINER_NAME] for e in envs if e.get(ENV_CONTAINER_NAME)),
             self.deployment.ecs.container_name,
         )
-        self._runner = EcsRunner(
+        self._host = EcsHost(
             endpoint_url=self.endpoint_url,
             region=self.config.region,
             cluster=self.deployment.ecs.cluster_name,
@@ -378,7 +378,7 @@ class LocalStack:
             max_concurrent=self.config.max_concurrent_tasks,
             stop_grace_seconds=self.config.stop_grace_seconds,
         )
-        self._runner.start()
+        self._host.start()
 
     def _supervise(self) -> None:
         """Replace a dead function worker, as Lambda replaces a crashed or timed-out container.
@@ -450,16 +450,16 @@ class LocalStack:
 
     def start_attempts(self) -> dict[str, int]:
         """Task key -> number of ECS tasks started for it."""
-        return self._runner.start_attempts() if self._runner else {}
+        return self._host.start_attempts() if self._host else {}
 
     def task_records(self) -> list[dict[str, Any]]:
         """One record per ECS task the local host saw: key, attempt, ARN, exit and stop codes, times."""
-        return self._runner.task_records() if self._runner else []
+        return self._host.task_records() if self._host else []
 
     def process_ids(self) -> list[int]:
         """Every process this stack started (moto, function workers, containers)."""
         pids = [p.pid for p in [self._moto, *(w.process for w in self._workers)] if p is not None]
-        return pids + (self._runner.process_ids() if self._runner else [])
+        return pids + (self._host.process_ids() if self._host else [])
 
     def check(self) -> None:
         """Raise if a part of the stack died."""
@@ -474,8 +474,8 @@ class LocalStack:
                 and worker.process.poll() is not None
             ):
                 raise LocalStackError(f"function {worker.spec.logical_id} keeps dying; see {worker.log_path}")
-        if self._runner is not None and self._runner.error is not None:
-            logger.warning("local ECS runner reported: %s", self._runner.error)
+        if self._host is not None and self._host.error is not None:
+            logger.warning("local ECS host reported: %s", self._host.error)
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -15,13 +15,15 @@ it serves; the benchmarks' moto applies only the two cost fixes):
    PutEvents events (applied after 3, so it filters before delivery).
 5. :mod:`.dynamodb_atomic_requests`: each DynamoDB request is atomic.
 6. :mod:`.dynamodb_item_results`: item results are dumped as the DynamoDB JSON they are.
-7. :mod:`.sqs_no_lambda_invoke`: SendMessage never invokes moto's Lambda.
-8. :mod:`.sqs_send_attributes`: sending and receiving do not count the queue.
-9. :mod:`.ecs_task_lifecycle`: tasks start PROVISIONING and move only when the local ECS host
-   says so.
-10. :mod:`.ecs_run_task_client_token`: RunTask honours ``clientToken``.
-11. :mod:`.ecs_stop_task`: StopTask asks for a stop; the host stops the container.
-12. :mod:`.ecs_describe_tasks_lookup`: DescribeTasks matches by ARN or id, by set look-up.
+7. :mod:`.dynamodb_item_copies`: items are not deep-copied when only read.
+8. :mod:`.dynamodb_expressions_parsed_once`: an UpdateItem parses each expression once.
+9. :mod:`.sqs_no_lambda_invoke`: SendMessage never invokes moto's Lambda.
+10. :mod:`.sqs_send_attributes`: sending and receiving do not count the queue.
+11. :mod:`.ecs_task_lifecycle`: tasks start PROVISIONING, RunTask hands them to the local ECS,
+    and they move only when the local ECS host says so.
+12. :mod:`.ecs_run_task_client_token`: RunTask honours ``clientToken``.
+13. :mod:`.ecs_stop_task`: StopTask asks for a stop; the host stops the container.
+14. :mod:`.ecs_describe_tasks_lookup`: DescribeTasks matches by ARN or id, by set look-up.
 
 The order matters only for 3 and 4, which both wrap ``Rule.send_to_targets``.
 """
@@ -31,6 +33,8 @@ from __future__ import annotations
 from . import (
     dispatch_services_cached,
     dynamodb_atomic_requests,
+    dynamodb_expressions_parsed_once,
+    dynamodb_item_copies,
     dynamodb_item_results,
     ecs_describe_tasks_lookup,
     ecs_run_task_client_token,
@@ -51,6 +55,8 @@ PATCHES = (
     events_schedule_and_disabled_rules,
     dynamodb_atomic_requests,
     dynamodb_item_results,
+    dynamodb_item_copies,
+    dynamodb_expressions_parsed_once,
     sqs_no_lambda_invoke,
     sqs_send_attributes,
     ecs_task_lifecycle,

@@ -1,14 +1,19 @@
-"""moto's ECS tasks start RUNNING with exit code 0 and advance one state per DescribeTasks.
+"""moto's ECS tasks start RUNNING with exit code 0, advance one state per DescribeTasks, emit no events.
 
 moto creates a task RUNNING, its containers with exit code 0, and (as released) moves it one
-state further on each DescribeTasks. On AWS a task starts in PROVISIONING with ``version`` 1
-and ``createdAt``, its containers have no exit code until they exit, and the agent moves it
-on. The control plane sees the difference: it takes a RUNNING task for started and a stopped
-one with exit code 0 for a success, and the reconciler compares DescribeTasks with the events.
+state further on each DescribeTasks; it emits no ``ECS Task State Change`` event, and leaves out
+the task's ``cpu``/``memory`` (from the task definition) and ``availabilityZone`` (the subnet's).
+On AWS a task starts in PROVISIONING with ``version`` 1 and ``createdAt``, its containers have
+no exit code until they exit, the agent moves it on, and every change is an event. The control
+plane sees the difference: it takes a RUNNING task for started and a stopped one with exit code
+0 for a success, it learns of every change from the events, and the reconciler compares
+DescribeTasks with them.
 
-Patched: tasks start PROVISIONING, containers PENDING without an exit code and named after
-the task, and moto's state machine is pinned, so a task changes state only when the local ECS
-host says so, through a private endpoint (:data:`TASK_UPDATE_PATH`, :func:`update_task`).
+Patched: tasks start PROVISIONING, containers PENDING without an exit code and named after the
+task, with the task definition's cpu and memory and the subnet's zone; moto's state machine is
+pinned; and each task RunTask creates goes to the local ECS (:mod:`ecscp.local.ecs.backend`),
+which emits its events and tells the local ECS host to run it. Only the host's records move a
+task on.
 """
 
 # moto is imported lazily: the parent process imports this module only for its names.
@@ -16,42 +21,14 @@ host says so, through a private endpoint (:data:`TASK_UPDATE_PATH`, :func:`updat
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from ._replace import replace
 
-#: Private endpoint the local ECS host uses to move a task through its lifecycle in moto.
-TASK_UPDATE_PATH = "/_ecscp/ecs/task"
 #: Pins moto's ECS task state machine: tasks change state only when the host says so.
 PINNED_TRANSITION = {"progression": "manual", "times": 10**12}
-
-_TASK_FIELDS = frozenset(
-    {
-        "last_status",
-        "desired_status",
-        "version",
-        "stop_code",
-        "stopped_reason",
-        "connectivity",
-        "health_status",
-    }
-)
-_TASK_TIME_FIELDS = frozenset(
-    {
-        "created_at",
-        "started_at",
-        "stopping_at",
-        "stopped_at",
-        "pull_started_at",
-        "pull_stopped_at",
-        "execution_stopped_at",
-        "connectivity_at",
-    }
-)
-_CONTAINER_FIELDS = frozenset({"last_status", "exit_code", "reason"})
 
 
 def now() -> datetime:
@@ -68,18 +45,28 @@ def find_task(backend: Any, cluster_name: str, task_str: str) -> Any:
 
 
 def apply() -> None:
+    from moto.ec2.models import ec2_backends
     from moto.ecs import models as ecs_models
     from moto.moto_api import state_manager
+
+    from ecscp.local.ecs.backend import BACKEND
 
     state_manager.set_transition(model_name="ecs::task", transition=PINNED_TRANSITION)
 
     def make_init(task_init: Callable[..., None]) -> Callable[..., None]:
-        def init(self: Any, *args: Any, **kwargs: Any) -> None:
-            task_init(self, *args, **kwargs)
+        def init(self: Any, cluster: Any, task_definition: Any, *args: Any, **kwargs: Any) -> None:
+            task_init(self, cluster, task_definition, *args, **kwargs)
             self._status = "PROVISIONING"
             self.version = 1
             self.created_at = now()
             self.stop_code = None
+            self.cpu, self.memory = task_definition.cpu, task_definition.memory
+            subnet = next(
+                (d["value"] for a in self.attachments for d in a["details"] if d["name"] == "subnetId"), None
+            )
+            if subnet:
+                ec2 = ec2_backends[self._account_id][self.region_name]
+                self.availability_zone = ec2.get_subnet(subnet).availability_zone
             for container in self.containers:
                 # moto names containers after the task definition; ECS after the task.
                 container.task_arn = self.task_arn
@@ -92,65 +79,15 @@ def apply() -> None:
 
         return init
 
+    def make_run_task(run_task: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+        def run_task_and_tell_the_host(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+            tasks = run_task(self, *args, **kwargs)
+            for task in tasks:
+                if not task.container_instance_arn:  # Fargate-like: the local host runs it
+                    BACKEND.task_created(task)
+            return tasks
+
+        return run_task_and_tell_the_host
+
     replace(ecs_models.Task, "__init__", __name__, make_init)
-
-
-def _to_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromtimestamp(float(value), tz=timezone.utc)
-
-
-def update_task(body: dict[str, Any]) -> dict[str, Any]:
-    """Apply one lifecycle step the local ECS host decided to a task in moto."""
-    from moto.ecs.models import ecs_backends
-
-    backend = ecs_backends[body["account"]][body["region"]]
-    cluster = backend._get_cluster(body["cluster"])
-    task = find_task(backend, cluster.name, body["taskArn"])
-    if task is None:
-        raise LookupError(f"no task {body['taskArn']} in cluster {cluster.name}")
-    stop_requested = task.desired_status == "STOPPED"
-    for name, value in (body.get("task") or {}).items():
-        if stop_requested and name in ("desired_status", "stop_code", "stopped_reason", "stopping_at"):
-            # A StopTask that arrived after the host's last look wins over what it writes now.
-            if name != "desired_status" and value:
-                setattr(task, name, _to_time(value) if name == "stopping_at" else value)
-            continue
-        if name == "version":
-            task.version = max(int(value), int(getattr(task, "version", 0)))
-        elif name == "last_status":
-            task._status = value
-        elif name in _TASK_FIELDS:
-            setattr(task, name, value)
-        elif name in _TASK_TIME_FIELDS:
-            setattr(task, name, _to_time(value))
-        else:
-            raise ValueError(f"unknown task field {name!r}")
-    for container in task.containers:
-        for name, value in (body.get("container") or {}).items():
-            if name not in _CONTAINER_FIELDS:
-                raise ValueError(f"unknown container field {name!r}")
-            setattr(container, "exitCode" if name == "exit_code" else name, value)
-    return {"taskArn": task.task_arn, "lastStatus": task.last_status, "version": task.version}
-
-
-def with_task_update_endpoint(
-    moto_app: Callable[..., Iterable[bytes]],
-) -> Callable[..., Iterable[bytes]]:
-    """A WSGI application serving :data:`TASK_UPDATE_PATH` and passing the rest to ``moto_app``."""
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == TASK_UPDATE_PATH and environ.get("REQUEST_METHOD") == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            try:
-                result = update_task(json.loads(environ["wsgi.input"].read(length)))
-                status, payload = "200 OK", result
-            except (LookupError, ValueError, KeyError) as exc:
-                status, payload = "400 Bad Request", {"error": str(exc)}
-            data = json.dumps(payload).encode()
-            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-            return [data]
-        return moto_app(environ, start_response)
-
-    return app
+    replace(ecs_models.EC2ContainerServiceBackend, "run_task", __name__, make_run_task)

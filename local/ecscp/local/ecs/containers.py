@@ -1,0 +1,75 @@
+"""One task's container, run as a local process: what Fargate does with the task's command.
+
+The Airflow container's command (the task's ``command`` override) runs in its own process
+group, with the override's environment over the host's Airflow settings, its output in
+``<state dir>/tasks/<n>/container.log``. Where it departs from AWS: no image, no isolation,
+no resource limits: a process on this machine, started with this Python's ``bin`` first on
+``PATH`` so that the command's ``python`` is this environment's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+from ecscp.local.processes import host_environment
+
+
+class ContainerStartError(RuntimeError):
+    """The container could not start; the message is the reason ECS would give."""
+
+
+def exit_code_of(returncode: int) -> int:
+    """A process return code as a container exit code (killed by signal N -> 128 + N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def container_environment(
+    region: str, host_env: Mapping[str, str], task_env: Mapping[str, str]
+) -> dict[str, str]:
+    """The container's environment: host basics, the ECS variables, then the host's settings for
+    every task (``host_env``), then the task's own override."""
+    env = host_environment()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    env.update({"AWS_EXECUTION_ENV": "AWS_ECS_FARGATE", "AWS_REGION": region, "AWS_DEFAULT_REGION": region})
+    env.update(host_env)
+    env.update(task_env)
+    return env
+
+
+def start_container(
+    workdir: Path, command: list[str], environment: Mapping[str, str], identity: Mapping[str, object]
+) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """Start ``command`` in ``workdir`` (its log and ``task.json`` there); the process and its log."""
+    if not command:
+        raise ContainerStartError("CannotStartContainerError: the task has no command override")
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "task.json").write_text(json.dumps(dict(identity), indent=1))
+    log = (workdir / "container.log").open("ab")
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=dict(environment),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        log.close()
+        raise ContainerStartError(f"CannotStartContainerError: {type(exc).__name__}: {exc.strerror}") from exc
+    return process, log
+
+
+def signal_group(pid: int, signum: int = signal.SIGTERM) -> None:
+    """Send ``signum`` to the container's process group (as ``docker stop`` signals PID 1)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(os.getpgid(pid), signum)

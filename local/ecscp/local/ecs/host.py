@@ -1,0 +1,385 @@
+"""The local ECS container host: runs the tasks RunTask starts in moto, as Fargate would.
+
+It reacts to RunTask and StopTask (the notices moto's ECS queues, :mod:`.backend`, which the
+host long-polls: it never lists or describes tasks) and to its containers' exits. For each task it
+records PENDING (pulling), RUNNING (the command runs, :mod:`.containers`) and STOPPED, each change
+once, as a :class:`~.records.TaskStateRecord` that moto applies to its task and turns into the
+``ECS Task State Change`` event. PROVISIONING and the desired-STOPPED change are moto's own (at
+RunTask and StopTask), as on AWS.
+
+StopTask stops the container's process group with SIGTERM, then SIGKILL after the grace period;
+the task ends with ``stopCode`` UserInitiated and the container's exit code.
+
+Fault injection: ``ECSCP_LOCAL_FAIL_STARTS=<n>`` in the container override's environment makes
+the first ``n`` starts of that task key fail as ECS fails them when it cannot pull the image:
+PENDING, then STOPPED with ``stopCode`` TaskFailedToStart, no ``startedAt`` and no exit code.
+
+At most ``max_concurrent`` containers run at once; the others wait in PENDING, as tasks wait
+for capacity on a busy cluster. The workload command is never logged (it carries a token).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlencode
+
+from ecs_control_plane.contract import ATTEMPT_ENV, TASK_KEY_ENV
+from ecscp.local.endpoint import PrivatePath
+from ecscp.local.processes import terminate_tree
+
+from .containers import (
+    ContainerStartError,
+    container_environment,
+    exit_code_of,
+    signal_group,
+    start_container,
+)
+from .records import NOTICES, NOTICES_PATH, RECORDS, RECORDS_PATH, ContainerState, TaskNotice, TaskStateRecord
+
+logger = logging.getLogger(__name__)
+
+FAIL_STARTS_ENV = "ECSCP_LOCAL_FAIL_STARTS"
+INJECTED_PULL_ERROR = (
+    "CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to resolve ref "
+    "{image}: not found (injected by ECSCP_LOCAL_FAIL_STARTS)"
+)
+ESSENTIAL_EXITED = "Essential container in task exited"
+#: How long one notices request waits in moto for the next RunTask or StopTask.
+NOTICE_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class LocalTask:
+    """One ECS task as the host runs it."""
+
+    number: int
+    arn: str
+    key: str | None
+    attempt: int | None
+    created_at: float
+    image: str
+    command: list[str] = field(repr=False)
+    environment: dict[str, str] = field(repr=False)
+    fail_start: bool = False
+    last_status: str = "PROVISIONING"
+    started_at: float | None = None
+    stopping_at: float | None = None
+    stopped_at: float | None = None
+    stop_code: str | None = None
+    stopped_reason: str | None = None
+    exit_code: int | None = None
+    process: Any = None
+    log: IO[bytes] | None = None
+    stop_deadline: float | None = None
+    killed: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "attempt": self.attempt,
+            "task_arn": self.arn,
+            "last_status": self.last_status,
+            "exit_code": self.exit_code,
+            "stop_code": self.stop_code,
+            "stopped_reason": self.stopped_reason,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "stopped_at": self.stopped_at,
+        }
+
+
+@dataclass(frozen=True)
+class _Exited:
+    task: LocalTask
+    returncode: int
+
+
+class EcsHost:
+    """Plays the Fargate side of ECS for one local cluster; two threads of the stack's process."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str,
+        region: str,
+        cluster: str,
+        container_name: str,
+        state_dir: Path,
+        task_env: dict[str, str],
+        started_by: str | None = None,
+        max_concurrent: int = 8,
+        stop_grace_seconds: float = 10.0,
+    ) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.cluster = cluster
+        self.container_name = container_name
+        self.tasks_dir = state_dir / "tasks"
+        self.task_env = dict(task_env)
+        self.started_by = started_by
+        self.max_concurrent = max(1, max_concurrent)
+        self.stop_grace_seconds = stop_grace_seconds
+        self.error: BaseException | None = None
+        #: Notices and container exits, in arrival order; None only wakes the loop (at stop).
+        self._inbox: queue.Queue[TaskNotice | _Exited | None] = queue.Queue()
+        self._outbox: list[TaskStateRecord] = []
+        self._lock = threading.Lock()
+        self._tasks: dict[str, LocalTask] = {}
+        self._pending: collections.deque[LocalTask] = collections.deque()
+        self._starts: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._first_number = 1
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.tasks_dir.mkdir(parents=True, exist_ok=True)
+        # A reused state directory keeps the earlier runs' task directories; number after them.
+        self._first_number = 1 + max(
+            (int(d.name) for d in self.tasks_dir.iterdir() if d.name.isdigit()), default=0
+        )
+        for target, name in ((self._listen, "ecscp-local-ecs-notices"), (self._run, "ecscp-local-ecs")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop reacting and kill every container's process tree; idempotent."""
+        self._stop.set()
+        self._inbox.put_nowait(None)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=30 if thread.name == "ecscp-local-ecs" else 0.2)
+        with self._lock:
+            running = [t for t in self._tasks.values() if t.process is not None and t.process.poll() is None]
+        for task in running:
+            terminate_tree(task.process.pid, grace_seconds=3)
+        with self._lock:
+            for task in self._tasks.values():
+                if task.log is not None and not task.log.closed:
+                    task.log.close()
+
+    def start_attempts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._starts)
+
+    def task_records(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [t.summary() for t in sorted(self._tasks.values(), key=lambda t: t.number)]
+
+    def process_ids(self) -> list[int]:
+        with self._lock:
+            return [t.process.pid for t in self._tasks.values() if t.process is not None]
+
+    # -- threads --------------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Long-poll moto for RunTask/StopTask notices and hand them to :meth:`_run`, in order."""
+        channel = PrivatePath(self.endpoint_url, timeout=NOTICE_WAIT_SECONDS + 30)
+        after = 0
+        while not self._stop.is_set():
+            query = urlencode({"after": after, "wait": NOTICE_WAIT_SECONDS})
+            try:
+                notices = NOTICES.validate_json(channel.request("GET", f"{NOTICES_PATH}?{query}"))
+            except Exception as exc:  # noqa: BLE001 - moto going away at shutdown, or a bug: say it, retry
+                if self._stop.is_set():
+                    break
+                logger.warning("local ECS host: reading notices failed: %s", exc)
+                self.error = exc
+                self._stop.wait(0.5)
+                continue
+            for notice in notices:
+                self._inbox.put(notice)
+                after = notice.seq
+        channel.close()
+
+    def _run(self) -> None:
+        """Handle notices and container exits as they come; post the records they make."""
+        channel = PrivatePath(self.endpoint_url)
+        while not self._stop.is_set():
+            try:
+                try:
+                    self._handle(self._inbox.get(timeout=self._seconds_to_next_deadline()))
+                    while True:  # everything that arrived meanwhile, then one post
+                        self._handle(self._inbox.get_nowait())
+                except queue.Empty:
+                    pass
+                self._kill_overdue()
+                self._launch()
+            except Exception as exc:  # keep the host alive; say why in the log
+                logger.exception("local ECS host step failed")
+                self.error = exc
+            finally:
+                if self._outbox:
+                    records, self._outbox = self._outbox, []
+                    try:
+                        channel.request("POST", RECORDS_PATH, RECORDS.dump_json(records))
+                    except Exception as exc:
+                        logger.exception("local ECS host: moto refused %d task state record(s)", len(records))
+                        self.error = exc
+        channel.close()
+
+    def _seconds_to_next_deadline(self) -> float:
+        deadlines = [t.stop_deadline for t in self._tasks.values() if t.stop_deadline and not t.killed]
+        return max(0.0, min(deadlines) - time.time()) if deadlines else 1.0
+
+    def _handle(self, item: TaskNotice | _Exited | None) -> None:
+        if item is None:
+            return
+        if isinstance(item, _Exited):
+            self._exited(item.task, item.returncode)
+        elif item.kind == "run":
+            self._admit(item)
+        else:
+            self._stop_requested(item)
+
+    # -- one task -------------------------------------------------------------------------------
+
+    def _mine(self, notice: TaskNotice) -> bool:
+        cluster = notice.cluster_arn
+        in_cluster = cluster == self.cluster or cluster.endswith(f":cluster/{self.cluster}")
+        return in_cluster and (not self.started_by or notice.started_by == self.started_by)
+
+    def _admit(self, notice: TaskNotice) -> None:
+        if not self._mine(notice) or notice.task_arn in self._tasks:
+            return
+        override = next((o for o in notice.overrides if o.name == self.container_name), None)
+        environment = dict(override.environment) if override else {}
+        key = environment.get(TASK_KEY_ENV)
+        attempt_text = environment.get(ATTEMPT_ENV, "")
+        with self._lock:
+            task = LocalTask(
+                number=self._first_number + len(self._tasks),
+                arn=notice.task_arn,
+                key=key,
+                attempt=int(attempt_text) if attempt_text.isdigit() else None,
+                created_at=notice.created_at,
+                image=notice.image or "image",
+                command=list(override.command) if override else [],
+                environment=environment,
+            )
+            self._tasks[task.arn] = task
+            self._starts[key or task.arn] += 1
+            task.fail_start = self._starts[key or task.arn] <= _int(environment.get(FAIL_STARTS_ENV))
+        logger.info("ECS task %s admitted (key %s, attempt %s)", task.arn, key, task.attempt)
+        self._record(task, "PENDING", pull_started_at=time.time())
+        if task.fail_start:
+            reason = INJECTED_PULL_ERROR.format(image=task.image)
+            self._end(task, "TaskFailedToStart", reason, container_reason=reason)
+            return
+        self._pending.append(task)
+
+    def _stop_requested(self, notice: TaskNotice) -> None:
+        task = self._tasks.get(notice.task_arn)
+        if task is None or task.last_status == "STOPPED" or task.stop_deadline is not None:
+            return
+        task.stopped_reason = notice.stopped_reason or "Task stopped by user"
+        task.stopping_at = time.time()
+        if task.process is None:  # still waiting for capacity: it never runs
+            if task in self._pending:
+                self._pending.remove(task)
+            self._end(task, "UserInitiated", task.stopped_reason)
+            return
+        logger.info("ECS task %s: StopTask, stopping its container", task.arn)
+        task.stop_deadline = time.time() + self.stop_grace_seconds
+        signal_group(task.process.pid)
+
+    def _exited(self, task: LocalTask, returncode: int) -> None:
+        if task.last_status == "STOPPED":
+            return
+        if task.stop_deadline is not None:
+            self._end(task, "UserInitiated", task.stopped_reason, exit_code=exit_code_of(returncode))
+        else:
+            self._end(task, "EssentialContainerExited", ESSENTIAL_EXITED, exit_code=exit_code_of(returncode))
+
+    def _kill_overdue(self) -> None:
+        now = time.time()
+        for task in list(self._tasks.values()):
+            overdue = task.stop_deadline is not None and not task.killed and now >= task.stop_deadline
+            if overdue and task.process is not None and task.process.poll() is None:
+                task.killed = True
+                terminate_tree(task.process.pid, grace_seconds=0)
+
+    def _launch(self) -> None:
+        running = sum(1 for t in self._tasks.values() if t.last_status == "RUNNING")
+        while running < self.max_concurrent and self._pending:
+            if self._spawn(self._pending.popleft()):
+                running += 1
+
+    def _spawn(self, task: LocalTask) -> bool:
+        now = time.time()
+        try:
+            task.process, task.log = start_container(
+                self.tasks_dir / str(task.number),
+                task.command,
+                container_environment(self.region, self.task_env, task.environment),
+                {"task_arn": task.arn, "key": task.key, "attempt": task.attempt},
+            )
+        except ContainerStartError as exc:
+            self._end(task, "TaskFailedToStart", str(exc), container_reason=str(exc), pull_stopped_at=now)
+            return False
+        task.started_at = now
+        self._record(task, "RUNNING", pull_stopped_at=now, started_at=now)
+        process = task.process
+        threading.Thread(
+            target=lambda: self._inbox.put(_Exited(task, process.wait())),
+            name=f"ecscp-local-container-{task.number}",
+            daemon=True,
+        ).start()
+        return True
+
+    def _end(
+        self,
+        task: LocalTask,
+        stop_code: str,
+        reason: str | None,
+        *,
+        exit_code: int | None = None,
+        container_reason: str | None = None,
+        pull_stopped_at: float | None = None,
+    ) -> None:
+        task.stop_code, task.stopped_reason, task.exit_code = stop_code, reason, exit_code
+        task.stopped_at = time.time()
+        if task.log is not None:
+            task.log.close()
+        self._record(
+            task,
+            "STOPPED",
+            container=ContainerState(last_status="STOPPED", exit_code=exit_code, reason=container_reason),
+            stop_code=stop_code,
+            stopped_reason=reason,
+            stopping_at=task.stopping_at or task.stopped_at,
+            stopped_at=task.stopped_at,
+            pull_stopped_at=pull_stopped_at,
+        )
+        logger.info("ECS task %s stopped (%s, exit code %s)", task.arn, stop_code, exit_code)
+
+    def _record(
+        self, task: LocalTask, last_status: str, container: ContainerState | None = None, **fields: Any
+    ) -> None:
+        """The one record of this change; moto applies it and emits its event."""
+        with self._lock:
+            task.last_status = last_status
+        self._outbox.append(
+            TaskStateRecord(
+                task_arn=task.arn,
+                last_status=last_status,
+                container=container or ContainerState(last_status=last_status),
+                **fields,
+            )
+        )
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0

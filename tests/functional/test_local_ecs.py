@@ -1,0 +1,119 @@
+"""The local ECS's moto side (ecscp.local.ecs.backend): notices for the host, one record per change.
+
+In this process, inside ``mock_aws``, with the two ECS lifecycle patches applied for each test
+and put back after it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+from moto.moto_api import state_manager
+
+from ecscp.local.ecs.backend import BACKEND
+from ecscp.local.ecs.records import ContainerState, TaskStateRecord
+from ecscp.local.moto_patches import _replace, ecs_stop_task, ecs_task_lifecycle
+from tests.functional.test_moto_patches import Ecs, EcsEvents
+from tests.support.aws import CLUSTER, CONTAINER
+
+
+@pytest.fixture
+def ecs() -> Iterator[Ecs]:
+    transitions = dict(state_manager._transitions)
+    with mock_aws():
+        ecs_task_lifecycle.apply()
+        ecs_stop_task.apply()
+        try:
+            yield Ecs()
+        finally:
+            _replace.restore()
+            BACKEND.reset()
+            state_manager._transitions.clear()
+            state_manager._transitions.update(transitions)
+
+
+def _stopped(arn: str, stop_code: str, reason: str, exit_code: int | None) -> TaskStateRecord:
+    return TaskStateRecord(
+        task_arn=arn,
+        last_status="STOPPED",
+        container=ContainerState(last_status="STOPPED", exit_code=exit_code),
+        stop_code=stop_code,
+        stopped_reason=reason,
+        stopped_at=time.time(),
+    )
+
+
+def test_a_notice_wakes_the_waiting_host_and_is_dropped_once_read_past(ecs: Ecs) -> None:
+    got: list[list[str]] = []
+    waiter = threading.Thread(
+        target=lambda: got.append([n.kind for n in BACKEND.notices(after=0, wait_seconds=10)])
+    )
+    waiter.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    arn = ecs.run(overrides={"containerOverrides": [{"name": CONTAINER, "command": ["true"]}]})
+    waiter.join(timeout=5)
+    assert got == [["run"]]
+    assert time.monotonic() - started < 5  # woken by RunTask, not by the wait running out
+
+    ecs.client.stop_task(cluster=CLUSTER, task=arn, reason="bye")
+    pending = BACKEND.notices(after=0, wait_seconds=0)
+    assert [(n.kind, n.task_arn) for n in pending] == [("run", arn), ("stop", arn)]
+    assert pending[1].stopped_reason == "bye"
+    assert BACKEND.notices(after=pending[0].seq, wait_seconds=0) == [pending[1]]
+    assert BACKEND.notices(after=pending[1].seq, wait_seconds=0) == []
+
+
+def test_a_stoptask_taken_before_the_hosts_record_wins_over_its_stop_code(ecs: Ecs) -> None:
+    events = EcsEvents()
+    arn = ecs.run()
+    BACKEND.apply(
+        TaskStateRecord(task_arn=arn, last_status="RUNNING", container=ContainerState(last_status="RUNNING"))
+    )
+    # WHEN StopTask arrives as the container exits on its own, and the host records that exit
+    ecs.client.stop_task(cluster=CLUSTER, task=arn, reason="Airflow asked")
+    BACKEND.apply(_stopped(arn, "EssentialContainerExited", "Essential container in task exited", 0))
+
+    # THEN the task ended as stopped by the user, with the container's exit code
+    (task,) = ecs.describe(arn)
+    assert (task["lastStatus"], task["stopCode"], task["stoppedReason"]) == (
+        "STOPPED",
+        "UserInitiated",
+        "Airflow asked",
+    )
+    assert task["containers"][0]["exitCode"] == 0
+    # AND every change was one event, in order, versions increasing with the task's
+    changes = [(e["lastStatus"], e["desiredStatus"], e["version"]) for e in events.received()]
+    assert changes == [
+        ("PROVISIONING", "RUNNING", 1),
+        ("RUNNING", "RUNNING", 2),
+        ("RUNNING", "STOPPED", 3),
+        ("STOPPED", "STOPPED", 4),
+    ]
+    assert task["version"] == 4
+
+
+def test_a_task_that_ends_on_its_own_keeps_the_hosts_stop_code(ecs: Ecs) -> None:
+    arn = ecs.run()
+    BACKEND.apply(_stopped(arn, "EssentialContainerExited", "Essential container in task exited", 3))
+    (task,) = ecs.describe(arn)
+    assert (task["stopCode"], task["containers"][0]["exitCode"], task["desiredStatus"]) == (
+        "EssentialContainerExited",
+        3,
+        "STOPPED",
+    )
+    assert "stoppingAt" in task
+    assert "executionStoppedAt" in task
+
+
+def test_a_record_for_a_stopped_or_unknown_task_is_refused(ecs: Ecs) -> None:
+    arn = ecs.run()
+    BACKEND.apply(_stopped(arn, "EssentialContainerExited", "done", 0))
+    with pytest.raises(LookupError):
+        BACKEND.apply(_stopped(arn, "EssentialContainerExited", "done", 0))
+    with pytest.raises(LookupError):
+        BACKEND.apply(_stopped(arn.replace(arn[-4:], "0000"), "EssentialContainerExited", "done", 0))
