@@ -609,10 +609,16 @@ def test_dynamodb_expressions_parsed_once(patched: Apply, monkeypatch: pytest.Mo
         assert sorted(parses) == ["condition", "update"]
         with pytest.raises(ClientError, match="ConditionalCheckFailed"):
             _conditional_update(dynamodb, "a", "blue")
-        # AND the next request parses its own expressions (the memo lives one request)
+        # AND the next request parses its own condition (the memo lives one request) but not an
+        # update expression it has seen before; a new one is parsed, a wrong one still refused
         parses.clear()
         _conditional_update(dynamodb, "a", "green")
-        assert sorted(parses) == ["condition", "update"]
+        assert parses == ["condition"]
+        dynamodb.update_item(TableName="items", Key=_key("a"), UpdateExpression="REMOVE colour")
+        assert parses == ["condition", "update"]
+        for _ in range(2):
+            with pytest.raises(ClientError, match="ValidationException"):
+                dynamodb.update_item(TableName="items", Key=_key("a"), UpdateExpression="SET colour ==")
 
 
 # --- SQS ---------------------------------------------------------------------------------------
