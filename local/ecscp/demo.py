@@ -29,8 +29,8 @@ from ecscp.local.airflow import (
     DagRun,
     LocalAirflow,
     TaskInstance,
-    interrupts_deferred,
 )
+from ecscp.local.processes import interrupts_deferred
 from ecscp.project import PROJECT_ROOT
 
 if TYPE_CHECKING:

@@ -17,10 +17,8 @@ import contextlib
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -527,37 +525,3 @@ class LocalAirflow:
 
     def poll_runs(self, runs: Sequence[DagRun]) -> list[DagRun]:
         return [DagRun(r.dag_id, r.run_id, self.api.run_state(r.dag_id, r.run_id)) for r in runs]
-
-
-_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
-
-
-def send_sigterm_as_interrupt() -> None:
-    """Make SIGTERM (and SIGINT, even when a shell started us with it ignored) unwind like
-    Ctrl-C, so ``finally`` blocks stop the processes."""
-
-    def _raise(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for signum in _INTERRUPTS:
-        signal.signal(signum, _raise)
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C/SIGTERM while cleaning up, so a second interrupt cannot leave processes
-    behind; an interrupt that came in meanwhile is raised once the cleanup is done."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {signum: signal.getsignal(signum) for signum in _INTERRUPTS}
-    for signum in _INTERRUPTS:
-        signal.signal(signum, lambda signum, _frame: received.append(signum))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if received:
-        raise KeyboardInterrupt(f"signal {received[0]}")

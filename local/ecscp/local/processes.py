@@ -3,15 +3,18 @@ when the parent goes away.
 
 One home for every process helper of the local stack, the ECS host, local Airflow and the
 benchmarks: SIGTERM, a grace period, SIGKILL; whole trees, since a container or an Airflow
-service starts children of its own.
+service starts children of its own. The parent's side too: SIGTERM and Ctrl-C unwind it
+like ``KeyboardInterrupt``, and are held back while it stops its children.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import IO
 
 import psutil
@@ -84,3 +87,37 @@ def exit_when_parent_goes(stream: IO[bytes]) -> None:
     while stream.read(1024):
         pass
     os._exit(0)
+
+
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def send_sigterm_as_interrupt() -> None:
+    """Make SIGTERM (and SIGINT, even when a shell started us with it ignored) unwind like
+    Ctrl-C, so ``finally`` blocks stop the processes."""
+
+    def _raise(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for signum in _INTERRUPTS:
+        signal.signal(signum, _raise)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM while cleaning up, so a second interrupt cannot leave processes
+    behind; an interrupt that came in meanwhile is raised once the cleanup is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in _INTERRUPTS}
+    for signum in _INTERRUPTS:
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise KeyboardInterrupt(f"signal {received[0]}")
