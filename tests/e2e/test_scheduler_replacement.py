@@ -21,14 +21,11 @@ import psutil
 import pytest
 
 from ecs_control_plane.contract import InvalidTaskKeyError, TaskKey
-from ecscp.demo import PROJECT_ROOT, starts_per_try, task_key
-from ecscp.local.airflow import (
-    TERMINAL_RUN_STATES,
-    LocalAirflow,
-    TaskInstance,
-    marked_processes,
-)
+from ecscp.demo import starts_per_try, task_key
+from ecscp.local.airflow import LocalAirflow, marked_processes
+from ecscp.local.airflow_api import TERMINAL_RUN_STATES, TaskInstance
 from ecscp.local.stack import LocalStack, LocalStackConfig
+from ecscp.project import PROJECT_ROOT
 from tests.e2e.test_demo import processes_using
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
