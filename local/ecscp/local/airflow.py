@@ -30,7 +30,7 @@ import psutil
 
 from .airflow_api import AirflowApi, AirflowError, DagRun, ParsedDags
 from .endpoint import free_port
-from .processes import kill_tree, process_tree, terminate
+from .processes import kill_tree, log_tail, process_tree, terminate
 
 #: Environment variable that marks every process of one local run (value: the run's id).
 RUN_MARKER_ENV = "ECSCP_LOCAL_RUN_ID"
@@ -92,13 +92,6 @@ class Service:
 
     def exited(self) -> int | None:
         return self.popen.poll()
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +234,8 @@ class LocalAirflow:
         except subprocess.TimeoutExpired as exc:
             raise TimeoutError(f"airflow db migrate did not finish within {timeout:.0f} s") from exc
         if code != 0:
-            raise AirflowError(f"airflow db migrate failed (exit {code}):\n{self._migration.log_tail()}")
+            log = log_tail(self._migration.log_path)
+            raise AirflowError(f"airflow db migrate failed (exit {code}):\n{log}")
 
     def start(self, extra_environment: Mapping[str, str], ready_timeout: float = 180.0) -> None:
         """Migrate the database, start the services, return once the api-server answers."""
@@ -320,7 +314,7 @@ class LocalAirflow:
             if code is not None:
                 raise AirflowError(
                     f"airflow {service.name} exited with code {code}; log {service.log_path}:\n"
-                    f"{service.log_tail()}"
+                    f"{log_tail(service.log_path)}"
                 )
 
     def wait_until(self, condition: Any, timeout: float, what: str, interval: float = 0.5) -> None:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import IO
 
 import psutil
@@ -79,6 +80,14 @@ def stop_child(process: subprocess.Popen[bytes] | None, grace_seconds: float = 5
         terminate_tree(process.pid, grace_seconds=grace_seconds)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace_seconds)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a child's log file, to say why it stopped ("" when unreadable)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def exit_when_parent_goes(stream: IO[bytes]) -> None:
