@@ -18,6 +18,7 @@ import pytest
 
 from ecs_control_plane.contract import RunRequest, TaskStateItem
 from ecs_control_plane.store import item_from_dynamodb
+from ecscp.local.processes import wait_until
 from ecscp.local.schedules import next_run
 from ecscp.local.stack import LocalStack, LocalStackConfig
 from tests.support.requests import SECRET_TOKEN, task_key
@@ -44,14 +45,8 @@ def fail_starts(times: int) -> dict[str, Any]:
 
 
 def wait_for(what: str, condition: Callable[[], Any]) -> Any:
-    """Poll until ``condition`` returns something truthy; fail naming ``what`` if it never does."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"gave up waiting for {what}")
+    """What ``condition`` returns once it is truthy, within WAIT_SECONDS; fails naming ``what``."""
+    return wait_until(condition, WAIT_SECONDS, what, interval=0.2)
 
 
 @pytest.fixture(scope="module")

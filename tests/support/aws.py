@@ -10,7 +10,6 @@ state changes to the task_state handler, the way SQS and EventBridge would.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -329,13 +328,3 @@ def mocked_control_plane(
             yield MockedControlPlane(env)
         finally:
             control_plane.cache_clear()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until true or ``timeout``; for functional waits, never for timing claims."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

@@ -30,7 +30,7 @@ import psutil
 
 from .airflow_api import AirflowApi, AirflowError, DagRun, ParsedDags
 from .endpoint import free_port
-from .processes import kill_tree, log_tail, process_tree, terminate
+from .processes import kill_tree, log_tail, process_tree, terminate, wait_until
 
 #: Environment variable that marks every process of one local run (value: the run's id).
 RUN_MARKER_ENV = "ECSCP_LOCAL_RUN_ID"
@@ -318,14 +318,8 @@ class LocalAirflow:
                 )
 
     def wait_until(self, condition: Any, timeout: float, what: str, interval: float = 0.5) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_services()
-            if condition():
-                return
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
-            time.sleep(interval)
+        """:func:`ecscp.local.processes.wait_until`, raising at once when a service has exited."""
+        wait_until(condition, timeout, what, interval=interval, check=self.check_services)
 
     def stop(self) -> None:
         """End every process of this run (idempotent)."""

@@ -14,11 +14,14 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import psutil
+
+T = TypeVar("T")
 
 #: Host variables a child keeps (a Lambda or ECS container does not inherit the rest).
 HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
@@ -80,6 +83,31 @@ def stop_child(process: subprocess.Popen[bytes] | None, grace_seconds: float = 5
         terminate_tree(process.pid, grace_seconds=grace_seconds)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace_seconds)
+
+
+def wait_until(
+    condition: Callable[[], T],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.5,
+    check: Callable[[], None] | None = None,
+) -> T:
+    """Poll ``condition`` every ``interval`` seconds until it returns something truthy; return that.
+
+    ``check`` runs before each poll, to raise at once when a process the wait depends on has
+    stopped (every later poll would only time out). After ``timeout``: TimeoutError naming ``what``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if check is not None:
+            check()
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
