@@ -18,7 +18,7 @@ import pytest
 
 from ecs_control_plane.contract import RunRequest, TaskStateItem
 from ecs_control_plane.store import item_from_dynamodb
-from ecscp.local.processes import wait_until
+from ecscp.local.processes import is_alive, wait_until
 from ecscp.local.schedules import next_run
 from ecscp.local.stack import LocalStack, LocalStackConfig
 from tests.support.requests import SECRET_TOKEN, task_key
@@ -282,11 +282,5 @@ def test_stopping_the_stack_leaves_no_process_behind(plane: Plane) -> None:
     plane.stack.stop()
 
     # THEN moto, the function workers, the container and its child are all gone
-    def alive(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
     assert len(started) >= 4  # moto, two functions, at least one container
-    assert [pid for pid in started + descendants if alive(pid)] == []
+    assert [pid for pid in started + descendants if is_alive(pid)] == []

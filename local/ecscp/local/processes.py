@@ -55,6 +55,13 @@ def process_tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, exited and not yet reaped, does not)."""
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    return False
+
+
 def terminate_tree(pid: int, grace_seconds: float) -> None:
     """SIGTERM a process and its descendants; SIGKILL what is left after the grace."""
     members = process_tree(pid)
