@@ -32,6 +32,7 @@ from botocore.stub import Stubber
 
 from ecs_control_plane.contract import ATTEMPT_ENV, OWNER_ENV, TASK_KEY_ENV, RunRequest, TaskKey
 from ecscp.local.lambda_context import LambdaContext
+from ecscp.local.processes import temporary_environment
 
 from .env import CLUSTER, CONTAINER, COUNTER, PROJECT_ROOT, REGION, TABLE, TASK_FAMILY, AwsFixture, MotoServer
 from .stats import Timing
@@ -137,21 +138,14 @@ def _function_env(fixture: AwsFixture) -> dict[str, str]:
 @contextlib.contextmanager
 def function_environment(fixture: AwsFixture) -> Iterator[None]:
     """The functions' environment, pointing at the moto server; restored afterwards."""
-    values = _function_env(fixture)
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    from ecs_control_plane.runtime import control_plane
+    with temporary_environment(_function_env(fixture)):
+        from ecs_control_plane.runtime import control_plane
 
-    control_plane.cache_clear()
-    try:
-        yield
-    finally:
         control_plane.cache_clear()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        try:
+            yield
+        finally:
+            control_plane.cache_clear()
 
 
 def _sqs_event(bodies: list[str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -30,6 +30,21 @@ HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 def host_environment() -> dict[str, str]:
     """The ``HOST_ENV`` variables this process has, to start a child's environment from."""
     return {name: os.environ[name] for name in HOST_ENV if name in os.environ}
+
+
+@contextlib.contextmanager
+def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` in this process's environment; put back what was there before on exit."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def terminate(
