@@ -718,6 +718,7 @@ def test_run_requests_run_task_fails_to_handle_alert(
 ) -> None:
     # GIVEN run_task failing to handle a record (it is reported to SQS, so no Lambda Errors)
     from ecscp.local.lambda_context import LambdaContext  # noqa: PLC0415
+    from ecscp.local.lambda_worker import sqs_record  # noqa: PLC0415
     from functions.run_task import app  # noqa: PLC0415 - the handler module, once the env is set
     from tests.support.requests import run_request  # noqa: PLC0415
 
@@ -726,11 +727,11 @@ def test_run_requests_run_task_fails_to_handle_alert(
             raise RuntimeError("DynamoDB is down")
 
     monkeypatch.setattr(app, "control_plane", Plane)
-    record = {
-        "messageId": "m-1", "receiptHandle": "r-1", "body": run_request().model_dump_json(),
-        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "x",
-        "eventSource": "aws:sqs", "eventSourceARN": queue_arn("RunRequestQueue"), "awsRegion": REGION,
+    message = {
+        "MessageId": "m-1", "ReceiptHandle": "r-1", "Body": run_request().model_dump_json(),
+        "Attributes": {"ApproximateReceiveCount": "1"}, "MD5OfBody": "x",
     }  # fmt: skip
+    record = sqs_record(message, queue_arn("RunRequestQueue"), REGION)
     capsys.readouterr()
     response = app.lambda_handler({"Records": [record]}, LambdaContext(function_name="run_task"))
     emf = next(json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line)
