@@ -10,7 +10,6 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -21,11 +20,11 @@ from ecs_control_plane.store import item_from_dynamodb
 from ecscp.local.processes import is_alive, wait_until
 from ecscp.local.schedules import next_run
 from ecscp.local.stack import LocalStack, LocalStackConfig
+from ecscp.project import PROJECT_ROOT
 from tests.support.requests import SECRET_TOKEN, task_key
 
 pytestmark = pytest.mark.timeout(300)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 60
 
 
