@@ -3,8 +3,10 @@ when the parent goes away.
 
 One home for every process helper of the local stack, the ECS host, local Airflow and the
 benchmarks: SIGTERM, a grace period, SIGKILL; whole trees, since a container or an Airflow
-service starts children of its own. The parent's side too: SIGTERM and Ctrl-C unwind it
-like ``KeyboardInterrupt``, and are held back while it stops its children.
+service starts children of its own. Around them: the environment a child starts from (and a
+temporary change to this process's own), waiting for what a child does while checking it still
+runs, the tail of its log for an error message. The parent's side too: SIGTERM and Ctrl-C
+unwind it like ``KeyboardInterrupt``, and are held back while it stops its children.
 """
 
 from __future__ import annotations
