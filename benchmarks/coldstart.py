@@ -32,6 +32,8 @@ from botocore.stub import Stubber
 
 from ecs_control_plane.contract import ATTEMPT_ENV, OWNER_ENV, TASK_KEY_ENV, RunRequest, TaskKey
 from ecscp.local.lambda_context import LambdaContext
+from ecscp.local.lambda_worker import sqs_record
+from ecscp.local.processes import temporary_environment
 
 from .env import CLUSTER, CONTAINER, COUNTER, PROJECT_ROOT, REGION, TABLE, TASK_FAMILY, AwsFixture, MotoServer
 from .stats import Timing
@@ -137,40 +139,30 @@ def _function_env(fixture: AwsFixture) -> dict[str, str]:
 @contextlib.contextmanager
 def function_environment(fixture: AwsFixture) -> Iterator[None]:
     """The functions' environment, pointing at the moto server; restored afterwards."""
-    values = _function_env(fixture)
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    from ecs_control_plane.runtime import control_plane
+    with temporary_environment(_function_env(fixture)):
+        from ecs_control_plane.runtime import control_plane
 
-    control_plane.cache_clear()
-    try:
-        yield
-    finally:
         control_plane.cache_clear()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        try:
+            yield
+        finally:
+            control_plane.cache_clear()
 
 
 def _sqs_event(bodies: list[str]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": str(uuid.uuid4()),
-                "receiptHandle": f"bench-{uuid.uuid4().hex}",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
-                "messageAttributes": {},
-                "md5OfBody": "0" * 32,
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:bench-run-requests",
-                "awsRegion": REGION,
-            }
-            for body in bodies
-        ]
-    }
+    """A batch of messages as Lambda's SQS event source delivers it (as the local runtime builds it)."""
+    queue_arn = f"arn:aws:sqs:{REGION}:123456789012:bench-run-requests"
+    messages = [
+        {
+            "MessageId": str(uuid.uuid4()),
+            "ReceiptHandle": f"bench-{uuid.uuid4().hex}",
+            "Body": body,
+            "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+            "MD5OfBody": "0" * 32,
+        }
+        for body in bodies
+    ]
+    return {"Records": [sqs_record(message, queue_arn, REGION) for message in messages]}
 
 
 def _ecs_event(template: dict[str, Any], arn: str, key: str, version: int) -> dict[str, Any]:

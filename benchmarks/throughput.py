@@ -15,14 +15,14 @@ DynamoDB -> the executor's Query.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ecscp.local.processes import temporary_environment
 
 from .env import PROJECT_ROOT
 from .stats import Timing, percentile
@@ -51,20 +51,6 @@ def invocation_durations(logs_dir: Path) -> dict[str, Any]:
                 "p90_ms": round(percentile(durations, 90) * 1000, 1),
             }
     return out
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def run(  # noqa: PLR0915 - one linear script: start, submit, sync until done, account
@@ -97,7 +83,7 @@ def run(  # noqa: PLR0915 - one linear script: start, submit, sync until done, a
             }
         )
         env.pop("AIRFLOW__CORE__EXECUTOR", None)
-        with _environment(env):
+        with temporary_environment(env):
             executor = EcsControlPlaneExecutor(parallelism=n + 10)
             executor.start()
             say(

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from ecscp.local.endpoint import FAKE_CREDENTIALS_ENV
+
 # Before anything makes a boto3 client: never reach a real account from the tests.
 for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
+    **FAKE_CREDENTIALS_ENV,
     "AWS_SECURITY_TOKEN": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",

@@ -127,7 +127,8 @@ def demo(
     DAG file did not import, 2 when the runs did not end within --timeout, 130 on Ctrl-C.
     """
     from ecscp.demo import EXAMPLE_DAGS, EXIT_INTERRUPTED, render, run_demo  # noqa: PLC0415 (lazy: keeps --help fast)
-    from ecscp.local.airflow import AirflowError, send_sigterm_as_interrupt  # noqa: PLC0415 (lazy: keeps --help fast)
+    from ecscp.local.airflow_api import AirflowError  # noqa: PLC0415 (lazy: keeps --help fast)
+    from ecscp.local.processes import send_sigterm_as_interrupt  # noqa: PLC0415 (lazy: keeps --help fast)
 
     send_sigterm_as_interrupt()
     progress = Console(stderr=True)

@@ -23,14 +23,9 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from ecs_control_plane.contract import TaskKey
-from ecscp.local.airflow import (
-    TERMINAL_RUN_STATES,
-    AirflowError,
-    DagRun,
-    LocalAirflow,
-    TaskInstance,
-    interrupts_deferred,
-)
+from ecscp.local.airflow import LocalAirflow
+from ecscp.local.airflow_api import TERMINAL_RUN_STATES, AirflowError, DagRun, TaskInstance
+from ecscp.local.processes import interrupts_deferred
 from ecscp.project import PROJECT_ROOT
 
 if TYPE_CHECKING:

@@ -17,18 +17,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 
 from ecs_control_plane.contract import InvalidTaskKeyError, TaskKey
-from ecscp.demo import PROJECT_ROOT, starts_per_try, task_key
-from ecscp.local.airflow import (
-    TERMINAL_RUN_STATES,
-    LocalAirflow,
-    TaskInstance,
-    marked_processes,
-)
+from ecscp.demo import starts_per_try, task_key
+from ecscp.local.airflow import LocalAirflow, marked_processes
+from ecscp.local.airflow_api import TERMINAL_RUN_STATES, TaskInstance
+from ecscp.local.processes import is_alive
 from ecscp.local.stack import LocalStack, LocalStackConfig
+from ecscp.project import PROJECT_ROOT
 from tests.e2e.test_demo import processes_using
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -267,10 +264,4 @@ def test_nothing_is_left_running_after_the_replacement(replacement: Replacement)
     # marker, none of the stack's
     assert processes_using(replacement.state_dir) == []
     assert marked_processes(replacement.run_marker) == []
-    assert [pid for pid in replacement.stack_pids if alive(pid)] == []
-
-
-def alive(pid: int) -> bool:
-    with contextlib.suppress(psutil.Error):
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    return False
+    assert [pid for pid in replacement.stack_pids if is_alive(pid)] == []

@@ -10,7 +10,6 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -18,13 +17,14 @@ import pytest
 
 from ecs_control_plane.contract import RunRequest, TaskStateItem
 from ecs_control_plane.store import item_from_dynamodb
+from ecscp.local.processes import is_alive, wait_until
 from ecscp.local.schedules import next_run
 from ecscp.local.stack import LocalStack, LocalStackConfig
+from ecscp.project import PROJECT_ROOT
 from tests.support.requests import SECRET_TOKEN, task_key
 
 pytestmark = pytest.mark.timeout(300)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 60
 
 
@@ -44,14 +44,8 @@ def fail_starts(times: int) -> dict[str, Any]:
 
 
 def wait_for(what: str, condition: Callable[[], Any]) -> Any:
-    """Poll until ``condition`` returns something truthy; fail naming ``what`` if it never does."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"gave up waiting for {what}")
+    """What ``condition`` returns once it is truthy, within WAIT_SECONDS; fails naming ``what``."""
+    return wait_until(condition, WAIT_SECONDS, what, interval=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -287,11 +281,5 @@ def test_stopping_the_stack_leaves_no_process_behind(plane: Plane) -> None:
     plane.stack.stop()
 
     # THEN moto, the function workers, the container and its child are all gone
-    def alive(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
     assert len(started) >= 4  # moto, two functions, at least one container
-    assert [pid for pid in started + descendants if alive(pid)] == []
+    assert [pid for pid in started + descendants if is_alive(pid)] == []

@@ -21,11 +21,11 @@ from ecs_control_plane.readiness import ReadinessReport
 from ecs_control_plane.runtime import control_plane
 from ecscp.local.deploy import DeployError
 from ecscp.local.stack import LocalStack, LocalStackConfig, LocalStackError
+from ecscp.project import PROJECT_ROOT
 from executor_client import EcsControlPlaneExecutor
 from tests.functional.test_executor import configure, encoded, make_executor, submit, workload
 from tests.support.aws import CLUSTER, CONTAINER, MockedControlPlane
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ROLE = "arn:aws:iam::123456789012:role/airflow-task"
 
 

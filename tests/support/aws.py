@@ -10,7 +10,6 @@ state changes to the task_state handler, the way SQS and EventBridge would.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from ecs_control_plane.contract import EVENT_SOURCE, FAILED_START_DETAIL_TYPE
 from ecs_control_plane.runtime import control_plane
 from ecs_control_plane.store import StateTable, item_from_dynamodb, state_table_definition
 from ecscp.local.lambda_context import LambdaContext
+from ecscp.local.lambda_worker import sqs_record
 from functions.reconciler import app as reconciler_app
 from functions.run_task import app as run_task_app
 from functions.task_state import app as task_state_app
@@ -71,23 +71,10 @@ class MockedControlPlane:
         return [dict(m) for m in response.get("Messages", [])]
 
     def sqs_event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """The run_task function's event for received messages, built as the local stack's
+        Lambda runtime builds it."""
         queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self.queue_url.rsplit('/', 1)[-1]}"
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {"ApproximateReceiveCount": "1"}),
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": queue_arn,
-                    "awsRegion": REGION,
-                }
-                for m in messages
-            ]
-        }
+        return {"Records": [sqs_record(m, queue_arn, REGION) for m in messages]}
 
     def invoke_run_task(self, event: dict[str, Any]) -> dict[str, Any]:
         return dict(run_task_app.lambda_handler(event, LambdaContext(function_name="run_task")))
@@ -329,13 +316,3 @@ def mocked_control_plane(
             yield MockedControlPlane(env)
         finally:
             control_plane.cache_clear()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until true or ``timeout``; for functional waits, never for timing claims."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

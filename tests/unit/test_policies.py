@@ -651,6 +651,11 @@ def test_each_functions_errors_alert(default: Deployment, function: str) -> None
     assert alarm["AlarmActions"] == ["AlertTopic"]
 
 
+def printed_metrics(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The EMF documents (JSON lines with ``_aws``) printed to stdout since the last read."""
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+
+
 #: A reconciler report whose counts all differ, so each metric tells which count it carries.
 REPORT = ReconcileReport(**{name: i + 1 for i, name in enumerate(ReconcileReport().__dict__)})
 
@@ -669,9 +674,8 @@ def reconciler_metrics(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     monkeypatch.setattr(app, "control_plane", Plane)
     capsys.readouterr()
     app.lambda_handler({}, LambdaContext(function_name="reconciler"))
-    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    (emf,) = printed
-    return dict(emf)
+    (emf,) = printed_metrics(capsys)
+    return emf
 
 
 @pytest.mark.parametrize(
@@ -718,6 +722,7 @@ def test_run_requests_run_task_fails_to_handle_alert(
 ) -> None:
     # GIVEN run_task failing to handle a record (it is reported to SQS, so no Lambda Errors)
     from ecscp.local.lambda_context import LambdaContext  # noqa: PLC0415
+    from ecscp.local.lambda_worker import sqs_record  # noqa: PLC0415
     from functions.run_task import app  # noqa: PLC0415 - the handler module, once the env is set
     from tests.support.requests import run_request  # noqa: PLC0415
 
@@ -726,14 +731,14 @@ def test_run_requests_run_task_fails_to_handle_alert(
             raise RuntimeError("DynamoDB is down")
 
     monkeypatch.setattr(app, "control_plane", Plane)
-    record = {
-        "messageId": "m-1", "receiptHandle": "r-1", "body": run_request().model_dump_json(),
-        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "x",
-        "eventSource": "aws:sqs", "eventSourceARN": queue_arn("RunRequestQueue"), "awsRegion": REGION,
+    message = {
+        "MessageId": "m-1", "ReceiptHandle": "r-1", "Body": run_request().model_dump_json(),
+        "Attributes": {"ApproximateReceiveCount": "1"}, "MD5OfBody": "x",
     }  # fmt: skip
+    record = sqs_record(message, queue_arn("RunRequestQueue"), REGION)
     capsys.readouterr()
     response = app.lambda_handler({"Records": [record]}, LambdaContext(function_name="run_task"))
-    emf = next(json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line)
+    emf = printed_metrics(capsys)[0]
 
     # THEN the record is reported failed, the count published, and the alarm watches exactly it
     assert response["batchItemFailures"] == [{"itemIdentifier": "m-1"}]

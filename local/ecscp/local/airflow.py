@@ -2,9 +2,10 @@
 
 This is the deployment shape the executor meets in production, minus the database server:
 the four services run as separate processes with one SQLite metadata database, DAG runs are
-triggered through the public REST API, and task processes (started by whatever executor the
-environment names) talk to the api-server's execution API. The triggerer runs the triggers of
-deferred tasks, so deferrable operators resume (as a new hand-over of the same try).
+triggered through the public REST API (the client is :mod:`ecscp.local.airflow_api`), and task
+processes (started by whatever executor the environment names) talk to the api-server's
+execution API. The triggerer runs the triggers of deferred tasks, so deferrable operators
+resume (as a new hand-over of the same try).
 
 Every process started here gets its own session and a marker in its environment, so that
 ``stop()`` can end the whole tree, including task processes that left it, and leave nothing
@@ -17,22 +18,19 @@ import contextlib
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
 
-import httpx
 import psutil
 
+from .airflow_api import AirflowApi, AirflowError, DagRun, ParsedDags
 from .endpoint import free_port
-from .processes import kill_tree, process_tree, terminate
+from .processes import kill_tree, log_tail, process_tree, terminate, wait_until
 
 #: Environment variable that marks every process of one local run (value: the run's id).
 RUN_MARKER_ENV = "ECSCP_LOCAL_RUN_ID"
@@ -47,17 +45,10 @@ _SERVICE_ARGS: dict[str, tuple[str, ...]] = {
 #: Components the api-server's health endpoint reports; each must be "healthy" before runs start
 #: (a deferred task would otherwise wait for a triggerer that is still starting).
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
-TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
 _STOP_GRACE_SECONDS = 10.0
-_HTTP_TIMEOUT_SECONDS = 30.0
-_PAGE_LIMIT = 100
 # Airflow only parses files whose text contains both words (dag_processing "safe mode").
 _MIGHT_CONTAIN_DAG = (re.compile(rb"airflow", re.IGNORECASE), re.compile(rb"dag", re.IGNORECASE))
-
-
-class AirflowError(RuntimeError):
-    """Airflow could not be set up, or a service stopped while it was needed."""
 
 
 def candidate_dag_files(dags_folder: Path) -> list[Path]:
@@ -101,132 +92,6 @@ class Service:
 
     def exited(self) -> int | None:
         return self.popen.poll()
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-# ---------------------------------------------------------------------------------------------
-# REST API
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskInstance:
-    """The parts of a task instance the demo reports."""
-
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int
-    state: str | None
-    try_number: int
-    duration: float | None
-
-    @classmethod
-    def from_api(cls, body: Mapping[str, Any]) -> TaskInstance:
-        return cls(
-            dag_id=body["dag_id"],
-            task_id=body["task_id"],
-            run_id=body["dag_run_id"],
-            map_index=int(body["map_index"]),
-            state=body.get("state"),
-            try_number=int(body.get("try_number") or 0),
-            duration=body.get("duration"),
-        )
-
-
-@dataclass(frozen=True)
-class DagRun:
-    dag_id: str
-    run_id: str
-    state: str
-
-
-@dataclass(frozen=True)
-class ParsedDags:
-    """What the dag-processor made of a DAGs folder."""
-
-    dag_ids: list[str]
-    import_errors: dict[str, str] = field(default_factory=dict)
-
-
-def _part(value: str) -> str:
-    """One URL path segment (run ids carry ``+`` and ``:``)."""
-    return quote(value, safe="")
-
-
-class AirflowApi:
-    """A small client for the public REST API (``/api/v2``) of one api-server."""
-
-    def __init__(self, base_url: str) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=_HTTP_TIMEOUT_SECONDS)
-        self._token: str | None = None
-
-    def close(self) -> None:
-        self._http.close()
-
-    def healthy(self) -> dict[str, Any] | None:
-        try:
-            response = self._http.get("/api/v2/monitor/health")
-        except httpx.TransportError:
-            return None
-        if response.status_code != httpx.codes.OK:
-            return None
-        body: dict[str, Any] = response.json()
-        return body
-
-    def _authorized(self) -> dict[str, str]:
-        if self._token is None:
-            # The simple auth manager hands out admin tokens without credentials when
-            # simple_auth_manager_all_admins is on (the only mode this class starts).
-            response = self._http.get("/auth/token")
-            response.raise_for_status()
-            self._token = str(response.json()["access_token"])
-        return {"Authorization": f"Bearer {self._token}"}
-
-    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, url, headers=self._authorized(), **kwargs)
-        if response.status_code >= httpx.codes.BAD_REQUEST:
-            raise AirflowError(f"{method} {url}: HTTP {response.status_code}: {response.text[:500]}")
-        return response.json()
-
-    def _pages(self, url: str, key: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
-        offset = 0
-        while True:
-            body = self._request(
-                "GET", url, params={**(params or {}), "limit": _PAGE_LIMIT, "offset": offset}
-            )
-            items = body[key]
-            yield from items
-            offset += len(items)
-            if not items or offset >= body["total_entries"]:
-                return
-
-    def dags(self) -> list[dict[str, Any]]:
-        return list(self._pages("/api/v2/dags", "dags"))
-
-    def import_errors(self) -> list[dict[str, Any]]:
-        return list(self._pages("/api/v2/importErrors", "import_errors"))
-
-    def unpause(self, dag_id: str) -> None:
-        self._request("PATCH", f"/api/v2/dags/{_part(dag_id)}", json={"is_paused": False})
-
-    def trigger(self, dag_id: str) -> str:
-        body = self._request("POST", f"/api/v2/dags/{_part(dag_id)}/dagRuns", json={"logical_date": None})
-        return str(body["dag_run_id"])
-
-    def run_state(self, dag_id: str, run_id: str) -> str:
-        body = self._request("GET", f"/api/v2/dags/{_part(dag_id)}/dagRuns/{_part(run_id)}")
-        return str(body["state"])
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
-        url = f"/api/v2/dags/{_part(dag_id)}/dagRuns/{_part(run_id)}/taskInstances"
-        return [TaskInstance.from_api(item) for item in self._pages(url, "task_instances")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +234,8 @@ class LocalAirflow:
         except subprocess.TimeoutExpired as exc:
             raise TimeoutError(f"airflow db migrate did not finish within {timeout:.0f} s") from exc
         if code != 0:
-            raise AirflowError(f"airflow db migrate failed (exit {code}):\n{self._migration.log_tail()}")
+            log = log_tail(self._migration.log_path)
+            raise AirflowError(f"airflow db migrate failed (exit {code}):\n{log}")
 
     def start(self, extra_environment: Mapping[str, str], ready_timeout: float = 180.0) -> None:
         """Migrate the database, start the services, return once the api-server answers."""
@@ -448,18 +314,12 @@ class LocalAirflow:
             if code is not None:
                 raise AirflowError(
                     f"airflow {service.name} exited with code {code}; log {service.log_path}:\n"
-                    f"{service.log_tail()}"
+                    f"{log_tail(service.log_path)}"
                 )
 
     def wait_until(self, condition: Any, timeout: float, what: str, interval: float = 0.5) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_services()
-            if condition():
-                return
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
-            time.sleep(interval)
+        """:func:`ecscp.local.processes.wait_until`, raising at once when a service has exited."""
+        wait_until(condition, timeout, what, interval=interval, check=self.check_services)
 
     def stop(self) -> None:
         """End every process of this run (idempotent)."""
@@ -527,37 +387,3 @@ class LocalAirflow:
 
     def poll_runs(self, runs: Sequence[DagRun]) -> list[DagRun]:
         return [DagRun(r.dag_id, r.run_id, self.api.run_state(r.dag_id, r.run_id)) for r in runs]
-
-
-_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
-
-
-def send_sigterm_as_interrupt() -> None:
-    """Make SIGTERM (and SIGINT, even when a shell started us with it ignored) unwind like
-    Ctrl-C, so ``finally`` blocks stop the processes."""
-
-    def _raise(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for signum in _INTERRUPTS:
-        signal.signal(signum, _raise)
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C/SIGTERM while cleaning up, so a second interrupt cannot leave processes
-    behind; an interrupt that came in meanwhile is raised once the cleanup is done."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {signum: signal.getsignal(signum) for signum in _INTERRUPTS}
-    for signum in _INTERRUPTS:
-        signal.signal(signum, lambda signum, _frame: received.append(signum))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if received:
-        raise KeyboardInterrupt(f"signal {received[0]}")

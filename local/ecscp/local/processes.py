@@ -3,18 +3,27 @@ when the parent goes away.
 
 One home for every process helper of the local stack, the ECS host, local Airflow and the
 benchmarks: SIGTERM, a grace period, SIGKILL; whole trees, since a container or an Airflow
-service starts children of its own.
+service starts children of its own. Around them: the environment a child starts from (and a
+temporary change to this process's own), waiting for what a child does while checking it still
+runs, the tail of its log for an error message. The parent's side too: SIGTERM and Ctrl-C
+unwind it like ``KeyboardInterrupt``, and are held back while it stops its children.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
-from collections.abc import Sequence
-from typing import IO
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TypeVar
 
 import psutil
+
+T = TypeVar("T")
 
 #: Host variables a child keeps (a Lambda or ECS container does not inherit the rest).
 HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
@@ -23,6 +32,21 @@ HOST_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 def host_environment() -> dict[str, str]:
     """The ``HOST_ENV`` variables this process has, to start a child's environment from."""
     return {name: os.environ[name] for name in HOST_ENV if name in os.environ}
+
+
+@contextlib.contextmanager
+def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` in this process's environment; put back what was there before on exit."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def terminate(
@@ -46,6 +70,13 @@ def process_tree(pid: int) -> list[psutil.Process]:
         return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
+
+
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, exited and not yet reaped, does not)."""
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    return False
 
 
 def terminate_tree(pid: int, grace_seconds: float) -> None:
@@ -78,9 +109,76 @@ def stop_child(process: subprocess.Popen[bytes] | None, grace_seconds: float = 5
         process.wait(timeout=grace_seconds)
 
 
+def wait_until(
+    condition: Callable[[], T],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.5,
+    check: Callable[[], None] | None = None,
+) -> T:
+    """Poll ``condition`` every ``interval`` seconds until it returns something truthy; return that.
+
+    ``check`` runs before each poll, to raise at once when a process the wait depends on has
+    stopped (every later poll would only time out). After ``timeout``: TimeoutError naming ``what``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if check is not None:
+            check()
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a child's log file, to say why it stopped ("" when unreadable)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def exit_when_parent_goes(stream: IO[bytes]) -> None:
     """Block until ``stream`` (the child's stdin, a pipe from the parent) reaches end of file,
     then exit at once: the parent went away, so must the child. Run it in a daemon thread."""
     while stream.read(1024):
         pass
     os._exit(0)
+
+
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def send_sigterm_as_interrupt() -> None:
+    """Make SIGTERM (and SIGINT, even when a shell started us with it ignored) unwind like
+    Ctrl-C, so ``finally`` blocks stop the processes."""
+
+    def _raise(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for signum in _INTERRUPTS:
+        signal.signal(signum, _raise)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM while cleaning up, so a second interrupt cannot leave processes
+    behind; an interrupt that came in meanwhile is raised once the cleanup is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in _INTERRUPTS}
+    for signum in _INTERRUPTS:
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise KeyboardInterrupt(f"signal {received[0]}")
