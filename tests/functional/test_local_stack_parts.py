@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from ecscp.local.deploy import EcsSetup, parameter_values, unqualified_function_arn
 from ecscp.local.ecs_runner import exit_code_of
@@ -22,6 +23,7 @@ from ecscp.local.lambda_worker import (
 )
 from ecscp.local.moto_patches.events_targets import render_input_transformer, render_target_input
 from ecscp.local.schedules import Cron, UnsupportedSchedule, next_run, rate_seconds
+from ecscp.local.spec import FunctionSpec, RuleSource, ScheduleSource, SqsSource
 from ecscp.local.stack import parse_environment_lines
 from tests.support.requests import SECRET_TOKEN, run_request
 
@@ -230,26 +232,27 @@ def test_an_invocation_that_runs_out_of_time_ends_its_worker_as_lambda_ends_the_
 ) -> None:
     # GIVEN a function with a 1 s timeout whose handler takes longer
     (tmp_path / "app.py").write_text("import time\n\ndef handler(event, context):\n    time.sleep(30)\n")
-    spec = {
-        "logical_id": "Slow",
-        "name": "slow",
-        "arn": "arn:aws:lambda:us-east-1:123456789012:function:slow",
-        "handler": "app.handler",
-        "code_dir": str(tmp_path),
-        "layer_dirs": [],
-        "memory_mb": 128,
-        "timeout_seconds": 1,
-        "schedules": [],
-    }
+    spec = FunctionSpec(
+        logical_id="Slow",
+        name="slow",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:slow",
+        handler="app.handler",
+        code_dir=tmp_path,
+        layer_dirs=(),
+        environment={},
+        memory_mb=128,
+        timeout_seconds=1,
+    )
     script = (
-        "import json, sys\n"
+        "import sys\n"
         "from ecscp.local.lambda_worker import Worker\n"
-        "Worker(json.loads(sys.argv[1])).invoke({}, 'test')\n"
+        "from ecscp.local.spec import FunctionSpec\n"
+        "Worker(FunctionSpec.model_validate_json(sys.argv[1])).invoke({}, 'test')\n"
     )
 
     # WHEN it is invoked
     done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(spec)],
+        [sys.executable, "-c", script, spec.model_dump_json()],
         capture_output=True,
         text=True,
         timeout=60,
@@ -260,3 +263,50 @@ def test_an_invocation_that_runs_out_of_time_ends_its_worker_as_lambda_ends_the_
     assert done.returncode == TIMEOUT_EXIT_CODE
     assert "Task timed out after 1.00 seconds" in done.stdout
     assert "Status: timeout" in done.stdout
+
+
+def test_a_function_spec_reads_back_as_the_stack_wrote_it(tmp_path: Path) -> None:
+    # GIVEN a worker's spec with every kind of event source, as the stack writes it
+    spec = FunctionSpec(
+        logical_id="Fn",
+        name="fn",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:fn",
+        handler="app.handler",
+        code_dir=tmp_path / "code",
+        layer_dirs=(tmp_path / "layer",),
+        environment={"A": "1"},
+        memory_mb=256,
+        timeout_seconds=30,
+        sqs_sources=(
+            SqsSource(
+                uuid="u",
+                queue_arn="arn:q",
+                queue_url="http://q",
+                batch_size=5,
+                report_batch_item_failures=True,
+            ),
+        ),
+        rule_sources=(
+            RuleSource(rule_name="r", rule_arn="arn:r", target_id="t", delivery_queue_url="http://d"),
+        ),
+        schedules=(
+            ScheduleSource(
+                rule_name="s",
+                rule_arn="arn:s",
+                target={"Id": "t", "Arn": "arn:fn"},
+                expression="rate(1 minute)",
+                delivery_queue_url="http://d",
+            ),
+        ),
+        instance=1,
+        ready_file=tmp_path / "fn.ready",
+    )
+
+    # WHEN the worker reads it back
+    read = FunctionSpec.model_validate_json(spec.model_dump_json())
+
+    # THEN it is the same spec, paths as paths; a field the worker does not know is refused
+    assert read == spec
+    assert isinstance(read.code_dir, Path)
+    with pytest.raises(ValidationError, match="unknown"):
+        FunctionSpec.model_validate_json(spec.model_dump_json()[:-1] + ', "unknown": 1}')

@@ -24,7 +24,7 @@ import json
 import logging
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,14 @@ from samtranslator.yaml_helper import yaml_parse
 from .endpoint import aws_client
 from .moto_patches.events_targets import delivery_queue_name
 from .schedules import UnsupportedSchedule, check_schedule
+from .spec import (
+    DEFAULT_ASYNC_MAX_EVENT_AGE_SECONDS,
+    DEFAULT_ASYNC_RETRIES,
+    FunctionSpec,
+    RuleSource,
+    ScheduleSource,
+    SqsSource,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation.client import CloudFormationClient
@@ -48,9 +56,6 @@ URI_PROPERTIES = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::Laye
 CONTAINER_NAME = "airflow"
 TASK_FAMILY = "airflow"
 AIRFLOW_IMAGE = "apache/airflow:3.3.2-python3.11"
-#: Lambda's defaults for asynchronous invocations (EventBridge, schedules).
-DEFAULT_ASYNC_RETRIES = 2
-DEFAULT_ASYNC_MAX_EVENT_AGE_SECONDS = 21600
 _ALARM_KEYS = frozenset(
     {
         "ActionsEnabled",
@@ -101,82 +106,6 @@ class EcsSetup:
     task_role_arn: str
     execution_role_arn: str
     container_name: str = CONTAINER_NAME
-
-
-@dataclass(frozen=True)
-class SqsSource:
-    """An SQS event source mapping of one function."""
-
-    uuid: str
-    queue_arn: str
-    queue_url: str
-    batch_size: int
-    report_batch_item_failures: bool
-    maximum_batching_window_seconds: int = 0
-
-
-@dataclass(frozen=True)
-class RuleSource:
-    """An EventBridge rule target that invokes one function (through its delivery queue)."""
-
-    rule_name: str
-    rule_arn: str
-    target_id: str
-    delivery_queue_url: str
-
-
-@dataclass(frozen=True)
-class ScheduleSource:
-    """A scheduled rule (``rate(...)`` or ``cron(...)``) that invokes one function."""
-
-    rule_name: str
-    rule_arn: str
-    target: dict[str, Any]
-    expression: str
-    delivery_queue_url: str
-
-
-@dataclass
-class FunctionSpec:
-    """One deployed function and everything its local worker needs to run it."""
-
-    logical_id: str
-    name: str
-    arn: str
-    handler: str
-    code_dir: Path
-    layer_dirs: list[Path]
-    environment: dict[str, str]
-    memory_mb: int
-    timeout_seconds: int
-    #: Where asynchronous invocations (EventBridge, schedules) go after their retries failed.
-    dead_letter_arn: str | None = None
-    #: Retries of a failed asynchronous invocation (Lambda's default is 2).
-    async_max_retries: int = DEFAULT_ASYNC_RETRIES
-    #: Age after which an asynchronous event is dropped instead of retried (default 6 hours).
-    async_max_event_age_seconds: int = DEFAULT_ASYNC_MAX_EVENT_AGE_SECONDS
-    sqs_sources: list[SqsSource] = field(default_factory=list)
-    rule_sources: list[RuleSource] = field(default_factory=list)
-    schedules: list[ScheduleSource] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "logical_id": self.logical_id,
-            "name": self.name,
-            "arn": self.arn,
-            "handler": self.handler,
-            "code_dir": str(self.code_dir),
-            "layer_dirs": [str(p) for p in self.layer_dirs],
-            "environment": self.environment,
-            "memory_mb": self.memory_mb,
-            "timeout_seconds": self.timeout_seconds,
-            "dead_letter_arn": self.dead_letter_arn,
-            "async_max_retries": self.async_max_retries,
-            "async_max_event_age_seconds": self.async_max_event_age_seconds,
-            "sqs_sources": [s.__dict__ for s in self.sqs_sources],
-            "rule_sources": [s.__dict__ for s in self.rule_sources],
-            "schedules": [s.__dict__ for s in self.schedules],
-        }
 
 
 @dataclass
@@ -769,15 +698,16 @@ class StackDeployer:
             refs = resource["Properties"].get("Layers") or []
             variables = (config.get("Environment") or {}).get("Variables") or {}
             retries, max_age = _async_invoke_config(translated, resolver, config["FunctionName"])
+            mappings = lam.list_event_source_mappings(FunctionName=config["FunctionName"])
             spec = FunctionSpec(
                 logical_id=lid,
                 name=config["FunctionName"],
                 arn=config["FunctionArn"],
                 handler=config["Handler"],
                 code_dir=dirs[lid],
-                layer_dirs=[
+                layer_dirs=tuple(
                     layer_dirs[r["Ref"]] for r in refs if isinstance(r, dict) and r.get("Ref") in layer_dirs
-                ],
+                ),
                 environment={k: str(v) for k, v in variables.items()},
                 # moto's Lambda has no DeadLetterConfig: take it from the template.
                 dead_letter_arn=_optional(
@@ -787,23 +717,13 @@ class StackDeployer:
                 async_max_event_age_seconds=max_age,
                 memory_mb=int(config.get("MemorySize") or 128),
                 timeout_seconds=int(config.get("Timeout") or 3),
-            )
-            by_arn[spec.arn] = spec
-            for mapping in lam.list_event_source_mappings(FunctionName=spec.name).get(
-                "EventSourceMappings", []
-            ):
-                source_arn = mapping.get("EventSourceArn", "")
-                if ":sqs:" not in source_arn or mapping.get("State") not in (
-                    "Enabled",
-                    "Enabling",
-                    "Creating",
-                ):
-                    continue
-                spec.sqs_sources.append(
+                sqs_sources=tuple(
                     SqsSource(
                         uuid=mapping["UUID"],
-                        queue_arn=source_arn,
-                        queue_url=sqs.get_queue_url(QueueName=source_arn.rsplit(":", 1)[-1])["QueueUrl"],
+                        queue_arn=mapping["EventSourceArn"],
+                        queue_url=sqs.get_queue_url(QueueName=mapping["EventSourceArn"].rsplit(":", 1)[-1])[
+                            "QueueUrl"
+                        ],
                         batch_size=int(mapping.get("BatchSize") or 10),
                         report_batch_item_failures="ReportBatchItemFailures"
                         in (mapping.get("FunctionResponseTypes") or []),
@@ -811,7 +731,14 @@ class StackDeployer:
                             mapping.get("MaximumBatchingWindowInSeconds") or 0
                         ),
                     )
-                )
+                    for mapping in mappings.get("EventSourceMappings", [])
+                    if ":sqs:" in mapping.get("EventSourceArn", "")
+                    and mapping.get("State") in ("Enabled", "Enabling", "Creating")
+                ),
+            )
+            by_arn[spec.arn] = spec
+        rule_sources: dict[str, list[RuleSource]] = {arn: [] for arn in by_arn}
+        schedules: dict[str, list[ScheduleSource]] = {arn: [] for arn in by_arn}
         for bus in events.list_event_buses().get("EventBuses", []):
             for rule in events.list_rules(EventBusName=bus["Name"]).get("Rules", []):
                 if rule.get("State") != "ENABLED":
@@ -820,8 +747,8 @@ class StackDeployer:
                     "Targets", []
                 )
                 for target in targets:
-                    spec_for = by_arn.get(unqualified_function_arn(target["Arn"]))
-                    if spec_for is None:
+                    function_arn = unqualified_function_arn(target["Arn"])
+                    if function_arn not in by_arn:
                         continue
                     queue_name = delivery_queue_name(rule["Arn"], target["Id"])
                     url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
@@ -832,11 +759,29 @@ class StackDeployer:
                         except UnsupportedSchedule as exc:
                             logger.warning("rule %s is not run locally: %s", rule["Name"], exc)
                             continue
-                        spec_for.schedules.append(
-                            ScheduleSource(rule["Name"], rule["Arn"], dict(target), schedule, url)
+                        schedules[function_arn].append(
+                            ScheduleSource(
+                                rule_name=rule["Name"],
+                                rule_arn=rule["Arn"],
+                                target=dict(target),
+                                expression=schedule,
+                                delivery_queue_url=url,
+                            )
                         )
-                    spec_for.rule_sources.append(RuleSource(rule["Name"], rule["Arn"], target["Id"], url))
-        return list(by_arn.values())
+                    rule_sources[function_arn].append(
+                        RuleSource(
+                            rule_name=rule["Name"],
+                            rule_arn=rule["Arn"],
+                            target_id=target["Id"],
+                            delivery_queue_url=url,
+                        )
+                    )
+        return [
+            spec.model_copy(
+                update={"rule_sources": tuple(rule_sources[arn]), "schedules": tuple(schedules[arn])}
+            )
+            for arn, spec in by_arn.items()
+        ]
 
     @staticmethod
     def _layer_dirs(translated: dict[str, Any], dirs: dict[str, Path]) -> dict[str, Path]:

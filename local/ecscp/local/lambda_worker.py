@@ -44,6 +44,7 @@ from .lambda_context import LambdaContext
 from .moto_patches.events_targets import render_target_input
 from .processes import exit_when_parent_goes
 from .schedules import next_run
+from .spec import FunctionSpec, RuleSource, ScheduleSource, SqsSource
 from .timestamps import iso_seconds
 
 #: Delay before an asynchronous invocation is retried (AWS waits about a minute; locally short).
@@ -120,41 +121,38 @@ def failed_message_ids(response: Any, records: list[dict[str, Any]]) -> set[str]
 class Worker:
     """Polls the function's event sources and invokes its handler, one invocation at a time."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: FunctionSpec) -> None:
         self.spec = spec
         self.region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        self.account = spec["arn"].split(":")[4]
+        self.account = spec.arn.split(":")[4]
         self.sqs = boto3.client(
             "sqs",
             region_name=self.region,
             config=Config(retries={"mode": "standard", "total_max_attempts": 5}),
         )
-        for directory in reversed([spec["code_dir"], *spec["layer_dirs"]]):
+        for directory in reversed([str(spec.code_dir), *(str(d) for d in spec.layer_dirs)]):
             if directory not in sys.path:
                 sys.path.insert(0, directory)
-        self.handler = load_handler(
-            Path(spec["code_dir"]), spec["handler"], f"ecscp_local_function_{spec['logical_id']}"
-        )
+        self.handler = load_handler(spec.code_dir, spec.handler, f"ecscp_local_function_{spec.logical_id}")
         now = time.time()
         # Only the first instance of a function keeps its schedules (one event per tick).
-        timed = spec["schedules"] if int(spec.get("instance", 0)) == 0 else []
-        self.schedules: list[dict[str, Any]] = list(timed)
-        self.next_run = {s["rule_arn"]: next_run(s["expression"], now) for s in self.schedules}
+        self.schedules: tuple[ScheduleSource, ...] = spec.schedules if spec.instance == 0 else ()
+        self.next_run = {s.rule_arn: next_run(s.expression, now) for s in self.schedules}
         self.stopping = threading.Event()
 
     # -- invoking -------------------------------------------------------------------------------
 
     def context(self) -> LambdaContext:
-        name = self.spec["name"]
+        name = self.spec.name
         return LambdaContext(
             function_name=name,
             function_version="$LATEST",
-            invoked_function_arn=self.spec["arn"],
-            memory_limit_in_mb=int(self.spec["memory_mb"]),
+            invoked_function_arn=self.spec.arn,
+            memory_limit_in_mb=self.spec.memory_mb,
             aws_request_id=str(uuid.uuid4()),
             log_group_name=f"/aws/lambda/{name}",
             log_stream_name=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "local"),
-            deadline=time.time() + int(self.spec["timeout_seconds"]),
+            deadline=time.time() + self.spec.timeout_seconds,
         )
 
     def invoke(self, event: Any, what: str) -> tuple[bool, Any]:
@@ -164,7 +162,7 @@ class Worker:
         started = time.monotonic()
         _lambda_line(f"START RequestId: {request} Version: $LATEST")
         ok, response = True, None
-        timeout = int(self.spec["timeout_seconds"])
+        timeout = self.spec.timeout_seconds
 
         def timed_out(signum: int, frame: Any) -> None:
             # Lambda stops the runtime of an invocation that runs out of time; the next one
@@ -194,19 +192,19 @@ class Worker:
         _lambda_line(f"END RequestId: {request}")
         _lambda_line(
             f"REPORT RequestId: {request}\tDuration: {elapsed * 1000:.2f} ms\t"
-            f"Memory Size: {self.spec['memory_mb']} MB\tSource: {what}"
+            f"Memory Size: {self.spec.memory_mb} MB\tSource: {what}"
         )
         return ok, response
 
     # -- sources --------------------------------------------------------------------------------
 
-    def poll_sqs(self, source: dict[str, Any], wait_seconds: int = 0) -> int:
+    def poll_sqs(self, source: SqsSource, wait_seconds: int = 0) -> int:
         messages: list[dict[str, Any]] = []
-        wanted = int(source["batch_size"])
-        deadline = time.monotonic() + int(source.get("maximum_batching_window_seconds") or 0)
+        wanted = source.batch_size
+        deadline = time.monotonic() + source.maximum_batching_window_seconds
         while len(messages) < wanted:
             got = self.sqs.receive_message(
-                QueueUrl=source["queue_url"],
+                QueueUrl=source.queue_url,
                 MaxNumberOfMessages=min(10, wanted - len(messages)),
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
@@ -222,11 +220,11 @@ class Worker:
                 break
         if not messages:
             return 0
-        records = [sqs_record(m, source["queue_arn"], self.region) for m in messages]
+        records = [sqs_record(m, source.queue_arn, self.region) for m in messages]
         ok, response = self.invoke({"Records": records}, f"{len(records)} SQS record(s)")
         if not ok:
             return len(records)  # the whole batch becomes visible again after its timeout
-        failed = failed_message_ids(response, records) if source["report_batch_item_failures"] else set()
+        failed = failed_message_ids(response, records) if source.report_batch_item_failures else set()
         if failed is None:
             log.error("batchItemFailures names an unknown message: the whole batch is retried")
             return len(records)
@@ -234,14 +232,14 @@ class Worker:
         for start in range(0, len(done), 10):
             chunk = done[start : start + 10]
             self.sqs.delete_message_batch(
-                QueueUrl=source["queue_url"],
+                QueueUrl=source.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)],
             )
         return len(records)
 
-    def poll_rule(self, source: dict[str, Any], wait_seconds: int = 0) -> int:
+    def poll_rule(self, source: RuleSource, wait_seconds: int = 0) -> int:
         messages = self.sqs.receive_message(
-            QueueUrl=source["delivery_queue_url"],
+            QueueUrl=source.delivery_queue_url,
             MaxNumberOfMessages=10,
             AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             WaitTimeSeconds=wait_seconds,
@@ -252,18 +250,18 @@ class Worker:
                 event: Any = json.loads(message["Body"])
             except ValueError:
                 event = message["Body"]
-            ok, _ = self.invoke(event, f"event of rule {source['rule_name']}")
+            ok, _ = self.invoke(event, f"event of rule {source.rule_name}")
             attributes = message.get("Attributes", {})
             attempts = int(attributes.get("ApproximateReceiveCount", "1"))
             age = time.time() - int(attributes.get("SentTimestamp", "0")) / 1000
-            too_old = age > int(self.spec["async_max_event_age_seconds"])
-            if ok or too_old or attempts > int(self.spec["async_max_retries"]):
+            too_old = age > self.spec.async_max_event_age_seconds
+            if ok or too_old or attempts > self.spec.async_max_retries:
                 if not ok:
-                    self.dead_letter(message["Body"], source["rule_name"], attempts)
+                    self.dead_letter(message["Body"], source.rule_name, attempts)
                 done.append(message["ReceiptHandle"])
             else:
                 self.sqs.change_message_visibility(
-                    QueueUrl=source["delivery_queue_url"],
+                    QueueUrl=source.delivery_queue_url,
                     ReceiptHandle=message["ReceiptHandle"],
                     VisibilityTimeout=ASYNC_RETRY_SECONDS,
                 )
@@ -271,13 +269,13 @@ class Worker:
             # One call for the batch: a delete per event was a third of the worker's calls. A
             # worker that dies mid-batch has its handled events delivered again (at least once).
             self.sqs.delete_message_batch(
-                QueueUrl=source["delivery_queue_url"],
+                QueueUrl=source.delivery_queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(done)],
             )
         return len(messages)
 
     def dead_letter(self, body: str, rule_name: str, attempts: int) -> None:
-        arn = self.spec.get("dead_letter_arn")
+        arn = self.spec.dead_letter_arn
         if not arn or ":sqs:" not in arn:
             log.error(
                 "event of rule %s dropped after %d attempts (no dead-letter queue)", rule_name, attempts
@@ -290,10 +288,10 @@ class Worker:
     def run_schedules(self) -> int:
         ran = 0
         for schedule in self.schedules:
-            due = self.next_run[schedule["rule_arn"]]
+            due = self.next_run[schedule.rule_arn]
             if due is None or time.time() < due:
                 continue
-            self.next_run[schedule["rule_arn"]] = next_run(schedule["expression"], due)
+            self.next_run[schedule.rule_arn] = next_run(schedule.expression, due)
             event = {
                 "version": "0",
                 "id": str(uuid.uuid4()),
@@ -302,13 +300,13 @@ class Worker:
                 "account": self.account,
                 "time": time.time(),
                 "region": self.region,
-                "resources": [schedule["rule_arn"]],
+                "resources": [schedule.rule_arn],
                 "detail": {},
             }
             # Delivered like a rule's events, so failed runs get the same retries and dead letters.
             self.sqs.send_message(
-                QueueUrl=schedule["delivery_queue_url"],
-                MessageBody=render_target_input(schedule["target"], event),
+                QueueUrl=schedule.delivery_queue_url,
+                MessageBody=render_target_input(schedule.target, event),
             )
             ran += 1
         return ran
@@ -316,15 +314,13 @@ class Worker:
     def run(self) -> None:
         idle = IDLE_SLEEP_MIN
         # Long polling blocks the loop, so only a worker with nothing else to watch uses it.
-        single_source = (
-            not self.schedules and len(self.spec["sqs_sources"]) + len(self.spec["rule_sources"]) == 1
-        )
+        single_source = not self.schedules and len(self.spec.sqs_sources) + len(self.spec.rule_sources) == 1
         wait = 0
         while not self.stopping.is_set():
             handled = self.run_schedules()
-            for sqs_source in self.spec["sqs_sources"]:
+            for sqs_source in self.spec.sqs_sources:
                 handled += self.poll_sqs(sqs_source, wait)
-            for rule_source in self.spec["rule_sources"]:
+            for rule_source in self.spec.rule_sources:
                 handled += self.poll_rule(rule_source, wait)
             if handled:
                 idle, wait = IDLE_SLEEP_MIN, 0
@@ -396,7 +392,7 @@ def _lambda_line(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    spec = json.loads(Path(args[0]).read_text())
+    spec = FunctionSpec.model_validate_json(Path(args[0]).read_text())
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,
@@ -411,9 +407,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=exit_when_parent_goes, args=(sys.stdin.buffer,), daemon=True).start()
-    log.info("function %s ready (handler %s)", spec["name"], spec["handler"])
-    if spec.get("ready_file"):
-        Path(spec["ready_file"]).touch()
+    log.info("function %s ready (handler %s)", spec.name, spec.handler)
+    if spec.ready_file:
+        spec.ready_file.touch()
     worker.run()
 
 

@@ -37,11 +37,12 @@ from ecs_control_plane.settings import (
 )
 from ecs_control_plane.store import StateTable
 
-from .deploy import DeployError, Deployment, EcsSetup, FunctionSpec, StackDeployer
+from .deploy import DeployError, Deployment, EcsSetup, StackDeployer
 from .ecs_runner import EcsRunner
 from .endpoint import FAKE_CREDENTIALS_ENV, aws_client
 from .moto_server import MotoStartError, start_server
 from .processes import host_environment, stop_child
+from .spec import FunctionSpec
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ class LocalStack:
             "stack_name": self.deployment.stack_name,
             "parameters": self.deployment.parameters,
             "outputs": self.outputs,
-            "functions": [f.to_json() for f in self.deployment.functions],
+            "functions": [f.model_dump(mode="json") for f in self.deployment.functions],
             "skipped_resources": self.deployment.skipped_resources,
             "fixups": self.deployment.fixups,
         }
@@ -285,7 +286,9 @@ class LocalStack:
                 ready = functions_dir / f"{spec.logical_id}{suffix}.ready"
                 spec_file = functions_dir / f"{spec.logical_id}{suffix}.json"
                 spec_file.write_text(
-                    json.dumps(spec.to_json() | {"ready_file": str(ready), "instance": instance}, indent=1)
+                    spec.model_copy(update={"ready_file": ready, "instance": instance}).model_dump_json(
+                        indent=1
+                    )
                 )
                 worker = _Worker(
                     spec=spec,
