@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ecscp.local.deploy import EcsSetup, parameter_values, unqualified_function_arn
+from ecscp.local.cloudformation.functions import unqualified_function_arn
+from ecscp.local.cloudformation.parameters import parameter_values
+from ecscp.local.ecs.setup import EcsSetup
 from ecscp.local.ecs_runner import exit_code_of
 from ecscp.local.lambda_worker import (
     TIMEOUT_EXIT_CODE,

@@ -24,7 +24,7 @@ from ecs_control_plane.contract import (
     TRY_INDEX,
 )
 from ecs_control_plane.services import ReconcileReport
-from ecscp.local.deploy import translate
+from ecscp.local.cloudformation.translate import translate
 from tests.support.iam_policies import (
     ACCOUNT,
     ADMIN,

@@ -37,7 +37,9 @@ from ecs_control_plane.settings import (
 )
 from ecs_control_plane.store import StateTable
 
-from .deploy import DeployError, Deployment, EcsSetup, StackDeployer
+from .cloudformation import DeployError
+from .cloudformation.deployer import Deployment, StackDeployer
+from .ecs.setup import EcsSetup
 from .ecs_runner import EcsRunner
 from .endpoint import FAKE_CREDENTIALS_ENV, aws_client
 from .moto_server import MotoStartError, start_server

@@ -1,0 +1,1 @@
+"""The local ECS: the cluster's setup and the container host."""
