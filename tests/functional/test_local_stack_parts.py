@@ -16,15 +16,11 @@ from ecscp.local.cloudformation.functions import unqualified_function_arn
 from ecscp.local.cloudformation.parameters import parameter_values
 from ecscp.local.ecs.setup import EcsSetup
 from ecscp.local.ecs_runner import exit_code_of
-from ecscp.local.lambda_worker import (
-    TIMEOUT_EXIT_CODE,
-    _redactor,
-    failed_message_ids,
-    load_handler,
-    sqs_record,
-)
+from ecscp.local.lambda_runtime.redaction import redactor
+from ecscp.local.lambda_runtime.schedules import Cron, UnsupportedSchedule, next_run, rate_seconds
+from ecscp.local.lambda_runtime.sqs_source import failed_message_ids, sqs_record
+from ecscp.local.lambda_runtime.worker import TIMEOUT_EXIT_CODE, load_handler
 from ecscp.local.moto_patches.events_targets import render_input_transformer, render_target_input
-from ecscp.local.schedules import Cron, UnsupportedSchedule, next_run, rate_seconds
 from ecscp.local.spec import FunctionSpec, RuleSource, ScheduleSource, SqsSource
 from ecscp.local.stack import parse_environment_lines
 from tests.support.requests import SECRET_TOKEN, run_request
@@ -208,7 +204,7 @@ def test_handler_errors_are_reported_without_the_workload_token() -> None:
     event = {"Records": [{"body": run_request().model_dump_json()}]}
 
     # WHEN an error message that quotes the body is redacted
-    text = _redactor(event)(f"ValidationError: input_value={event['Records'][0]['body']!r}")
+    text = redactor(event)(f"ValidationError: input_value={event['Records'][0]['body']!r}")
 
     # THEN the token is gone
     assert SECRET_TOKEN not in text
@@ -247,7 +243,7 @@ def test_an_invocation_that_runs_out_of_time_ends_its_worker_as_lambda_ends_the_
     )
     script = (
         "import sys\n"
-        "from ecscp.local.lambda_worker import Worker\n"
+        "from ecscp.local.lambda_runtime.worker import Worker\n"
         "from ecscp.local.spec import FunctionSpec\n"
         "Worker(FunctionSpec.model_validate_json(sys.argv[1])).invoke({}, 'test')\n"
     )

@@ -322,7 +322,7 @@ class LocalStack:
         if worker.log is None or worker.log.closed:
             worker.log = worker.log_path.open("ab")
         worker.process = subprocess.Popen(
-            [sys.executable, "-m", "ecscp.local.lambda_worker", str(worker.spec_file)],
+            [sys.executable, "-m", "ecscp.local.lambda_runtime.worker", str(worker.spec_file)],
             cwd=worker.spec.code_dir,
             env=worker.env,
             stdin=subprocess.PIPE,

@@ -15,8 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ecscp.local.lambda_runtime.schedules import UnsupportedSchedule, check_schedule
 from ecscp.local.moto_patches.events_targets import delivery_queue_name
-from ecscp.local.schedules import UnsupportedSchedule, check_schedule
 from ecscp.local.spec import (
     DEFAULT_ASYNC_MAX_EVENT_AGE_SECONDS,
     DEFAULT_ASYNC_RETRIES,
