@@ -165,6 +165,14 @@ def test_rate_schedules_are_understood(expression: str, seconds: int | None) -> 
         ("cron(0 12 * * ? *)", "2026-11-25T12:00:00", "2026-11-26T12:00:00"),
         ("cron(30 8 ? * MON-FRI *)", "2026-11-27T09:00:00", "2026-11-30T08:30:00"),  # Fri -> Mon
         ("cron(0 0 1 JAN ? *)", "2026-11-25T00:00:00", "2027-01-01T00:00:00"),
+        ("cron(0 0 1 1 ? 2028)", "2026-11-25T00:00:00", "2028-01-01T00:00:00"),
+        ("cron(0 12 ? * 1 *)", "2026-11-25T00:00:00", "2026-11-29T12:00:00"),  # 1 is Sunday
+        ("cron(0 12 ? * 5-5 *)", "2026-11-25T13:00:00", "2026-11-26T12:00:00"),  # Thursdays only
+        ("cron(0 12 L * ? *)", "2026-11-25T00:00:00", "2026-11-30T12:00:00"),  # last day of the month
+        ("cron(0 12 15W * ? *)", "2026-11-01T00:00:00", "2026-11-16T12:00:00"),  # Sun 15th -> Mon
+        ("cron(0 12 ? * 6L *)", "2026-11-01T00:00:00", "2026-11-27T12:00:00"),  # last Friday
+        ("cron(0 12 ? * L *)", "2026-11-25T00:00:00", "2026-11-28T12:00:00"),  # last day of the week
+        ("cron(0 12 ? * 6#3 *)", "2026-11-01T00:00:00", "2026-11-20T12:00:00"),  # third Friday
         ("rate(5 minutes)", "2026-11-25T10:00:00", "2026-11-25T10:05:00"),
     ],
 )
@@ -175,11 +183,21 @@ def test_schedules_fire_when_eventbridge_would(expression: str, after: str, expe
     assert next_run(expression, epoch(after)) == epoch(expected)
 
 
-def test_cron_forms_the_local_stack_cannot_run_are_refused() -> None:
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "cron(0 12 * *)",  # EventBridge has six fields
+        "cron(0 12 * * * *)",  # EventBridge wants ? in day of month or day of week
+        "cron(0 12 ? * ? *)",
+        "cron(0 12 ? * 8 *)",  # days of the week are 1-7
+        "cron(R 12 * * ? *)",  # croniter's random value, not EventBridge's
+        "cron(0 12 LW * ? *)",  # not supported locally
+        "cron(0 12 * * ? 2150)",  # croniter's years end at 2099
+    ],
+)
+def test_cron_forms_the_local_stack_cannot_run_are_refused(expression: str) -> None:
     with pytest.raises(UnsupportedSchedule):
-        Cron.parse("cron(0 12 L * ? *)")
-    with pytest.raises(UnsupportedSchedule):
-        Cron.parse("cron(0 12 * *)")
+        Cron.parse(expression)
 
 
 def test_function_arns_lose_their_qualifier() -> None:

@@ -1,38 +1,33 @@
 """EventBridge schedule expressions, ``rate(...)`` and ``cron(...)``, for local schedules (pure).
 
-Cron follows EventBridge's six fields (minutes, hours, day of month, month, day of week,
-year; UTC; day of week 1-7 = SUN-SAT) with ``*``, ``?``, lists, ranges, steps and names. The
-``L``, ``W`` and ``#`` forms are not supported: such a schedule is reported, not run.
+Cron is EventBridge's six fields (minutes, hours, day of month, month, day of week, year; UTC),
+evaluated by croniter with ``*``, ``?``, lists, ranges, steps, names, ``L``, ``W`` and ``#``.
+Where EventBridge's fields differ from croniter's they are mapped first: EventBridge counts the
+days of the week 1-7 = SUN-SAT (croniter 0-6), writes the month's last Friday ``6L`` (croniter
+``L5``) and the week's last day ``L``; a range of one value (``5-5``) is that value (croniter
+reads it as the whole cycle); and croniter's seven fields have seconds before the year (0).
+
+As EventBridge does, exactly one of day of month and day of week must be ``?``. Departs from
+AWS: years after 2099 (croniter's last) and ``LW`` are not supported; such a schedule is
+reported, not run. A schedule with no run in the next 50 years never runs.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
+
+from croniter import CroniterBadDateError, croniter
 
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _RATE_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 _CRON = re.compile(r"^cron\((.+)\)$")
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1
-    )
-}
-_DAYS = {
-    name: number for number, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), start=1)
-}
-#: (low, high, names) of the six fields.
-_FIELDS: tuple[tuple[int, int, dict[str, int]], ...] = (
-    (0, 59, {}),
-    (0, 23, {}),
-    (1, 31, {}),
-    (1, 12, _MONTHS),
-    (1, 7, _DAYS),
-    (1970, 2199, {}),
-)
-_HORIZON = timedelta(days=366 * 4 + 1)
+_WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+#: ``a-a`` or ``a-a/n``: a range of one value.
+_ONE_VALUE_RANGE = re.compile(r"^(\w+)-\1(/\d+)?$", re.IGNORECASE)
+#: croniter's hashed (``H``) and random (``R``) values, which EventBridge does not have.
+_NOT_EVENTBRIDGE = re.compile(r"^[HR](\(.*\))?(/\d+)?$", re.IGNORECASE)
 
 
 class UnsupportedSchedule(ValueError):  # noqa: N818 - a kind of ValueError, named for its reader
@@ -47,50 +42,47 @@ def rate_seconds(expression: str) -> int | None:
     return int(match.group(1)) * _RATE_SECONDS[match.group(2).rstrip("s")]
 
 
-def _values(text: str, low: int, high: int, names: dict[str, int]) -> frozenset[int] | None:
-    """The values one cron field allows; None for ``*`` and ``?`` (anything)."""
-    if text in ("*", "?"):
-        return None
-    allowed: set[int] = set()
-    for part in text.split(","):
-        if any(mark in part for mark in ("L", "W", "#")) and part.upper() not in names:
-            raise UnsupportedSchedule(f"cron field {text!r}: L, W and # are not supported locally")
-        base, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if base == "*":
-            start, end = low, high
-        elif "-" in base:
-            first, _, last = base.partition("-")
-            start, end = _number(first, names), _number(last, names)
+def _one_value_ranges(field: str) -> str:
+    """The field with each range of one value (``5-5``) written as that value."""
+    return ",".join(_ONE_VALUE_RANGE.sub(r"\1", part) for part in field.split(","))
+
+
+def _weekday(text: str) -> str:
+    """One EventBridge day of week (1-7 or SUN-SAT) as croniter's number (0-6 = SUN-SAT)."""
+    name = text.upper()
+    if name in _WEEKDAYS:
+        return str(_WEEKDAYS.index(name))
+    if not text.isdigit() or not 1 <= int(text) <= 7:
+        raise UnsupportedSchedule(f"not a day of week: {text!r}")
+    return str(int(text) - 1)
+
+
+def _day_of_week(field: str) -> str:
+    """EventBridge's day-of-week field in croniter's terms."""
+    parts = []
+    for part in field.split(","):
+        if part in ("*", "?"):
+            parts.append(part)
+        elif part.upper() == "L":  # the last day of the week
+            parts.append(_weekday("SAT"))
+        elif part.upper().endswith("L"):  # the month's last such day
+            parts.append("L" + _weekday(part[:-1]))
+        elif "#" in part:  # the month's nth such day
+            day, _, nth = part.partition("#")
+            parts.append(f"{_weekday(day)}#{nth}")
         else:
-            start = _number(base, names)
-            end = high if step_text else start
-        if not (low <= start <= high and low <= end <= high) or step < 1:
-            raise UnsupportedSchedule(f"cron field {text!r} is out of range {low}-{high}")
-        allowed.update(range(start, end + 1, step))
-    return frozenset(allowed)
-
-
-def _number(text: str, names: dict[str, int]) -> int:
-    upper = text.strip().upper()
-    if upper in names:
-        return names[upper]
-    try:
-        return int(upper)
-    except ValueError as exc:
-        raise UnsupportedSchedule(f"not a cron value: {text!r}") from exc
+            values, slash, step = part.partition("/")
+            bounds = [v if v == "*" else _weekday(v) for v in values.split("-")]
+            parts.append("-".join(bounds) + slash + step)
+    return ",".join(parts)
 
 
 @dataclass(frozen=True)
 class Cron:
-    """A parsed EventBridge cron expression."""
+    """An EventBridge cron expression and the croniter expression that evaluates it."""
 
-    minutes: frozenset[int] | None
-    hours: frozenset[int] | None
-    days: frozenset[int] | None
-    months: frozenset[int] | None
-    weekdays: frozenset[int] | None
-    years: frozenset[int] | None
+    expression: str
+    croniter_expression: str
 
     @classmethod
     def parse(cls, expression: str) -> Cron:
@@ -100,35 +92,25 @@ class Cron:
         fields = match.group(1).split()
         if len(fields) != 6:
             raise UnsupportedSchedule(f"{expression!r}: cron needs six fields")
-        values = [
-            _values(text, low, high, names) for text, (low, high, names) in zip(fields, _FIELDS, strict=True)
-        ]
-        return cls(*values)
-
-    def _day_matches(self, moment: datetime) -> bool:
-        weekday = (moment.isoweekday() % 7) + 1  # SUN=1 ... SAT=7
-        return (
-            (self.years is None or moment.year in self.years)
-            and (self.months is None or moment.month in self.months)
-            and (self.days is None or moment.day in self.days)
-            and (self.weekdays is None or weekday in self.weekdays)
-        )
+        if any(_NOT_EVENTBRIDGE.match(field) for field in fields):
+            raise UnsupportedSchedule(f"{expression!r}: H and R are not EventBridge cron values")
+        minutes, hours, day, month, weekday, year = (_one_value_ranges(field) for field in fields)
+        if (day == "?") == (weekday == "?"):
+            raise UnsupportedSchedule(f"{expression!r}: one of day of month and day of week must be ?")
+        evaluated = " ".join((minutes, hours, day, month, _day_of_week(weekday), "0", year))
+        try:
+            croniter(evaluated)
+        except ValueError as exc:
+            raise UnsupportedSchedule(f"{expression!r} cannot run locally (croniter: {exc})") from exc
+        return cls(expression, evaluated)
 
     def next_after(self, epoch: float) -> float | None:
         """The first whole minute after ``epoch`` (UTC) that the expression selects."""
-        moment = datetime.fromtimestamp(epoch, tz=timezone.utc).replace(second=0, microsecond=0)
-        moment += timedelta(minutes=1)
-        end = moment + _HORIZON
-        while moment < end:
-            if not self._day_matches(moment):
-                moment = (moment + timedelta(days=1)).replace(hour=0, minute=0)
-                continue
-            if (self.hours is None or moment.hour in self.hours) and (
-                self.minutes is None or moment.minute in self.minutes
-            ):
-                return moment.timestamp()
-            moment += timedelta(minutes=1)
-        return None
+        start = datetime.fromtimestamp(epoch, tz=timezone.utc)
+        try:
+            return float(croniter(self.croniter_expression, start).get_next(float))
+        except CroniterBadDateError:  # no run in croniter's horizon (50 years)
+            return None
 
 
 def next_run(expression: str, after: float) -> float | None:
