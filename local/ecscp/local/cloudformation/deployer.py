@@ -4,9 +4,10 @@
 setup, packaging, parameters, ``Rules``, translation, ``create_stack``, the fix-ups, and the
 function specs read back. :class:`Deployment` is what it hands to the local stack.
 
-Departs from AWS: moto creates the stack in one synchronous call, with no change set, events or
-rollback; a stack that is not ``CREATE_COMPLETE`` right after it stops the deploy. ``Rules``,
-checked before the create, are removed from the template moto gets.
+Departs from AWS: one CreateStack call, which moto completes before it returns (``sam deploy``
+goes through a change set and waits); a stack that is not ``CREATE_COMPLETE`` right after it
+stops the deploy with its status and reason. ``Rules``, checked before the create, are removed
+from the template moto gets.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The ``AWS::Serverless`` transform, offline: the SAM template as CloudFormation runs it.
 
-samtranslator is the translator ``sam deploy`` and CloudFormation's own transform use, so the
-resources, logical ids and policies are the ones AWS would create.
+samtranslator is what CloudFormation's ``AWS::Serverless`` transform runs, so the resources,
+logical ids and policies are the ones AWS would create.
 
 Departs from AWS: managed policy names are resolved from the map bundled with samtranslator,
 not fetched from IAM (a managed policy newer than the installed samtranslator is unknown). The
