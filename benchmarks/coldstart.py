@@ -32,7 +32,7 @@ from botocore.stub import Stubber
 
 from ecs_control_plane.contract import ATTEMPT_ENV, OWNER_ENV, TASK_KEY_ENV, RunRequest, TaskKey
 from ecscp.local.lambda_context import LambdaContext
-from ecscp.local.lambda_worker import sqs_record
+from ecscp.local.lambda_runtime.sqs_source import sqs_record
 from ecscp.local.processes import temporary_environment
 
 from .env import CLUSTER, CONTAINER, COUNTER, PROJECT_ROOT, REGION, TABLE, TASK_FAMILY, AwsFixture, MotoServer

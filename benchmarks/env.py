@@ -18,8 +18,8 @@ import httpx
 from botocore.config import Config
 
 from ecs_control_plane.store import state_table_definition
-from ecscp.local import deploy
-from ecscp.local.deploy import create_ecs_setup
+from ecscp.local.ecs import setup as ecs_setup
+from ecscp.local.ecs.setup import create_ecs_setup
 from ecscp.local.endpoint import FAKE_CREDENTIALS, FAKE_CREDENTIALS_ENV, aws_client
 
 # moto advances an ECS task one state per DescribeTasks unless told otherwise; this pins it.
@@ -37,8 +37,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 CLUSTER = "bench"
 #: The task definition the local stack registers (created by create_ecs_setup).
-CONTAINER = deploy.CONTAINER_NAME
-TASK_FAMILY = deploy.TASK_FAMILY
+CONTAINER = ecs_setup.CONTAINER_NAME
+TASK_FAMILY = ecs_setup.TASK_FAMILY
 TABLE = "bench-state"
 QUEUE = "bench-run-requests"
 #: Benchmarks measure the happy path: a retry would hide a slow call inside a count of one.

@@ -17,8 +17,8 @@ import pytest
 
 from ecs_control_plane.contract import RunRequest, TaskStateItem
 from ecs_control_plane.store import item_from_dynamodb
+from ecscp.local.lambda_runtime.schedules import next_run
 from ecscp.local.processes import is_alive, wait_until
-from ecscp.local.schedules import next_run
 from ecscp.local.stack import LocalStack, LocalStackConfig
 from ecscp.project import PROJECT_ROOT
 from tests.support.requests import SECRET_TOKEN, task_key

@@ -10,18 +10,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from ecscp.local.deploy import EcsSetup, parameter_values, unqualified_function_arn
+from ecscp.local.cloudformation.functions import unqualified_function_arn
+from ecscp.local.cloudformation.parameters import parameter_values
 from ecscp.local.ecs.containers import exit_code_of
-from ecscp.local.lambda_worker import (
-    TIMEOUT_EXIT_CODE,
-    _redactor,
-    failed_message_ids,
-    load_handler,
-    sqs_record,
-)
+from ecscp.local.ecs.setup import EcsSetup
+from ecscp.local.lambda_runtime.redaction import redactor
+from ecscp.local.lambda_runtime.schedules import Cron, UnsupportedSchedule, next_run, rate_seconds
+from ecscp.local.lambda_runtime.sqs_source import failed_message_ids, sqs_record
+from ecscp.local.lambda_runtime.worker import TIMEOUT_EXIT_CODE, load_handler
 from ecscp.local.moto_patches.events_targets import render_input_transformer, render_target_input
-from ecscp.local.schedules import Cron, UnsupportedSchedule, next_run, rate_seconds
+from ecscp.local.spec import FunctionSpec, RuleSource, ScheduleSource, SqsSource
 from ecscp.local.stack import parse_environment_lines
 from tests.support.requests import SECRET_TOKEN, run_request
 
@@ -165,6 +165,14 @@ def test_rate_schedules_are_understood(expression: str, seconds: int | None) -> 
         ("cron(0 12 * * ? *)", "2026-11-25T12:00:00", "2026-11-26T12:00:00"),
         ("cron(30 8 ? * MON-FRI *)", "2026-11-27T09:00:00", "2026-11-30T08:30:00"),  # Fri -> Mon
         ("cron(0 0 1 JAN ? *)", "2026-11-25T00:00:00", "2027-01-01T00:00:00"),
+        ("cron(0 0 1 1 ? 2028)", "2026-11-25T00:00:00", "2028-01-01T00:00:00"),
+        ("cron(0 12 ? * 1 *)", "2026-11-25T00:00:00", "2026-11-29T12:00:00"),  # 1 is Sunday
+        ("cron(0 12 ? * 5-5 *)", "2026-11-25T13:00:00", "2026-11-26T12:00:00"),  # Thursdays only
+        ("cron(0 12 L * ? *)", "2026-11-25T00:00:00", "2026-11-30T12:00:00"),  # last day of the month
+        ("cron(0 12 15W * ? *)", "2026-11-01T00:00:00", "2026-11-16T12:00:00"),  # Sun 15th -> Mon
+        ("cron(0 12 ? * 6L *)", "2026-11-01T00:00:00", "2026-11-27T12:00:00"),  # last Friday
+        ("cron(0 12 ? * L *)", "2026-11-25T00:00:00", "2026-11-28T12:00:00"),  # last day of the week
+        ("cron(0 12 ? * 6#3 *)", "2026-11-01T00:00:00", "2026-11-20T12:00:00"),  # third Friday
         ("rate(5 minutes)", "2026-11-25T10:00:00", "2026-11-25T10:05:00"),
     ],
 )
@@ -175,11 +183,21 @@ def test_schedules_fire_when_eventbridge_would(expression: str, after: str, expe
     assert next_run(expression, epoch(after)) == epoch(expected)
 
 
-def test_cron_forms_the_local_stack_cannot_run_are_refused() -> None:
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "cron(0 12 * *)",  # EventBridge has six fields
+        "cron(0 12 * * * *)",  # EventBridge wants ? in day of month or day of week
+        "cron(0 12 ? * ? *)",
+        "cron(0 12 ? * 8 *)",  # days of the week are 1-7
+        "cron(R 12 * * ? *)",  # croniter's random value, not EventBridge's
+        "cron(0 12 LW * ? *)",  # not supported locally
+        "cron(0 12 * * ? 2150)",  # croniter's years end at 2099
+    ],
+)
+def test_cron_forms_the_local_stack_cannot_run_are_refused(expression: str) -> None:
     with pytest.raises(UnsupportedSchedule):
-        Cron.parse("cron(0 12 L * ? *)")
-    with pytest.raises(UnsupportedSchedule):
-        Cron.parse("cron(0 12 * *)")
+        Cron.parse(expression)
 
 
 def test_function_arns_lose_their_qualifier() -> None:
@@ -204,7 +222,7 @@ def test_handler_errors_are_reported_without_the_workload_token() -> None:
     event = {"Records": [{"body": run_request().model_dump_json()}]}
 
     # WHEN an error message that quotes the body is redacted
-    text = _redactor(event)(f"ValidationError: input_value={event['Records'][0]['body']!r}")
+    text = redactor(event)(f"ValidationError: input_value={event['Records'][0]['body']!r}")
 
     # THEN the token is gone
     assert SECRET_TOKEN not in text
@@ -230,26 +248,27 @@ def test_an_invocation_that_runs_out_of_time_ends_its_worker_as_lambda_ends_the_
 ) -> None:
     # GIVEN a function with a 1 s timeout whose handler takes longer
     (tmp_path / "app.py").write_text("import time\n\ndef handler(event, context):\n    time.sleep(30)\n")
-    spec = {
-        "logical_id": "Slow",
-        "name": "slow",
-        "arn": "arn:aws:lambda:us-east-1:123456789012:function:slow",
-        "handler": "app.handler",
-        "code_dir": str(tmp_path),
-        "layer_dirs": [],
-        "memory_mb": 128,
-        "timeout_seconds": 1,
-        "schedules": [],
-    }
+    spec = FunctionSpec(
+        logical_id="Slow",
+        name="slow",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:slow",
+        handler="app.handler",
+        code_dir=tmp_path,
+        layer_dirs=(),
+        environment={},
+        memory_mb=128,
+        timeout_seconds=1,
+    )
     script = (
-        "import json, sys\n"
-        "from ecscp.local.lambda_worker import Worker\n"
-        "Worker(json.loads(sys.argv[1])).invoke({}, 'test')\n"
+        "import sys\n"
+        "from ecscp.local.lambda_runtime.worker import Worker\n"
+        "from ecscp.local.spec import FunctionSpec\n"
+        "Worker(FunctionSpec.model_validate_json(sys.argv[1])).invoke({}, 'test')\n"
     )
 
     # WHEN it is invoked
     done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(spec)],
+        [sys.executable, "-c", script, spec.model_dump_json()],
         capture_output=True,
         text=True,
         timeout=60,
@@ -260,3 +279,50 @@ def test_an_invocation_that_runs_out_of_time_ends_its_worker_as_lambda_ends_the_
     assert done.returncode == TIMEOUT_EXIT_CODE
     assert "Task timed out after 1.00 seconds" in done.stdout
     assert "Status: timeout" in done.stdout
+
+
+def test_a_function_spec_reads_back_as_the_stack_wrote_it(tmp_path: Path) -> None:
+    # GIVEN a worker's spec with every kind of event source, as the stack writes it
+    spec = FunctionSpec(
+        logical_id="Fn",
+        name="fn",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:fn",
+        handler="app.handler",
+        code_dir=tmp_path / "code",
+        layer_dirs=(tmp_path / "layer",),
+        environment={"A": "1"},
+        memory_mb=256,
+        timeout_seconds=30,
+        sqs_sources=(
+            SqsSource(
+                uuid="u",
+                queue_arn="arn:q",
+                queue_url="http://q",
+                batch_size=5,
+                report_batch_item_failures=True,
+            ),
+        ),
+        rule_sources=(
+            RuleSource(rule_name="r", rule_arn="arn:r", target_id="t", delivery_queue_url="http://d"),
+        ),
+        schedules=(
+            ScheduleSource(
+                rule_name="s",
+                rule_arn="arn:s",
+                target={"Id": "t", "Arn": "arn:fn"},
+                expression="rate(1 minute)",
+                delivery_queue_url="http://d",
+            ),
+        ),
+        instance=1,
+        ready_file=tmp_path / "fn.ready",
+    )
+
+    # WHEN the worker reads it back
+    read = FunctionSpec.model_validate_json(spec.model_dump_json())
+
+    # THEN it is the same spec, paths as paths; a field the worker does not know is refused
+    assert read == spec
+    assert isinstance(read.code_dir, Path)
+    with pytest.raises(ValidationError, match="unknown"):
+        FunctionSpec.model_validate_json(spec.model_dump_json()[:-1] + ', "unknown": 1}')

@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import AirflowException
 from ecs_control_plane.contract import TaskState
 from ecs_control_plane.readiness import ReadinessReport
 from ecs_control_plane.runtime import control_plane
-from ecscp.local.deploy import DeployError
+from ecscp.local.cloudformation import DeployError
 from ecscp.local.stack import LocalStack, LocalStackConfig, LocalStackError
 from ecscp.project import PROJECT_ROOT
 from executor_client import EcsControlPlaneExecutor

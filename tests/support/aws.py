@@ -23,7 +23,7 @@ from ecs_control_plane.contract import EVENT_SOURCE, FAILED_START_DETAIL_TYPE
 from ecs_control_plane.runtime import control_plane
 from ecs_control_plane.store import StateTable, item_from_dynamodb, state_table_definition
 from ecscp.local.lambda_context import LambdaContext
-from ecscp.local.lambda_worker import sqs_record
+from ecscp.local.lambda_runtime.sqs_source import sqs_record
 from functions.reconciler import app as reconciler_app
 from functions.run_task import app as run_task_app
 from functions.task_state import app as task_state_app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ecscp.local.deploy import URI_PROPERTIES
+from ecscp.local.cloudformation.package import URI_PROPERTIES
 
 
 def packaged_for_s3(template: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from ecs_control_plane.run_task_call import build_run_task_call
 from ecs_control_plane.settings import ControlPlaneSettings
 from ecscp import migrate as m
 from ecscp.cli import app
-from ecscp.local.deploy import broken_rules
+from ecscp.local.cloudformation.rules import broken_rules
 from tests.support.migration import (
     ACCEPTED,
     CONFIGS,

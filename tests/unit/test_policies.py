@@ -24,7 +24,7 @@ from ecs_control_plane.contract import (
     TRY_INDEX,
 )
 from ecs_control_plane.services import ReconcileReport
-from ecscp.local.deploy import translate
+from ecscp.local.cloudformation.translate import translate
 from tests.support.iam_policies import (
     ACCOUNT,
     ADMIN,
@@ -722,7 +722,7 @@ def test_run_requests_run_task_fails_to_handle_alert(
 ) -> None:
     # GIVEN run_task failing to handle a record (it is reported to SQS, so no Lambda Errors)
     from ecscp.local.lambda_context import LambdaContext  # noqa: PLC0415
-    from ecscp.local.lambda_worker import sqs_record  # noqa: PLC0415
+    from ecscp.local.lambda_runtime.sqs_source import sqs_record  # noqa: PLC0415
     from functions.run_task import app  # noqa: PLC0415 - the handler module, once the env is set
     from tests.support.requests import run_request  # noqa: PLC0415
 

@@ -27,7 +27,8 @@ from ecs_control_plane.contract import (
 )
 from ecs_control_plane.settings import ALL_ENV, ControlPlaneSettings
 from ecs_control_plane.store import state_table_definition
-from ecscp.local.deploy import broken_rules, translate
+from ecscp.local.cloudformation.rules import broken_rules
+from ecscp.local.cloudformation.translate import translate
 from tests.support.templates import packaged_for_s3
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,9 +1,9 @@
 """The embedded local stack: the project's template deployed into moto, run by real handlers.
 
 ``LocalStack`` starts, in order: moto in a child process (:mod:`ecscp.local.moto_server`),
-the deployment of ``template.yaml`` into it (:mod:`ecscp.local.deploy`), one worker process per
-deployed Lambda function (:mod:`ecscp.local.lambda_worker`) and the local ECS container host
-(:mod:`ecscp.local.ecs.host`). ``stop()`` ends all of it, process trees included.
+the deployment of ``template.yaml`` into it (:mod:`ecscp.local.cloudformation`), one worker
+process per deployed Lambda function (:mod:`ecscp.local.lambda_runtime.worker`) and the local
+ECS container host (:mod:`ecscp.local.ecs.host`). ``stop()`` ends all of it, process trees included.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import atexit
 import contextlib
 import json
 import logging
-import os
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,22 +35,19 @@ from ecs_control_plane.settings import (
 )
 from ecs_control_plane.store import StateTable
 
-from .deploy import DeployError, Deployment, EcsSetup, FunctionSpec, StackDeployer
+from .cloudformation import DeployError
+from .cloudformation.deployer import Deployment, StackDeployer
 from .ecs.host import EcsHost
+from .ecs.setup import EcsSetup
 from .endpoint import FAKE_CREDENTIALS_ENV, aws_client
+from .errors import LocalStackError
+from .lambda_runtime.pool import FunctionWorkers
 from .moto_server import MotoStartError, start_server
-from .processes import host_environment, stop_child
+from .processes import stop_child, temporary_environment
 
 logger = logging.getLogger(__name__)
 
 AIRFLOW_ENVIRONMENT_OUTPUT = "AirflowEnvironment"
-#: Quick exits in a row after which a function worker is not replaced any more.
-_WORKER_RESTARTS = 5
-_CRASH_SECONDS = 5.0
-
-
-class LocalStackError(RuntimeError):
-    """The local stack could not start, or a part of it died."""
 
 
 @dataclass
@@ -105,19 +100,6 @@ def parse_environment_lines(text: str) -> dict[str, str]:
     return values
 
 
-@dataclass
-class _Worker:
-    spec: FunctionSpec
-    spec_file: Path
-    ready_file: Path
-    log_path: Path
-    env: dict[str, str]
-    process: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = None
-    restarts: int = 0
-    started: float = 0.0
-
-
 class LocalStack:
     """moto + the deployed template + local Lambda workers + a local ECS host; a context manager."""
 
@@ -130,7 +112,7 @@ class LocalStack:
         self.readiness: ReadinessReport | None = None
         self._moto: subprocess.Popen[bytes] | None = None
         self._moto_log: IO[bytes] | None = None
-        self._workers: list[_Worker] = []
+        self._functions: FunctionWorkers | None = None
         self._host: EcsHost | None = None
         self._alerts: list[str] = []
         self._alerts_lock = threading.Lock()
@@ -186,10 +168,8 @@ class LocalStack:
             self._supervisor.join(timeout=5)  # it must not replace a worker being stopped
         if self._host is not None:
             self._host.stop()
-        for worker in self._workers:
-            stop_child(worker.process)
-            if worker.log is not None and not worker.log.closed:
-                worker.log.close()
+        if self._functions is not None:
+            self._functions.stop()
         stop_child(self._moto)
         if self._moto_log is not None and not self._moto_log.closed:
             self._moto_log.close()
@@ -214,9 +194,7 @@ class LocalStack:
             "StartRetryMaxSeconds": str(config.start_retry_max_seconds),
         }
         # samtranslator needs a region from the environment to build ARNs.
-        previous = os.environ.get("AWS_DEFAULT_REGION")
-        os.environ["AWS_DEFAULT_REGION"] = config.region
-        try:
+        with temporary_environment({"AWS_DEFAULT_REGION": config.region}):
             self.deployment = StackDeployer(self.endpoint_url, config.region).deploy(
                 config.template_path,
                 config.stack_name,
@@ -224,18 +202,13 @@ class LocalStack:
                 settings,
                 dict(config.parameters),
             )
-        finally:
-            if previous is None:
-                os.environ.pop("AWS_DEFAULT_REGION", None)
-            else:
-                os.environ["AWS_DEFAULT_REGION"] = previous
         self.outputs = dict(self.deployment.outputs)
         summary = {
             "endpoint_url": self.endpoint_url,
             "stack_name": self.deployment.stack_name,
             "parameters": self.deployment.parameters,
             "outputs": self.outputs,
-            "functions": [f.to_json() for f in self.deployment.functions],
+            "functions": [f.model_dump(mode="json") for f in self.deployment.functions],
             "skipped_resources": self.deployment.skipped_resources,
             "fixups": self.deployment.fixups,
         }
@@ -273,91 +246,15 @@ class LocalStack:
 
     def _start_workers(self) -> None:
         assert self.deployment is not None
-        functions_dir = self.config.state_dir / "functions"
-        functions_dir.mkdir(parents=True, exist_ok=True)
-        for spec in self.deployment.functions:
-            # Event-driven functions scale out to a few concurrent "containers", as Lambda does
-            # (events then arrive concurrently and out of order, as on AWS); a schedule needs one.
-            event_driven = bool(spec.sqs_sources) or len(spec.rule_sources) > len(spec.schedules)
-            instances = max(1, self.config.function_concurrency) if event_driven else 1
-            for instance in range(instances):
-                suffix = "" if instance == 0 else f".{instance + 1}"
-                ready = functions_dir / f"{spec.logical_id}{suffix}.ready"
-                spec_file = functions_dir / f"{spec.logical_id}{suffix}.json"
-                spec_file.write_text(
-                    json.dumps(spec.to_json() | {"ready_file": str(ready), "instance": instance}, indent=1)
-                )
-                worker = _Worker(
-                    spec=spec,
-                    spec_file=spec_file,
-                    ready_file=ready,
-                    log_path=self.logs_dir / f"{spec.logical_id}.log",
-                    env=self._function_env(spec, instance),
-                )
-                self._workers.append(worker)
-                self._spawn_worker(worker)
-        deadline = time.monotonic() + self.config.startup_timeout_seconds
-        for worker in self._workers:
-            while not worker.ready_file.exists():
-                assert worker.process is not None
-                if worker.process.poll() is not None:
-                    raise LocalStackError(
-                        f"function {worker.spec.logical_id} failed to start; see {worker.log_path}:\n"
-                        + _tail(worker.log_path)
-                    )
-                if time.monotonic() > deadline:
-                    raise LocalStackError(
-                        f"function {worker.spec.logical_id} not ready; see {worker.log_path}"
-                    )
-                time.sleep(0.05)
-
-    def _spawn_worker(self, worker: _Worker) -> None:
-        worker.ready_file.unlink(missing_ok=True)
-        worker.started = time.monotonic()
-        if worker.log is None or worker.log.closed:
-            worker.log = worker.log_path.open("ab")
-        worker.process = subprocess.Popen(
-            [sys.executable, "-m", "ecscp.local.lambda_worker", str(worker.spec_file)],
-            cwd=worker.spec.code_dir,
-            env=worker.env,
-            stdin=subprocess.PIPE,
-            stdout=worker.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self._functions = FunctionWorkers(
+            self.deployment.functions,
+            endpoint_url=self.endpoint_url,
+            region=self.config.region,
+            state_dir=self.config.state_dir,
+            logs_dir=self.logs_dir,
+            concurrency=self.config.function_concurrency,
         )
-
-    def _function_env(self, spec: FunctionSpec, instance: int) -> dict[str, str]:
-        """The deployed function's environment, as Lambda sets it, pointed at the local endpoint."""
-        region = self.config.region
-        env = host_environment()
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
-        env.update(
-            {
-                "AWS_REGION": region,
-                "AWS_DEFAULT_REGION": region,
-                "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-                "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{spec.logical_id}/{instance + 1}",
-                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
-                "LAMBDA_TASK_ROOT": str(spec.code_dir),
-                "_HANDLER": spec.handler,
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1",
-            }
-        )
-        env.update(spec.environment)
-        env.update(
-            {
-                "AWS_ENDPOINT_URL": self.endpoint_url,
-                **FAKE_CREDENTIALS_ENV,
-                "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
-            }
-        )
-        env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "EcscpLocal")
-        env.setdefault("POWERTOOLS_SERVICE_NAME", spec.logical_id)
-        return env
+        self._functions.start(self.config.startup_timeout_seconds)
 
     def _start_host(self) -> None:
         assert self.deployment is not None
@@ -381,28 +278,10 @@ class LocalStack:
         self._host.start()
 
     def _supervise(self) -> None:
-        """Replace a dead function worker, as Lambda replaces a crashed or timed-out container.
-
-        A worker that dies soon after it started counts as a crash; after a few crashes in a row
-        the function is given up (``check()`` says so). One that ran a while (a handler timeout)
-        is always replaced.
-        """
+        """Replace dead function workers until the stack stops."""
         while not self._stopped.wait(0.5):
-            for worker in self._workers:
-                if self._stopped.is_set() or worker.process is None or worker.process.poll() is None:
-                    continue
-                if worker.restarts >= _WORKER_RESTARTS:
-                    continue
-                crashed = time.monotonic() - worker.started < _CRASH_SECONDS
-                worker.restarts = worker.restarts + 1 if crashed else 0
-                logger.warning(
-                    "function %s worker exited with %s%s; starting a new one; see %s",
-                    worker.spec.logical_id,
-                    worker.process.returncode,
-                    f" ({worker.restarts} quick exits in a row)" if crashed else "",
-                    worker.log_path,
-                )
-                self._spawn_worker(worker)
+            if self._functions is not None:
+                self._functions.replace_dead()
 
     # -- reading the stack ----------------------------------------------------------------------
 
@@ -458,7 +337,8 @@ class LocalStack:
 
     def process_ids(self) -> list[int]:
         """Every process this stack started (moto, function workers, containers)."""
-        pids = [p.pid for p in [self._moto, *(w.process for w in self._workers)] if p is not None]
+        pids = [self._moto.pid] if self._moto is not None else []
+        pids += self._functions.process_ids() if self._functions else []
         return pids + (self._host.process_ids() if self._host else [])
 
     def check(self) -> None:
@@ -467,22 +347,10 @@ class LocalStack:
             raise LocalStackError(
                 f"moto exited with {self._moto.returncode}; see {self.logs_dir / 'moto.log'}"
             )
-        for worker in self._workers:
-            if (
-                worker.restarts >= _WORKER_RESTARTS
-                and worker.process is not None
-                and worker.process.poll() is not None
-            ):
-                raise LocalStackError(f"function {worker.spec.logical_id} keeps dying; see {worker.log_path}")
+        if self._functions is not None:
+            self._functions.check()
         if self._host is not None and self._host.error is not None:
             logger.warning("local ECS host reported: %s", self._host.error)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def run_forever(config: LocalStackConfig, console: Console | None = None) -> bool:

@@ -1,1 +1,1 @@
-"""The local ECS: the cluster's setup and the container host."""
+"""The local ECS: the cluster's setup, moto's side of a task's life, and the container host."""
