@@ -6,16 +6,19 @@ and put back after it.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from moto import mock_aws
 from moto.moto_api import state_manager
 
 from ecscp.local.ecs.backend import BACKEND
-from ecscp.local.ecs.records import ContainerState, TaskStateRecord
+from ecscp.local.ecs.host import EcsHost
+from ecscp.local.ecs.records import ContainerOverride, ContainerState, TaskNotice, TaskStateRecord
 from ecscp.local.moto_patches import _replace, ecs_stop_task, ecs_task_lifecycle
 from tests.functional.test_moto_patches import Ecs, EcsEvents
 from tests.support.aws import CLUSTER, CONTAINER
@@ -117,3 +120,58 @@ def test_a_record_for_a_stopped_or_unknown_task_is_refused(ecs: Ecs) -> None:
         BACKEND.apply(_stopped(arn, "EssentialContainerExited", "done", 0))
     with pytest.raises(LookupError):
         BACKEND.apply(_stopped(arn.replace(arn[-4:], "0000"), "EssentialContainerExited", "done", 0))
+
+
+# --- the host, driven by notices (no moto: its records are read from its outbox) ---------------
+
+
+def _notice(seq: int, kind: str, arn: str, command: list[str] | None = None) -> TaskNotice:
+    return TaskNotice(
+        seq=seq,
+        kind=kind,  # type: ignore[arg-type]
+        task_arn=arn,
+        cluster_arn=f"arn:aws:ecs:us-east-1:123456789012:cluster/{CLUSTER}",
+        started_by="ecscp-test",
+        created_at=time.time(),
+        overrides=[ContainerOverride(name=CONTAINER, command=command or [])],
+        stopped_reason="Airflow asked" if kind == "stop" else "",
+    )
+
+
+def test_a_task_stopped_while_it_waits_for_capacity_ends_without_ever_running(tmp_path: Path) -> None:
+    host = EcsHost(
+        endpoint_url="http://127.0.0.1:9",  # never reached: nothing is posted in this test
+        region="us-east-1",
+        cluster=CLUSTER,
+        container_name=CONTAINER,
+        state_dir=tmp_path,
+        task_env={},
+        started_by="ecscp-test",
+        max_concurrent=1,
+    )
+    host.tasks_dir.mkdir(parents=True)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    try:
+        # GIVEN one container running and a second task waiting for capacity
+        host._handle(_notice(1, "run", "arn:task/running", sleeper))
+        host._handle(_notice(2, "run", "arn:task/waiting", sleeper))
+        host._launch()
+        assert [r.last_status for r in host._outbox] == ["PENDING", "PENDING", "RUNNING"]
+
+        # WHEN StopTask stops the waiting one, and capacity frees up later
+        host._outbox.clear()
+        host._handle(_notice(3, "stop", "arn:task/waiting"))
+        running = host._tasks["arn:task/running"]
+        host._exited(running, 0)
+        host._launch()
+
+        # THEN it ended stopped by the user without starting, and nothing else ran
+        stopped = {r.task_arn: r for r in host._outbox if r.last_status == "STOPPED"}
+        assert (stopped["arn:task/waiting"].stop_code, stopped["arn:task/waiting"].started_at) == (
+            "UserInitiated",
+            None,
+        )
+        assert [r.last_status for r in host._outbox if r.task_arn == "arn:task/waiting"] == ["STOPPED"]
+        assert host._tasks["arn:task/waiting"].process is None
+    finally:
+        host.stop()

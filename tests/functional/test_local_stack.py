@@ -226,6 +226,29 @@ def test_run_task_with_the_same_client_token_returns_the_same_task(stack: LocalS
     assert ecs.run_task(**(call | {"clientToken": "other-token"}))["tasks"][0]["taskArn"] != first["taskArn"]
 
 
+def test_the_host_runs_only_the_control_planes_tasks_of_its_cluster(plane: Plane) -> None:
+    # GIVEN a task another client starts in the stack's cluster, with a command to run
+    ecs, setup = plane.stack.client("ecs"), plane.stack.ecs
+    foreign = ecs.run_task(
+        cluster=setup.cluster_name,
+        taskDefinition=setup.task_definition,
+        launchType="FARGATE",
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": [setup.subnet_id], "securityGroups": [setup.security_group_id]}
+        },
+        startedBy="another-client",
+        overrides={"containerOverrides": [{"name": "airflow", "command": exits_with(0)}]},
+    )["tasks"][0]["taskArn"]
+
+    # WHEN a control-plane task started after it has run to its end (the host reads in order)
+    plane.wait_final(plane.run("after-a-foreign-task", exits_with(0)))
+
+    # THEN the host left the other client's task alone: not run, not moved on
+    assert foreign not in {r["task_arn"] for r in plane.stack.task_records()}
+    (task,) = ecs.describe_tasks(cluster=setup.cluster_name, tasks=[foreign])["tasks"]
+    assert (task["lastStatus"], task["version"]) == ("PROVISIONING", 1)
+
+
 def test_scheduled_functions_run_only_on_their_schedule(stack: LocalStack) -> None:
     # GIVEN the tasks above, whose ECS and failed-start events went through EventBridge
     scheduled = (
