@@ -8,11 +8,14 @@ the multi-valued ``ForAllValues:`` operators and ``Null``; it refuses any other 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ecscp.local.cloudformation.intrinsics import IntrinsicResolver
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -53,90 +56,32 @@ def role_arn(logical_id: str) -> str:
 
 # --- the template, rendered for one deployment -----------------------------------------------
 
-_NO_VALUE = object()
 
-
-class Deployment:
+class Deployment(IntrinsicResolver):
     """template.yaml with its intrinsics resolved for given parameter values.
 
-    Resources get names a deployment would give them: a queue's ARN ends in its logical id, a
-    role's name is its logical id, a function's name is its logical id.
+    The local stack's resolver (``ecscp.local.cloudformation.intrinsics``), with the names a
+    deployment would give: a queue's ARN ends in its logical id, a role's name is its logical
+    id, a function's name is its logical id.
     """
 
     def __init__(self, template: dict[str, Any], **parameters: str) -> None:
-        self.template = template
         declared = template["Parameters"]
         unknown = set(parameters) - set(declared)
         assert not unknown, f"not parameters of the template: {unknown}"
         defaults = {name: str(p["Default"]) for name, p in declared.items() if "Default" in p}
+        self.template = template
         self.parameters = defaults | REQUIRED | parameters
         for name, value in self.parameters.items():
             pattern = declared[name].get("AllowedPattern")
             assert pattern is None or re.fullmatch(pattern, value), (
                 f"{name}={value!r} is refused by CloudFormation"
             )
-        self.names = self.parameters | {
-            "AWS::StackName": STACK,
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Partition": PARTITION,
-        }
-
-    # -- intrinsics -----------------------------------------------------------------------------
-
-    def condition(self, name: str) -> bool:
-        return bool(self._condition(self.template["Conditions"][name]))
-
-    def _condition(self, expr: Any) -> bool:
-        ((op, args),) = expr.items()
-        if op == "Condition":
-            return self.condition(args)
-        if op == "Fn::Equals":
-            left, right = (self.value(a) for a in args)
-            return bool(left == right)
-        if op == "Fn::Not":
-            return not self._condition(args[0])
-        if op == "Fn::Or":
-            return any(self._condition(a) for a in args)
-        if op == "Fn::And":
-            return all(self._condition(a) for a in args)
-        raise AssertionError(f"unexpected condition {expr!r}")
-
-    def value(self, node: Any) -> Any:
-        if isinstance(node, list):
-            return [v for v in (self.value(n) for n in node) if v is not _NO_VALUE]
-        if not isinstance(node, dict):
-            return node
-        if len(node) == 1:
-            ((name, arg),) = node.items()
-            if name == "Ref":
-                return self.ref(arg)
-            if name == "Fn::GetAtt":
-                logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self.attribute(logical_id, attribute)
-            if name == "Fn::Sub":
-                return self.sub(arg)
-            if name == "Fn::If":
-                condition, when_true, when_false = arg
-                return self.value(when_true if self.condition(condition) else when_false)
-            if name == "Fn::Join":
-                separator, parts = arg
-                return separator.join(str(p) for p in self.value(parts))
-            if name == "Fn::Split":
-                separator, text = arg
-                return str(self.value(text)).split(separator)
-            if name == "Fn::Select":
-                index, items = arg
-                return self.value(items)[int(index)]
-            assert not name.startswith("Fn::"), f"unexpected intrinsic {name}"
-        items = {k: self.value(v) for k, v in node.items()}
-        return {k: v for k, v in items.items() if v is not _NO_VALUE}
+        super().__init__(template, self.parameters, {}, {}, region=REGION, account=ACCOUNT, stack_name=STACK)
 
     def ref(self, name: str) -> Any:
-        if name == "AWS::NoValue":
-            return _NO_VALUE
-        if name in self.names:
-            return self.names[name]
+        with contextlib.suppress(LookupError):
+            return super().ref(name)
         rtype = self.template["Resources"][name]["Type"]
         if rtype == "AWS::SQS::Queue":
             return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
@@ -151,35 +96,21 @@ class Deployment:
         if (rtype, attribute) == ("AWS::DynamoDB::Table", "Arn"):
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{logical_id}"
         if (rtype, attribute) == ("AWS::Logs::LogGroup", "Arn"):
-            name = self.value(self.template["Resources"][logical_id]["Properties"]["LogGroupName"])
+            name = self.resolve(self.template["Resources"][logical_id]["Properties"]["LogGroupName"])
             return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"
         if (rtype, attribute) == ("AWS::Events::Rule", "Arn") or rtype is None:
             return f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{logical_id}"  # also the rules SAM makes
         raise AssertionError(f"unexpected Fn::GetAtt {logical_id}.{attribute}")
-
-    def sub(self, arg: Any) -> str:
-        text, variables = (arg, {}) if isinstance(arg, str) else arg
-        local = {k: self.value(v) for k, v in variables.items()}
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in local:
-                return str(local[name])
-            if "." in name:
-                return self.attribute(*name.split(".", 1))
-            return str(self.ref(name))
-
-        return re.sub(r"\$\{([^}!]+)\}", replace, text)
 
     # -- resources and their policies -------------------------------------------------------
 
     def resources(self, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
         for logical_id, res in self.template["Resources"].items():
             if res["Type"] == rtype and ("Condition" not in res or self.condition(res["Condition"])):
-                yield logical_id, self.value(res.get("Properties", {}))
+                yield logical_id, self.resolve(res.get("Properties", {}))
 
     def properties(self, logical_id: str) -> dict[str, Any]:
-        props: dict[str, Any] = self.value(self.template["Resources"][logical_id].get("Properties", {}))
+        props: dict[str, Any] = self.resolve(self.template["Resources"][logical_id].get("Properties", {}))
         return props
 
     def role(self, logical_id: str) -> list[dict[str, Any]]:

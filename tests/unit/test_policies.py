@@ -696,7 +696,7 @@ def test_the_reconcilers_lost_and_timed_out_tries_and_settings_problems_alert(
 ) -> None:
     # GIVEN the alarm, the functions' environment, and what a reconciler run publishes
     alarm = alarms(default)[alarm_id]
-    environment = default.value(default.template["Globals"]["Function"]["Environment"]["Variables"])
+    environment = default.resolve(default.template["Globals"]["Function"]["Environment"]["Variables"])
     emf = reconciler_metrics(monkeypatch, capsys)
     (directive,) = emf["_aws"]["CloudWatchMetrics"]
     published = {m["Name"] for m in directive["Metrics"]}
@@ -743,7 +743,7 @@ def test_run_requests_run_task_fails_to_handle_alert(
     # THEN the record is reported failed, the count published, and the alarm watches exactly it
     assert response["batchItemFailures"] == [{"itemIdentifier": "m-1"}]
     alarm = alarms(default)["RunRequestErrorsAlarm"]
-    environment = default.value(default.template["Globals"]["Function"]["Environment"]["Variables"])
+    environment = default.resolve(default.template["Globals"]["Function"]["Environment"]["Variables"])
     assert listed(emf[alarm["MetricName"]]) == [1]
     assert alarm["Namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
     assert alarm["Dimensions"] == [{"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]}]

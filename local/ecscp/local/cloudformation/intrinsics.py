@@ -6,7 +6,9 @@ The local stack needs the values where it does by hand what moto's CloudFormatio
 asynchronous invoke configs: :mod:`.functions`).
 
 Departs from AWS: only what those need resolves (see :class:`IntrinsicResolver`); anything else
-raises LookupError rather than being guessed.
+raises LookupError rather than being guessed. The tests' rendering of the template for a
+deployment (``tests/support/iam_policies.py``) is the same resolver with names a deployment
+would give (:meth:`IntrinsicResolver.ref` and :meth:`~IntrinsicResolver.attribute` overridden).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class IntrinsicResolver:
         stack_name: str,
     ) -> None:
         self._resources: dict[str, Any] = template.get("Resources") or {}
+        self._conditions: dict[str, Any] = template.get("Conditions") or {}
         self._clients = clients
         self._values: dict[str, str] = {
             **parameters,
@@ -62,16 +65,15 @@ class IntrinsicResolver:
         if len(value) == 1:
             ((name, arg),) = value.items()
             if name == "Ref":
-                if arg == "AWS::NoValue":
-                    return _UNRESOLVED
-                if arg not in self._values:
-                    raise LookupError(f"Ref {arg}")
-                return self._values[arg]
+                return _UNRESOLVED if arg == "AWS::NoValue" else self.ref(arg)
             if name == "Fn::GetAtt":
                 lid, attribute = arg if isinstance(arg, list) else str(arg).split(".", 1)
                 return self.attribute(lid, attribute)
             if name == "Fn::Sub":
-                return self._sub(arg)
+                return self.sub(arg)
+            if name == "Fn::If":
+                condition, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(condition) else when_false)
             if name == "Fn::Join":
                 separator, parts = arg
                 return str(separator).join(str(p) for p in self.resolve(parts))
@@ -85,7 +87,34 @@ class IntrinsicResolver:
                 raise LookupError(name)
         return {k: v for k, v in ((k, self.resolve(v)) for k, v in value.items()) if v is not _UNRESOLVED}
 
-    def _sub(self, arg: Any) -> str:
+    def condition(self, name: str) -> bool:
+        """Whether the template's condition ``name`` holds (LookupError when it cannot be decided)."""
+        if name not in self._conditions:
+            raise LookupError(f"Condition {name}")
+        return self._holds(self._conditions[name])
+
+    def _holds(self, expr: Any) -> bool:
+        ((op, args),) = expr.items()
+        if op == "Condition":
+            return self.condition(args)
+        if op == "Fn::Equals":
+            left, right = (self.resolve(a) for a in args)
+            return bool(left == right)
+        if op == "Fn::Not":
+            return not self._holds(args[0])
+        if op == "Fn::Or":
+            return any(self._holds(a) for a in args)
+        if op == "Fn::And":
+            return all(self._holds(a) for a in args)
+        raise LookupError(f"condition {op}")
+
+    def ref(self, name: str) -> Any:
+        """A parameter, pseudo parameter or resource's physical id."""
+        if name not in self._values:
+            raise LookupError(f"Ref {name}")
+        return self._values[name]
+
+    def sub(self, arg: Any) -> str:
         template, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
         local = {k: self.resolve(v) for k, v in extra.items()}
 
@@ -96,7 +125,7 @@ class IntrinsicResolver:
             if "." in name:
                 lid, attribute = name.split(".", 1)
                 return str(self.attribute(lid, attribute))
-            return str(self.resolve({"Ref": name}))
+            return str(self.ref(name))
 
         return re.sub(r"\$\{([^}!]+)\}", replace, template)
 
