@@ -20,8 +20,8 @@ from ecscp.local.ecs.backend import BACKEND
 from ecscp.local.ecs.host import EcsHost
 from ecscp.local.ecs.records import ContainerOverride, ContainerState, TaskNotice, TaskStateRecord
 from ecscp.local.moto_patches import _replace, ecs_stop_task, ecs_task_lifecycle
-from tests.functional.test_moto_patches import Ecs, EcsEvents
 from tests.support.aws import CLUSTER, CONTAINER
+from tests.support.moto_ecs import Ecs, EcsEvents
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ from ecscp.local.moto_patches import (
     sqs_send_attributes,
 )
 from tests.support.aws import ACCOUNT, CLUSTER, CONTAINER, REGION
+from tests.support.moto_ecs import Ecs, EcsEvents, bodies, queue
 
 Apply = Callable[[ModuleType], None]
 
@@ -71,45 +72,6 @@ def patched() -> Iterator[Apply]:
 
 
 # --- ECS ---------------------------------------------------------------------------------------
-
-
-class Ecs:
-    """A cluster and a Fargate task definition on moto, with short ways to run and look."""
-
-    def __init__(self) -> None:
-        ec2 = boto3.client("ec2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-        self.subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        self.group = ec2.create_security_group(GroupName="airflow", Description="airflow", VpcId=vpc)[
-            "GroupId"
-        ]
-        awsvpc = {"subnets": [self.subnet], "securityGroups": [self.group]}
-        self.network: Any = {"awsvpcConfiguration": awsvpc}
-        self.client = boto3.client("ecs", region_name=REGION)
-        self.client.create_cluster(clusterName=CLUSTER)
-        self.client.register_task_definition(
-            family="airflow",
-            networkMode="awsvpc",
-            requiresCompatibilities=["FARGATE"],
-            cpu="512",
-            memory="1024",
-            containerDefinitions=[{"name": CONTAINER, "image": "airflow", "essential": True, "memory": 1024}],
-        )
-
-    def run(self, **kwargs: Any) -> str:
-        tasks = self.client.run_task(
-            cluster=CLUSTER,
-            taskDefinition="airflow",
-            launchType="FARGATE",
-            networkConfiguration=self.network,
-            **kwargs,
-        )["tasks"]
-        assert len(tasks) == 1
-        return str(tasks[0]["taskArn"])
-
-    def describe(self, *tasks: str) -> list[dict[str, Any]]:
-        return [dict(t) for t in self.client.describe_tasks(cluster=CLUSTER, tasks=list(tasks))["tasks"]]
 
 
 def test_ecs_run_task_client_token(patched: Apply) -> None:
@@ -199,20 +161,6 @@ def test_ecs_task_lifecycle(patched: Apply) -> None:
         assert bad.status_code == 400
 
 
-class EcsEvents:
-    """What a rule matching every ECS Task State Change delivers (to an SQS queue, natively)."""
-
-    def __init__(self) -> None:
-        self.sqs = boto3.client("sqs", region_name=REGION)
-        self.url, queue_arn = _queue(self.sqs, "ecs-events")
-        events = boto3.client("events", region_name=REGION)
-        events.put_rule(Name="ecs", EventPattern=json.dumps({"source": ["aws.ecs"]}))
-        events.put_targets(Rule="ecs", Targets=[{"Id": "q", "Arn": queue_arn}])
-
-    def received(self) -> list[dict[str, Any]]:
-        return [json.loads(body)["detail"] for body in _bodies(self.sqs, self.url)]
-
-
 def test_ecs_stop_task(patched: Apply) -> None:
     with mock_aws():
         # GIVEN moto as released (its task states pinned, so that only StopTask moves them)
@@ -260,19 +208,6 @@ def test_ecs_describe_tasks_lookup(patched: Apply) -> None:
 # --- EventBridge -------------------------------------------------------------------------------
 
 
-def _queue(sqs: Any, name: str) -> tuple[str, str]:
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return url, arn
-
-
-def _bodies(sqs: Any, url: str) -> list[str]:
-    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-    for message in messages:
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return [m["Body"] for m in messages]
-
-
 def _put(events: Any, detail: dict[str, Any]) -> None:
     result = events.put_events(
         Entries=[{"Source": "test.source", "DetailType": "Thing", "Detail": json.dumps(detail)}]
@@ -290,7 +225,7 @@ def test_events_targets_lambda_and_sns(patched: Apply) -> None:
         sns = boto3.client("sns", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
         topic = sns.create_topic(Name="alerts")["TopicArn"]
-        capture_url, capture_arn = _queue(sqs, "capture")
+        capture_url, capture_arn = queue(sqs, "capture")
         sns.subscribe(
             TopicArn=topic, Protocol="sqs", Endpoint=capture_arn, Attributes={"RawMessageDelivery": "true"}
         )
@@ -306,12 +241,12 @@ def test_events_targets_lambda_and_sns(patched: Apply) -> None:
         function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:handler"
         events.put_targets(Rule="to-sns", Targets=[{"Id": "function", "Arn": function}])
         _put(events, {"n": 2})
-        (body,) = _bodies(sqs, capture_url)
+        (body,) = bodies(sqs, capture_url)
         assert json.loads(body)["detail"] == {"n": 2}
         delivery = sqs.get_queue_url(QueueName=events_targets.delivery_queue_name(rule, "function"))[
             "QueueUrl"
         ]
-        (delivered,) = _bodies(sqs, delivery)
+        (delivered,) = bodies(sqs, delivery)
         assert json.loads(delivered)["detail"] == {"n": 2}
         targets = events.list_targets_by_rule(Rule="to-sns")["Targets"]
         assert {t["Arn"] for t in targets} == {topic, function}
@@ -322,7 +257,7 @@ def test_events_targets_input_transformer(patched: Apply) -> None:
         # GIVEN a target whose InputTransformer has a placeholder outside quotes
         events = boto3.client("events", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
-        url, arn = _queue(sqs, "transformed")
+        url, arn = queue(sqs, "transformed")
         events.put_rule(Name="transform", EventPattern=PATTERN)
         transformer: Any = {
             "InputPathsMap": {"reason": "$.detail.reason"},
@@ -336,12 +271,12 @@ def test_events_targets_input_transformer(patched: Apply) -> None:
         # json.loads of the result fails, and so does PutEvents
         with pytest.raises((ClientError, ValueError)):
             _put(events, {"reason": 'a "quoted" reason'})
-        assert _bodies(sqs, url) == []
+        assert bodies(sqs, url) == []
 
         # GIVEN the patch THEN JSON outside quotes, escaped text inside, as on AWS
         patched(events_targets)
         _put(events, {"reason": 'a "quoted" reason'})
-        (body,) = _bodies(sqs, url)
+        (body,) = bodies(sqs, url)
         assert json.loads(body) == {"reason": 'a "quoted" reason', "text": 'said a "quoted" reason'}
 
 
@@ -350,8 +285,8 @@ def test_events_schedule_and_disabled_rules(patched: Apply) -> None:
         # GIVEN a schedule-only rule and a disabled rule, each with a queue target
         events = boto3.client("events", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
-        schedule_url, schedule_arn = _queue(sqs, "schedule")
-        disabled_url, disabled_arn = _queue(sqs, "disabled")
+        schedule_url, schedule_arn = queue(sqs, "schedule")
+        disabled_url, disabled_arn = queue(sqs, "disabled")
         events.put_rule(Name="every-minute", ScheduleExpression="rate(1 minute)")
         events.put_targets(Rule="every-minute", Targets=[{"Id": "q", "Arn": schedule_arn}])
         events.put_rule(Name="off", EventPattern=PATTERN, State="DISABLED")
@@ -359,14 +294,14 @@ def test_events_schedule_and_disabled_rules(patched: Apply) -> None:
 
         # WHEN an event is put, with moto as released THEN both rules receive it
         _put(events, {"n": 1})
-        assert len(_bodies(sqs, schedule_url)) == 1
-        assert len(_bodies(sqs, disabled_url)) == 1
+        assert len(bodies(sqs, schedule_url)) == 1
+        assert len(bodies(sqs, disabled_url)) == 1
 
         # GIVEN the patch THEN neither does, as on AWS
         patched(events_schedule_and_disabled_rules)
         _put(events, {"n": 2})
-        assert _bodies(sqs, schedule_url) == []
-        assert _bodies(sqs, disabled_url) == []
+        assert bodies(sqs, schedule_url) == []
+        assert bodies(sqs, disabled_url) == []
 
 
 def test_events_default_input_account(patched: Apply) -> None:
@@ -374,19 +309,19 @@ def test_events_default_input_account(patched: Apply) -> None:
         # GIVEN a queue target without input settings, delivered by moto itself
         events = boto3.client("events", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
-        url, arn = _queue(sqs, "plain")
+        url, arn = queue(sqs, "plain")
         events.put_rule(Name="plain", EventPattern=PATTERN)
         events.put_targets(Rule="plain", Targets=[{"Id": "q", "Arn": arn}])
 
         # WHEN an event matches, with moto as released THEN it has no account
         _put(events, {"n": 1})
-        (body,) = _bodies(sqs, url)
+        (body,) = bodies(sqs, url)
         assert "account" not in json.loads(body)
 
         # GIVEN the patch THEN it has, as on AWS
         patched(events_default_input_account)
         _put(events, {"n": 2})
-        (body,) = _bodies(sqs, url)
+        (body,) = bodies(sqs, url)
         assert json.loads(body)["account"] == ACCOUNT
 
 
@@ -645,17 +580,17 @@ def test_sqs_no_lambda_invoke(patched: Apply) -> None:
             Handler="app.handler",
             Code={"ZipFile": _function_zip()},
         )
-        url, arn = _queue(sqs, "requests")
+        url, arn = queue(sqs, "requests")
         awslambda.create_event_source_mapping(EventSourceArn=arn, FunctionName="fn", BatchSize=10)
 
         # WHEN a message is sent, with moto as released THEN moto's Lambda takes it inside the call
         sqs.send_message(QueueUrl=url, MessageBody="first")
-        assert _bodies(sqs, url) == []
+        assert bodies(sqs, url) == []
 
         # GIVEN the patch THEN it waits on the queue for the poller, as on AWS
         patched(sqs_no_lambda_invoke)
         sqs.send_message(QueueUrl=url, MessageBody="second")
-        assert _bodies(sqs, url) == ["second"]
+        assert bodies(sqs, url) == ["second"]
 
 
 def test_sqs_send_attributes(patched: Apply, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -669,7 +604,7 @@ def test_sqs_send_attributes(patched: Apply, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(Queue, "approximate_number_of_messages", property(counting))
     with mock_aws():
         sqs = boto3.client("sqs", region_name=REGION)
-        url, _ = _queue(sqs, "busy")
+        url, _ = queue(sqs, "busy")
         # GIVEN moto as released THEN sending and receiving count the queue's messages
         counted.clear()
         sqs.send_message(QueueUrl=url, MessageBody="one")
