@@ -86,6 +86,12 @@ def terminate_tree(pid: int, grace_seconds: float) -> None:
         terminate(members, grace_seconds, reap_seconds=5)
 
 
+def signal_group(pid: int, signum: int = signal.SIGTERM) -> None:
+    """Send ``signum`` to a child's process group (as ``docker stop`` signals a container's PID 1)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(os.getpgid(pid), signum)
+
+
 def kill_tree(pid: int, timeout: float) -> None:
     """SIGKILL a process and its descendants at once (no clean shutdown) and reap them."""
     tree = process_tree(pid)

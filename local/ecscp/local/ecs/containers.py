@@ -9,10 +9,8 @@ no resource limits: a process on this machine, started with this Python's ``bin`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -67,9 +65,3 @@ def start_container(
         log.close()
         raise ContainerStartError(f"CannotStartContainerError: {type(exc).__name__}: {exc.strerror}") from exc
     return process, log
-
-
-def signal_group(pid: int, signum: int = signal.SIGTERM) -> None:
-    """Send ``signum`` to the container's process group (as ``docker stop`` signals PID 1)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(os.getpgid(pid), signum)

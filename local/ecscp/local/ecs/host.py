@@ -32,13 +32,12 @@ from urllib.parse import urlencode
 
 from ecs_control_plane.contract import ATTEMPT_ENV, TASK_KEY_ENV
 from ecscp.local.endpoint import PrivatePath
-from ecscp.local.processes import terminate_tree
+from ecscp.local.processes import signal_group, terminate_tree
 
 from .containers import (
     ContainerStartError,
     container_environment,
     exit_code_of,
-    signal_group,
     start_container,
 )
 from .records import NOTICES, NOTICES_PATH, RECORDS, RECORDS_PATH, ContainerState, TaskNotice, TaskStateRecord
