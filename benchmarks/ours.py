@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 OWNER = "bench-scheduler"
 ENV_PREFIX = "AIRFLOW__ECS_CONTROL_PLANE__"
-#: Items written this long before a sync lie outside its read window (watermark minus the
-#: default 30 s overlap): they are the tasks that have been running for a while.
+#: Items written this long before a sync lie outside its read window (the newest change seen
+#: minus the overlap): they are the tasks that have been running for a while.
 SETTLED_AGE_MS = 120_000
 _ser = TypeSerializer()
 
@@ -69,10 +69,15 @@ def encoded_keys(executor: Any) -> list[str]:
     return list(executor.tracked)
 
 
-def full_resync(executor: Any) -> None:
-    """The safety net that runs every ``full_resync_interval_seconds`` (60 s by default)."""
-    executor.feed.last_full_resync_ms = None
-    executor.sync()
+def full_resync(executor: Any, max_syncs: int = 10_000) -> int:
+    """One whole pass of the safety net (about every ``full_resync_interval_seconds``, 60 s by
+    default), which makes one call a heartbeat: the syncs it took."""
+    executor.safety_net.restart()
+    for syncs in range(1, max_syncs + 1):
+        executor.sync()
+        if not executor.safety_net.in_progress:
+            return syncs
+    raise RuntimeError(f"the safety net did not finish a pass in {max_syncs} syncs")
 
 
 def _item(key: str, state: TaskState, updated_at: int, version: int) -> dict[str, Any]:

@@ -83,16 +83,19 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "default": None,
     },
     SYNC_OVERLAP_SECONDS: {
-        "description": "Each sync reads the items changed since the last one minus this overlap, so "
-        "writes with slightly older timestamps (clock skew, index lag) are not missed. Duplicates "
-        "are filtered.\n",
+        "description": "Each sync reads the items changed since the newest one it saw minus this "
+        "overlap, so writes that become visible after a newer one (write latency, index lag, "
+        "clock skew) are not missed. Versions already applied cost no parsing; a write later than "
+        "this is found by the safety net.\n",
         "type": "integer",
-        "example": "30",
-        "default": "30",
+        "example": "2",
+        "default": "2",
     },
     FULL_RESYNC_INTERVAL_SECONDS: {
-        "description": "Every this many seconds the executor re-reads every task it tracks by key "
-        "(BatchGetItem), a safety net under the incremental read.\n",
+        "description": "About every this many seconds the executor re-checks every task it "
+        "tracks, a safety net under the incremental read: it reads the in-flight items of the "
+        "active index and, by key, the tracked tasks not found there, one DynamoDB call per "
+        "heartbeat.\n",
         "type": "integer",
         "example": "60",
         "default": "60",

@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import AirflowException
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecs_control_plane.contract import (
+    ACTIVE_INDEX,
     OWNER_INDEX,
     RunRequest,
     TaskKey,
@@ -32,11 +33,12 @@ from ecs_control_plane.contract import (
     now_ms,
 )
 from ecs_control_plane.executor_config import check_executor_config
-from ecs_control_plane.store import UnreadableItemError
+from ecs_control_plane.store import ItemVersion, StateTable, UnreadableItemError
 
 from . import config as cfg
 from .aws import ControlPlaneClients, is_credential_error, make_clients, mentions_credential_error
-from .change_feed import ChangeFeed, overdue_without_item
+from .change_feed import ChangeFeed
+from .safety_net import ActivePage, PassResult, ReadKeys, SafetyNet, overdue_without_item
 
 if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
@@ -65,6 +67,13 @@ ADOPT_RETRY_SECONDS = 0.2
 ADOPT_RESEND_MS = 60_000
 RECONNECT_BACKOFF_CAP_SECONDS = 120.0
 OWNER_MAX_CHARS = 200
+#: Items one change-feed call reads at most: bounds a heartbeat's parsing when a backlog builds up
+#: (the rest is read on the next heartbeats).
+CHANGES_PAGE_LIMIT = 1000
+#: Active-index items one safety-net call reads at most (every owner's count).
+ACTIVE_PAGE_LIMIT = 500
+#: A safety-net pass longer than its interval is logged at most this often.
+SLOW_PASS_WARNING_MS = 600_000
 
 
 def workload_command(workload: Any) -> list[str]:
@@ -147,10 +156,10 @@ class EcsControlPlaneExecutor(BaseExecutor):
         self.max_send_attempts = max(1, self._get_int(cfg.MAX_SEND_ATTEMPTS))
         self.end_timeout_seconds = max(0, self._get_int(cfg.END_TIMEOUT_SECONDS))
         self.feed = ChangeFeed.starting_at(
-            now_ms(),
-            overlap_ms=self._get_int(cfg.SYNC_OVERLAP_SECONDS) * 1000,
-            full_resync_interval_ms=self._get_int(cfg.FULL_RESYNC_INTERVAL_SECONDS) * 1000,
+            now_ms(), overlap_ms=self._get_int(cfg.SYNC_OVERLAP_SECONDS) * 1000
         )
+        self.safety_net = SafetyNet.every(self._get_int(cfg.FULL_RESYNC_INTERVAL_SECONDS) * 1000)
+        self._slow_pass_warned_at: int | None = None
 
         #: encoded task key (one submission) -> Airflow key, for every submission this executor
         #: reports; and the current submission of each Airflow key (Airflow hands the same try
@@ -282,10 +291,12 @@ class EcsControlPlaneExecutor(BaseExecutor):
             )
         else:
             indexes = {i.get("IndexName") for i in table.get("GlobalSecondaryIndexes", [])}
-            if OWNER_INDEX not in indexes:
+            missing = [name for name in (OWNER_INDEX, ACTIVE_INDEX) if name not in indexes]
+            if missing:
                 problems.append(
-                    f"table {self.state_table!r} has no index {OWNER_INDEX!r}: "
-                    f"{cfg.env_name(cfg.STATE_TABLE)} must name the stack's state table"
+                    f"table {self.state_table!r} has no index {' or '.join(map(repr, missing))}: "
+                    f"{cfg.env_name(cfg.STATE_TABLE)} must name the state table of a stack of this "
+                    "version (an older stack's indexes have other names: deploy the stack again)"
                 )
             else:
                 problems += self._stack_problems(clients)
@@ -450,6 +461,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
         if key is not None and self._current.get(key) == encoded:
             del self._current[key]
         self._sent_at.pop(encoded, None)
+        self.feed.forget(encoded)
         self._reported_arn.pop(encoded, None)
         self._overdue_reported.discard(encoded)
         self._pending_adoption.pop(encoded, None)
@@ -547,31 +559,58 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 self.log.exception("Failed to sync %s (failure %d)", type(self).__name__, self.sync_failures)
 
     def _read_changes(self) -> None:
+        """At most two DynamoDB calls: one page of the change feed, one step of the safety net."""
         table = self.clients.table
-        changed = list(table.changed_since(self.owner, self.feed.since_ms()))
-        self._apply_all(self.feed.accept(changed))
-        self.feed.advance(changed)
+        page = table.changes_page(
+            self.owner, self.feed.since_ms(), cursor=self.feed.cursor, limit=CHANGES_PAGE_LIMIT
+        )
+        self._apply_versions(page.items)
+        self.feed.page_read((v.updated_at for v in page.items), page.cursor)
+        self._safety_net_step(table)
 
+    def _safety_net_step(self, table: StateTable) -> None:
+        """One call of the safety net, when a pass is due or in progress (see safety_net.py)."""
         now = now_ms()
-        if self.tracked and self.feed.full_resync_due(now):
-            self._full_resync(now)
-        elif not self.tracked:
-            self.feed.full_resync_done(now)
-
-    def _full_resync(self, now: int) -> None:
-        """Safety net: read every tracked key that has been sent, whatever the index said."""
+        if not self.tracked:
+            self.safety_net.idle(now)
+            return
         # Snapshot first: applying a finished item below untracks its key.
         sent = {k: self._sent_at[k] for k in self.tracked if k in self._sent_at}
-        items = self.clients.table.batch_get(sent)
-        self.feed.accept(items)
-        self._apply_all(items)  # idempotent: whatever the fast path missed is acted on here
-        self.feed.full_resync_done(now)
-        found = {item.key for item in items}
-        for key in overdue_without_item(sent, found, now, self.missing_item_grace_ms):
-            if key in self._overdue_reported:
+        step = self.safety_net.next_step(now, sent)
+        if isinstance(step, ActivePage):
+            page = table.active_page(step.shard, self.owner, cursor=step.cursor, limit=ACTIVE_PAGE_LIMIT)
+            self._apply_versions(page.items)
+            self.safety_net.active_page_read((v.key for v in page.items), page.cursor)
+        elif isinstance(step, ReadKeys):
+            read = table.read_keys(step.keys)
+            self._apply_versions(read.items)
+            result = self.safety_net.keys_read(step.keys, (v.key for v in read.items), read.unprocessed, now)
+            if result is not None:
+                self._pass_done(result, now)
+        elif isinstance(step, PassResult):
+            self._pass_done(step, now)
+
+    def _pass_done(self, result: PassResult, now: int) -> None:
+        interval = self.safety_net.interval_ms
+        if result.duration_ms > interval and (
+            self._slow_pass_warned_at is None or now - self._slow_pass_warned_at > SLOW_PASS_WARNING_MS
+        ):
+            self._slow_pass_warned_at = now
+            self.log.warning(
+                "The safety net took %.0f s (%d calls, one a heartbeat) to re-check %d tracked tasks, "
+                "more than %s = %d s: each task is re-checked about every %.0f s instead",
+                result.duration_ms / 1000,
+                result.calls,
+                len(self.tracked),
+                cfg.env_name(cfg.FULL_RESYNC_INTERVAL_SECONDS),
+                interval // 1000,
+                result.duration_ms / 1000,
+            )
+        for key in overdue_without_item(result.without_item, now, self.missing_item_grace_ms):
+            if key in self._overdue_reported or key not in self.tracked:
                 continue
             self._overdue_reported.add(key)
-            waited = (now - sent[key]) // 1000
+            waited = (now - result.without_item[key]) // 1000
             why = (
                 f"no state item {waited} s after the run request was sent: the control plane has not "
                 "received it yet (check the run_task function and the dead-letter queue); Airflow's "
@@ -581,6 +620,15 @@ class EcsControlPlaneExecutor(BaseExecutor):
             self.log_task_event(
                 event="ecs control plane task not started", extra=why, ti_key=self.tracked[key]
             )
+
+    def _apply_versions(self, versions: Sequence[ItemVersion]) -> None:
+        """Apply the versions of tracked keys not applied yet; only those are deserialized."""
+        fresh = [
+            v for v in versions if v.key in self.tracked and self.feed.is_new(v.key, v.updated_at, v.state)
+        ]
+        items = [item for item in (v.parse() for v in fresh) if item is not None]
+        if items:
+            self._apply_all(sorted(items, key=lambda item: item.updated_at))
 
     def _apply_all(self, items: Sequence[TaskStateItem]) -> None:
         """Apply items in order, having first asked Airflow which finished tries it moved on."""
@@ -653,6 +701,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
             self._untrack(item.key)
             self.running.discard(airflow_key)
             return
+        self.feed.applied(item.key, item.updated_at, item.state.value)
         if item.is_terminal and airflow_key in moved_on:
             self.log.info(
                 "Task %s %s after Airflow moved the try on (next poke or resume): not reported",

@@ -30,7 +30,7 @@ from tests.functional.test_executor import (
     workload,
 )
 from tests.support.aws import MockedControlPlane
-from tests.support.doubles import env_of, finish, recorded_task, send
+from tests.support.doubles import env_of, finish, recheck, recorded_task, send
 from tests.support.requests import task_key, workload_command
 
 
@@ -136,7 +136,7 @@ def test_try_whose_run_request_is_still_queued_starts_under_the_adopter(plane: M
     # AND its outcome reaches the new scheduler, not the old one
     plane.run_to_exit(key, 0)
     assert events(new) == {work.ti.key: (TaskInstanceState.SUCCESS, task["taskArn"])}
-    old.feed.last_full_resync_ms = None
+    recheck(old)
     assert events(old) == {}
     assert old.tracked == {}
 
@@ -343,7 +343,7 @@ def test_scheduler_replaced_mid_run_loses_and_repeats_nothing(
     for task_id in groups["running"] + groups["queued"]:
         finish(plane, keys[task_id], exits[task_id])
     events(new)
-    new.feed.last_full_resync_ms = None
+    recheck(new)
     events(new)
 
     # THEN nothing was handed back for reset, and no task is an orphan
@@ -379,7 +379,7 @@ def test_adopter_keeps_a_try_the_control_plane_has_not_moved_yet_and_asks_again(
 
     # WHEN its safety net reads the item, still the old scheduler's, long after it asked
     monkeypatch.setattr(executor_module, "ADOPT_RESEND_MS", 0)
-    new.feed.last_full_resync_ms = None
+    recheck(new)
     seen = events(new)
     new.sync()
 

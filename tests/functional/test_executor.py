@@ -40,9 +40,11 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy.orm import attributes as sa_attributes
 
 from ecs_control_plane.contract import RunRequest, TaskKey, TaskState
+from ecs_control_plane.store import Page
 from executor_client import EcsControlPlaneExecutor
 from executor_client import config as cfg
 from tests.support.aws import MockedControlPlane, mocked_control_plane
+from tests.support.doubles import recheck
 
 DAG_ID = "example"
 RUN_ID = "manual__2026-11-25T10:00:00+00:00"
@@ -406,8 +408,8 @@ def test_two_owners_side_by_side_only_see_their_own_tasks(plane: MockedControlPl
     # THEN each scheduler hears only about its own task, and its safety net agrees
     assert {k: s for k, (s, _) in a_events.items()} == {work_a.ti.key: TaskInstanceState.FAILED}
     assert {k: s for k, (s, _) in b_events.items()} == {work_b.ti.key: TaskInstanceState.SUCCESS}
-    a.feed.last_full_resync_ms = None
-    b.feed.last_full_resync_ms = None
+    recheck(a)
+    recheck(b)
     assert events(a) == {}
     assert events(b) == {}
 
@@ -496,7 +498,7 @@ def test_old_scheduler_forgets_a_task_adopted_by_another(plane: MockedControlPla
     new.sync()
     plane.deliver()
     # WHEN the old scheduler's safety net reads the item
-    old.feed.last_full_resync_ms = None
+    recheck(old)
     old_events = events(old)
     # THEN it stops tracking the task and reports nothing for it
     assert old_events == {}
@@ -613,10 +615,10 @@ def test_safety_net_reports_what_the_incremental_read_missed(
     work = workload("missed")
     submit(executor, work)
     plane.deliver()
-    monkeypatch.setattr(executor.clients.table, "changed_since", lambda owner, since: iter(()))
+    monkeypatch.setattr(executor.clients.table, "changes_page", lambda owner, since, **_: Page([]))
     plane.run_to_exit(encoded(work.ti.key), 0)
     # WHEN the safety net is due
-    executor.feed.last_full_resync_ms = None
+    recheck(executor)
     buffered = events(executor)
     # THEN the success is still reported, and the sync completed without an error
     assert buffered[work.ti.key][0] == TaskInstanceState.SUCCESS
@@ -635,7 +637,7 @@ def test_sent_task_without_item_is_reported_after_the_grace(
     executor._sent_at[encoded(work.ti.key)] -= 1_000
     # WHEN the safety net runs (twice)
     for _ in range(2):
-        executor.feed.last_full_resync_ms = None
+        recheck(executor)
         executor.sync()
     # THEN the task's log says so once, and the task is not failed by the executor
     assert [event for event, _ in task_events(executor)] == ["ecs control plane task not started"]
@@ -673,10 +675,10 @@ def test_sync_never_raises_into_the_scheduler(plane: MockedControlPlane, monkeyp
     executor = make_executor()
     submit(executor, workload("any"))
 
-    def broken(owner: str, since: int) -> Iterator[Any]:
+    def broken(owner: str, since: int, **_: Any) -> Page:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(executor.clients.table, "changed_since", broken)
+    monkeypatch.setattr(executor.clients.table, "changes_page", broken)
     # WHEN the scheduler syncs
     executor.sync()
     # THEN the failure is counted, not raised

@@ -26,6 +26,7 @@ from tests.support.doubles import (
     desired_status,
     env_of,
     install_run_task,
+    recheck,
     run_request_v2,
     send,
     submission_key,
@@ -181,7 +182,7 @@ def test_reschedule_poke_reports_only_the_current_submission(plane: MockedContro
     current = encoded(key, "poke-2")
     arn = plane.task_for(current)["taskArn"]
     plane.run_to_exit(current, 0)
-    executor.feed.last_full_resync_ms = None  # the safety net agrees
+    recheck(executor)  # the safety net agrees
     assert events(executor) == {key: (TaskInstanceState.SUCCESS, arn)}
     assert task_events(executor) == []
     assert executor.tracked == {}

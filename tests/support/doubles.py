@@ -274,3 +274,13 @@ def submission_key(
 def run_request_v2(key: str, *, token_ttl_s: float = 600, **fields: Any) -> RunRequest:
     """A run request as the v2 executor sends it: with its workload token's expiry."""
     return run_request(key, token_expires_at=now_ms() + int(token_ttl_s * 1000), **fields)
+
+
+def recheck(executor: Any, max_syncs: int = 100) -> None:
+    """Run one whole safety-net pass now: it makes one call a sync, so sync until it is done."""
+    executor.safety_net.restart()
+    for _ in range(max_syncs):
+        executor.sync()
+        if not executor.safety_net.in_progress:
+            return
+    raise AssertionError(f"the safety net did not finish a pass in {max_syncs} syncs")

@@ -21,6 +21,8 @@ from ecs_control_plane.contract import (
     EVENT_SOURCE,
     FAILED_START_DETAIL_TYPE,
     OWNER_INDEX,
+    RECONCILE_ATTRIBUTES,
+    SYNC_ATTRIBUTES,
     TRY_INDEX,
     FailedStartDetail,
     TaskKey,
@@ -157,7 +159,21 @@ def test_state_table_has_the_contract_key_owner_index_ttl_backups_and_encryption
         {"AttributeName": "active_shard", "KeyType": "HASH"},
         {"AttributeName": "updated_at", "KeyType": "RANGE"},
     ]
-    assert all(index["Projection"] == {"ProjectionType": "ALL"} for index in indexes.values())
+    # AND each projects what its readers read and no executor_config (a write costs its size in each)
+    assert indexes[OWNER_INDEX]["Projection"]["ProjectionType"] == "INCLUDE"
+    assert set(indexes[OWNER_INDEX]["Projection"]["NonKeyAttributes"]) == set(SYNC_ATTRIBUTES) - {
+        "key",
+        "owner",
+        "updated_at",
+    }
+    assert indexes[ACTIVE_INDEX]["Projection"]["ProjectionType"] == "INCLUDE"
+    assert set(indexes[ACTIVE_INDEX]["Projection"]["NonKeyAttributes"]) == set(RECONCILE_ATTRIBUTES) - {
+        "key",
+        "updated_at",
+    }
+    assert all(
+        "executor_config" not in index["Projection"].get("NonKeyAttributes", []) for index in indexes.values()
+    )
     # AND old items expire, the table can be restored, and it is encrypted at rest
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}

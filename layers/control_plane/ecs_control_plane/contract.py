@@ -38,11 +38,28 @@ CONTROL_PLANE_TAG = "ecscp:control-plane"
 EVENT_SOURCE = "airflow.ecs-control-plane"
 FAILED_START_DETAIL_TYPE = "Airflow Task Start Failed"
 
-#: Name of the state table's owner index.
-OWNER_INDEX = "owner-updated_at-index"
-#: Sparse index of the items still in flight (only they carry ``active_shard``), for the reconciler.
-ACTIVE_INDEX = "active_shard-updated_at-index"
+#: Name of the state table's owner index: the executor's change feed.
+OWNER_INDEX = "owner-updated_at-index-v2"
+#: Sparse index of the items still in flight (only they carry ``active_shard``), for the reconciler
+#: and the executor's safety net.
+ACTIVE_INDEX = "active_shard-updated_at-index-v2"
 ACTIVE_SHARDS = 4
+#: What the executor reads of an item (its change feed and safety net): the owner index projects
+#: these and nothing else, so a write never copies an ``executor_config`` into it.
+SYNC_ATTRIBUTES = (
+    "key",
+    "owner",
+    "updated_at",
+    "state",
+    "attempt",
+    "task_arn",
+    "reason",
+    "exit_code",
+    "stop_code",
+    "stopped_reason",
+)
+#: What the reconciler reads of an item in flight, besides what the executor reads.
+RECONCILE_ATTRIBUTES = (*SYNC_ATTRIBUTES, "token_expires_at", "awaiting_request", "start_failed", "alerted")
 #: Index of every submission of a try (``try_key`` is the key without its submission).
 TRY_INDEX = "try_key-created_at-index"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from .contract import (
     ACTIVE_SHARDS,
     ACTIVE_STATES,
     OWNER_INDEX,
+    RECONCILE_ATTRIBUTES,
+    SYNC_ATTRIBUTES,
     TRY_INDEX,
     InvalidTaskKeyError,
     TaskKey,
@@ -40,6 +43,19 @@ _ser = TypeSerializer()
 _de = TypeDeserializer()
 _ACTIVE = [s.value for s in ACTIVE_STATES]
 BATCH_GET_LIMIT = 100
+#: Calls ``batch_get`` makes for one chunk of keys before it gives up on the unprocessed ones.
+BATCH_GET_ATTEMPTS = 6
+
+
+def _index_keys(partition: str, sort: str) -> set[str]:
+    return {"key", partition, sort}
+
+
+#: The attributes each index projects besides its keys: only what its readers ask for.
+OWNER_INDEX_ATTRIBUTES = tuple(a for a in SYNC_ATTRIBUTES if a not in _index_keys("owner", "updated_at"))
+ACTIVE_INDEX_ATTRIBUTES = tuple(
+    a for a in RECONCILE_ATTRIBUTES if a not in _index_keys("active_shard", "updated_at")
+)
 
 
 def state_table_definition(table_name: str) -> dict[str, Any]:
@@ -49,14 +65,17 @@ def state_table_definition(table_name: str) -> dict[str, Any]:
     checks that the template says the same.
     """
 
-    def index(name: str, partition: str, sort: str = "updated_at", projection: str = "ALL") -> dict[str, Any]:
+    def index(name: str, partition: str, sort: str, attributes: Sequence[str] = ()) -> dict[str, Any]:
+        projection: dict[str, Any] = {"ProjectionType": "INCLUDE" if attributes else "KEYS_ONLY"}
+        if attributes:
+            projection["NonKeyAttributes"] = list(attributes)
         return {
             "IndexName": name,
             "KeySchema": [
                 {"AttributeName": partition, "KeyType": "HASH"},
                 {"AttributeName": sort, "KeyType": "RANGE"},
             ],
-            "Projection": {"ProjectionType": projection},
+            "Projection": projection,
         }
 
     return {
@@ -72,9 +91,9 @@ def state_table_definition(table_name: str) -> dict[str, Any]:
         ],
         "KeySchema": [{"AttributeName": "key", "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
-            index(OWNER_INDEX, "owner"),
-            index(ACTIVE_INDEX, "active_shard"),
-            index(TRY_INDEX, "try_key", "created_at", "KEYS_ONLY"),
+            index(OWNER_INDEX, "owner", "updated_at", OWNER_INDEX_ATTRIBUTES),
+            index(ACTIVE_INDEX, "active_shard", "updated_at", ACTIVE_INDEX_ATTRIBUTES),
+            index(TRY_INDEX, "try_key", "created_at"),
         ],
     }
 
@@ -118,6 +137,16 @@ def item_from_dynamodb(raw: dict[str, Any]) -> TaskStateItem:
     return TaskStateItem.model_validate({k: _plain(_de.deserialize(v)) for k, v in raw.items()})
 
 
+class UnprocessedKeysError(RuntimeError):
+    """DynamoDB kept leaving these keys unprocessed (throttling): they were not read."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        super().__init__(
+            f"{len(keys)} keys left unprocessed by BatchGetItem after {BATCH_GET_ATTEMPTS} calls"
+        )
+        self.keys = list(keys)
+
+
 def _readable_item(raw: dict[str, Any]) -> TaskStateItem | None:
     """The item, or None (logged) when it is not one: one bad item never stops a whole read."""
     try:
@@ -128,6 +157,52 @@ def _readable_item(raw: dict[str, Any]) -> TaskStateItem | None:
             "state item skipped: it is not a valid item", extra={"key": key[:300], "error": str(exc)[:500]}
         )
         return None
+
+
+@dataclass(frozen=True)
+class ItemVersion:
+    """One item as a read returned it, parsed only when asked.
+
+    ``key``, ``updated_at`` and ``state`` are read straight off the wire, so a reader can skip a
+    version it has applied already without deserializing and validating the whole item. A
+    malformed item gets an empty key and ``updated_at`` -1; ``parse`` logs it and gives None.
+    """
+
+    key: str
+    updated_at: int
+    state: str
+    raw: dict[str, Any]
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> ItemVersion:
+        try:
+            return cls(str(raw["key"]["S"]), int(raw["updated_at"]["N"]), str(raw["state"]["S"]), raw)
+        except (KeyError, TypeError, ValueError):
+            return cls("", -1, "", raw)
+
+    def parse(self) -> TaskStateItem | None:
+        return _readable_item(self.raw)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One call's worth of a read, and where the next call goes on from (None: the read is done)."""
+
+    items: list[ItemVersion]
+    cursor: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class KeysRead:
+    """One BatchGetItem call: the versions found, and the keys DynamoDB left for a later call."""
+
+    items: list[ItemVersion]
+    unprocessed: list[str]
+
+
+def _projection(attributes: Sequence[str]) -> dict[str, Any]:
+    names = {f"#p{i}": attr for i, attr in enumerate(attributes)}
+    return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
 
 
 def stored_config(executor_config: dict[str, Any]) -> str:
@@ -218,38 +293,98 @@ class StateTable:
     def batch_get(
         self, keys: Iterable[str], *, consistent: bool = False, unreadable: set[str] | None = None
     ) -> list[TaskStateItem]:
-        """Read many items, 100 keys a call, retrying unprocessed keys with a short backoff.
+        """Read many items, 100 keys a call, retrying unprocessed keys a bounded number of times.
 
         Items that are not valid are skipped (logged); their keys go to ``unreadable`` if given,
-        so that a caller can tell "no item" from "an item it cannot read".
+        so that a caller can tell "no item" from "an item it cannot read". Keys DynamoDB still
+        leaves unprocessed after ``BATCH_GET_ATTEMPTS`` calls raise ``UnprocessedKeysError``:
+        "not read" must never pass for "no item".
         """
         items: list[TaskStateItem] = []
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {
-                self.table_name: {
-                    "Keys": [{"key": {"S": k}} for k in unique[start : start + BATCH_GET_LIMIT]],
-                    "ConsistentRead": consistent,
-                }
-            }
+            pending = unique[start : start + BATCH_GET_LIMIT]
             delay = 0.05
-            while request:
-                response = self._client.batch_get_item(RequestItems=request)
-                for raw in response["Responses"].get(self.table_name, []):
-                    item = _readable_item(raw)
+            for attempt in range(1, BATCH_GET_ATTEMPTS + 1):
+                read = self.read_keys(pending, consistent=consistent, attributes=None)
+                for version in read.items:
+                    item = version.parse()
                     if item is not None:
                         items.append(item)
-                    elif unreadable is not None and isinstance(raw.get("key"), dict):
-                        unreadable.add(str(raw["key"].get("S", "")))
-                request = dict(response.get("UnprocessedKeys") or {})
-                if request:
+                    elif unreadable is not None and version.key:
+                        unreadable.add(version.key)
+                pending = read.unprocessed
+                if not pending:
+                    break
+                if attempt < BATCH_GET_ATTEMPTS:
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
+            if pending:
+                raise UnprocessedKeysError(pending)
         return items
 
-    def changed_since(self, owner: str, since_ms: int) -> Iterator[TaskStateItem]:
-        """Items of ``owner`` written after ``since_ms``, through the owner index."""
-        return self._query(OWNER_INDEX, "owner", owner, "#u > :u", since_ms)
+    def read_keys(
+        self,
+        keys: Sequence[str],
+        *,
+        consistent: bool = False,
+        attributes: Sequence[str] | None = SYNC_ATTRIBUTES,
+    ) -> KeysRead:
+        """One BatchGetItem call for at most 100 keys: no retry loop, the caller decides.
+
+        ``attributes`` limits what is read (all when None). Keys DynamoDB did not process
+        (throttling, size) come back in ``unprocessed``.
+        """
+        if len(keys) > BATCH_GET_LIMIT:
+            raise ValueError(f"at most {BATCH_GET_LIMIT} keys a call, not {len(keys)}")
+        if not keys:
+            return KeysRead([], [])
+        request: dict[str, Any] = {"Keys": [{"key": {"S": k}} for k in keys], "ConsistentRead": consistent}
+        if attributes is not None:
+            request |= _projection(attributes)
+        response: dict[str, Any] = dict(self._client.batch_get_item(RequestItems={self.table_name: request}))  # type: ignore[dict-item]
+        found = [ItemVersion.of(raw) for raw in response.get("Responses", {}).get(self.table_name, [])]
+        unprocessed: dict[str, Any] = response.get("UnprocessedKeys") or {}
+        left = unprocessed.get(self.table_name, {}).get("Keys", [])
+        return KeysRead(found, [str(k["key"]["S"]) for k in left])
+
+    def changes_page(
+        self, owner: str, since_ms: int, *, cursor: dict[str, Any] | None = None, limit: int = 1000
+    ) -> Page:
+        """One page of the items of ``owner`` written after ``since_ms``, oldest first (owner index).
+
+        Pass the previous page's ``cursor`` to go on with the same read; items written meanwhile
+        sort after it, so a read that goes on catches up with them.
+        """
+        return self._page(
+            OWNER_INDEX,
+            "owner",
+            owner,
+            "#u > :u",
+            since_ms,
+            cursor=cursor,
+            limit=limit,
+            attributes=SYNC_ATTRIBUTES,
+        )
+
+    def active_page(
+        self, shard: int, owner: str, *, cursor: dict[str, Any] | None = None, limit: int = 500
+    ) -> Page:
+        """One page of one active-index partition: the items of ``owner`` still in flight.
+
+        ``limit`` counts the items DynamoDB reads (every owner's); only ``owner``'s come back.
+        """
+        return self._page(
+            ACTIVE_INDEX,
+            "active_shard",
+            f"A{shard}",
+            "#u >= :u",
+            0,
+            cursor=cursor,
+            limit=limit,
+            attributes=SYNC_ATTRIBUTES,
+            owner=owner,
+        )
 
     def submissions_of(self, try_key: str) -> list[str]:
         """Keys of every submission of one try, oldest first (through the try index)."""
@@ -270,31 +405,68 @@ class StateTable:
             kwargs["ExclusiveStartKey"] = last
 
     def stale_active(self, older_than_ms: int) -> Iterator[TaskStateItem]:
-        """Items still in flight that have not changed since ``older_than_ms`` (the reconciler's work)."""
-        for shard in range(ACTIVE_SHARDS):
-            yield from self._query(ACTIVE_INDEX, "active_shard", f"A{shard}", "#u < :u", older_than_ms)
+        """Items still in flight that have not changed since ``older_than_ms`` (the reconciler's work).
 
-    def _query(
-        self, index: str, partition: str, value: str, updated_condition: str, updated_ms: int
-    ) -> Iterator[TaskStateItem]:
-        """All items of one index partition whose ``updated_at`` meets the condition, page by page."""
+        They carry what the active index projects (RECONCILE_ATTRIBUTES), not ``executor_config``.
+        """
+        for shard in range(ACTIVE_SHARDS):
+            cursor: dict[str, Any] | None = None
+            while True:
+                page = self._page(
+                    ACTIVE_INDEX,
+                    "active_shard",
+                    f"A{shard}",
+                    "#u < :u",
+                    older_than_ms,
+                    cursor=cursor,
+                    limit=None,
+                    attributes=RECONCILE_ATTRIBUTES,
+                )
+                for version in page.items:
+                    item = version.parse()
+                    if item is not None:
+                        yield item
+                if page.cursor is None:
+                    break
+                cursor = page.cursor
+
+    def _page(
+        self,
+        index: str,
+        partition: str,
+        value: str,
+        updated_condition: str,
+        updated_ms: int,
+        *,
+        cursor: dict[str, Any] | None,
+        limit: int | None,
+        attributes: Sequence[str],
+        owner: str | None = None,
+    ) -> Page:
+        """One Query call on one index partition whose ``updated_at`` meets the condition."""
+        projection = _projection(attributes)
+        names = {"#p": partition, "#u": "updated_at", **projection["ExpressionAttributeNames"]}
+        values: dict[str, Any] = {":p": {"S": value}, ":u": {"N": str(updated_ms)}}
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": index,
             "KeyConditionExpression": f"#p = :p AND {updated_condition}",
-            "ExpressionAttributeNames": {"#p": partition, "#u": "updated_at"},
-            "ExpressionAttributeValues": {":p": {"S": value}, ":u": {"N": str(updated_ms)}},
+            "ProjectionExpression": projection["ProjectionExpression"],
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
         }
-        while True:
-            response = self._client.query(**kwargs)
-            for raw in response.get("Items", []):
-                item = _readable_item(raw)
-                if item is not None:
-                    yield item
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return
-            kwargs["ExclusiveStartKey"] = last
+        if owner is not None:
+            kwargs["FilterExpression"] = "#o = :o"
+            names["#o"] = "owner"
+            values[":o"] = {"S": owner}
+        if limit is not None:
+            kwargs["Limit"] = limit
+        if cursor:
+            kwargs["ExclusiveStartKey"] = cursor
+        response = self._client.query(**kwargs)
+        return Page(
+            [ItemVersion.of(raw) for raw in response.get("Items", [])], response.get("LastEvaluatedKey")
+        )
 
     # -- writes --------------------------------------------------------------------------------
 
