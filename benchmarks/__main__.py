@@ -27,7 +27,7 @@ from rich.console import Console
 from .env import COUNTER, PROJECT_ROOT, MotoServer, configure_process_env
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
-SCENARIOS = ("sync", "throughput", "coldstart", "memory")
+SCENARIOS = ("sync", "steady", "throughput", "coldstart", "memory")
 ALIASES = {"idle": "sync", "busy": "sync", "launch": "sync"}
 
 
@@ -48,6 +48,9 @@ class Profile:
     launch_rounds: int = 1
     #: N for a second sync pass on moto exactly as released (for comparison with older figures).
     raw_moto_sizes: tuple[int, ...] = ()
+    #: Steady state: N, and how long each executor runs at each N.
+    steady_sizes: tuple[int, ...] = (1000,)
+    steady_seconds: float = 20
 
 
 FULL = Profile(
@@ -62,6 +65,8 @@ FULL = Profile(
     memory_tasks=10_000,
     launch_rounds=3,
     raw_moto_sizes=(100, 1000),
+    steady_sizes=(1000, 10_000),
+    steady_seconds=300,
 )
 QUICK = Profile(
     sizes=(100, 1000),
@@ -87,6 +92,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--sizes", default="", help="override N for the sync scenario, e.g. 100,1000")
     parser.add_argument("--throughput-tasks", type=int, default=0, help="tasks for the throughput scenario")
+    parser.add_argument(
+        "--steady-seconds", type=float, default=0, help="how long each executor runs at each N (steady)"
+    )
+    parser.add_argument("--steady-sizes", default="", help="override N for the steady scenario, e.g. 10000")
     parser.add_argument(
         "--output",
         type=Path,
@@ -170,6 +179,22 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario 
                 "load_average_before": load_before,
                 "load_average_after": report.load_average(),
             }
+        if "steady" in scenarios:
+            from . import steady_state
+
+            steady_sizes = (
+                tuple(int(s) for s in args.steady_sizes.split(",") if s.strip()) or profile.steady_sizes
+            )
+            seconds = args.steady_seconds or profile.steady_seconds
+            say(f"steady-state scenario at N = {', '.join(map(str, steady_sizes))}, {seconds:.0f} s each")
+            load_before = report.load_average()
+            results["steady_state"] = {
+                "sizes": steady_state.run(
+                    server, [steady_state.SteadyPlan(n=n, duration_s=seconds) for n in steady_sizes], say
+                ),
+                "load_average_before": load_before,
+                "load_average_after": report.load_average(),
+            }
         if "coldstart" in scenarios:
             from . import coldstart
 
@@ -213,7 +238,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario 
                 say(f"[red]throughput scenario failed: {type(exc).__name__}: {exc}[/red]")
                 results[section] = {"error": f"{type(exc).__name__}: {exc}"}
 
-    for section in ("sync", "sync_raw_moto", "coldstart", "memory", "throughput_small", "throughput"):
+    for section in (
+        "sync",
+        "sync_raw_moto",
+        "steady_state",
+        "coldstart",
+        "memory",
+        "throughput_small",
+        "throughput",
+    ):
         if section in results and (section not in before or section.split("_")[0] in scenarios):
             results[section]["measured_at"] = environment["date"]
             results[section]["git_commit"] = environment["git_commit"]

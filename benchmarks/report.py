@@ -14,6 +14,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from . import steady_report
 from .env import PROJECT_ROOT
 from .stats import fmt_ms
 
@@ -171,7 +172,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "figure": {k: round(v) for k, v in imports.items()},
             }
         )
-    return out
+    return out + steady_report.targets(results)
 
 
 # -- printing -------------------------------------------------------------------------------------
@@ -370,6 +371,8 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
                 side, f"{m['python_heap_bytes_per_task']:.0f} B", f"{m['rss_bytes_per_task']:.0f} B"
             )
         console.print(table)
+
+    steady_report.print_table(results, console)
 
     goals = results.get("targets", [])
     if goals:
