@@ -16,9 +16,9 @@ from .env import MotoServer
 from .latency import AWS_LATENCY, LatencyModel
 from .report import load_average
 
-#: Fewer repeats than ``sync``: under the model a provider launch of 1,000 tasks is 1,000
-#: sleeps of a RunTask latency (minutes), so N = 1,000 launches once.
-REPEATS = 5
+#: Under the model a provider launch of 1,000 tasks is 1,000 sleeps of a RunTask latency
+#: (minutes), so N = 1,000 launches once, and the provider's syncs (seconds) repeat 3 times.
+REPEATS = 10
 PROVIDER_REPEATS = 3
 
 
