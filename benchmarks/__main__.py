@@ -2,7 +2,9 @@
 
 Scenarios: ``sync`` (launch, idle and busy sync at each N; ``launch``, ``idle`` and ``busy``
 are accepted for it), ``throughput`` (local stack end to end), ``coldstart`` (handler import
-time and cost per record), ``memory`` (executor memory per tracked task).
+time and cost per record), ``memory`` (executor memory per tracked task), ``aws-latency``
+(launch, idle and busy sync again with per-call latency typical of AWS in one region added to
+every call: benchmarks/latency.py).
 """
 
 # Airflow, moto and the handlers are imported where used: the environment (AIRFLOW_HOME,
@@ -27,8 +29,8 @@ from rich.console import Console
 from .env import COUNTER, PROJECT_ROOT, MotoServer, configure_process_env
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
-SCENARIOS = ("sync", "steady", "throughput", "coldstart", "memory")
-ALIASES = {"idle": "sync", "busy": "sync", "launch": "sync"}
+SCENARIOS = ("sync", "steady", "throughput", "coldstart", "memory", "aws-latency")
+ALIASES = {"idle": "sync", "busy": "sync", "launch": "sync", "latency": "aws-latency"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Profile:
     #: Steady state: N, and how long each executor runs at each N.
     steady_sizes: tuple[int, ...] = (1000,)
     steady_seconds: float = 20
+    #: N for the sync scenario under the AWS-latency model (a provider launch sleeps N RunTasks).
+    latency_sizes: tuple[int, ...] = (100, 1000)
 
 
 FULL = Profile(
@@ -77,6 +81,7 @@ QUICK = Profile(
     import_repeats=3,
     handler_records=50,
     memory_tasks=2000,
+    latency_sizes=(100,),
 )
 
 
@@ -108,6 +113,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="moto exactly as released (no removal of its per-call scans; see moto_child.py)",
     )
+    parser.add_argument(
+        "--latency-seed", type=int, default=12, help="seed of the aws-latency scenario's latency draws"
+    )
     return parser.parse_args(argv)
 
 
@@ -129,6 +137,21 @@ def _quiet() -> None:
     for name in ("werkzeug", "botocore", "airflow", "ecs_control_plane", "executor_client"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
+
+
+def _aws_latency(
+    server: MotoServer, args: argparse.Namespace, profile: Profile, environment: dict[str, Any], say: Any
+) -> dict[str, Any]:
+    from . import aws_latency
+    from .latency import LatencyModel
+
+    sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip()) or profile.latency_sizes
+    model = LatencyModel(seed=args.latency_seed)
+    say(f"aws-latency scenario: sync scenario with AWS latency per call, N = {', '.join(map(str, sizes))}")
+    return aws_latency.run(server, sizes, say, model) | {
+        "measured_at": environment["date"],
+        "git_commit": environment["git_commit"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario after another
@@ -195,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario 
                 "load_average_before": load_before,
                 "load_average_after": report.load_average(),
             }
+        if "aws-latency" in scenarios:
+            results["aws_latency"] = _aws_latency(server, args, profile, environment, say)
         if "coldstart" in scenarios:
             from . import coldstart
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .env import COUNTER
+from .latency import AWS_LATENCY
 from .stats import Timing
 
 
@@ -48,15 +49,20 @@ class Task:
     _calls: list[dict[str, int]] = field(default_factory=list)
     _sends: list[int] = field(default_factory=list)
     _query_items: list[int] = field(default_factory=list)
+    _cpu: list[float] = field(default_factory=list)
+    _slept: list[float] = field(default_factory=list)
 
     def run_once(self) -> None:
         if self.before is not None:
             self.before()
         gc.collect()
         COUNTER.reset()
+        slept, cpu = AWS_LATENCY.slept_s, time.process_time()
         start = time.perf_counter()
         self.fn()
         self._seconds.append(time.perf_counter() - start)
+        self._cpu.append(time.process_time() - cpu)
+        self._slept.append(AWS_LATENCY.slept_s - slept)
         self._calls.append(COUNTER.snapshot())
         self._sends.append(COUNTER.sends)
         self._query_items.append(COUNTER.query_items)
@@ -69,6 +75,11 @@ class Task:
         extra: dict[str, Any] = {}
         if any(self._query_items):
             extra["query_items_per_run"] = self._query_items
+        if any(self._slept):
+            # Under benchmarks.latency: how much of the wall was modelled AWS latency, and the
+            # process's CPU time (which the sleeps do not add to).
+            extra["modelled_latency"] = Timing.of(self._slept).as_dict()
+            extra["cpu"] = Timing.of(self._cpu).as_dict()
         return Measurement(
             timing=Timing.of(self._seconds),
             calls=worst,

@@ -16,6 +16,10 @@ from rich.table import Table
 
 from . import steady_report
 from .env import PROJECT_ROOT
+from .latency_report import aws_latency_tables, aws_latency_targets
+from .stats import calls_text as _calls
+from .stats import entry_median as _median
+from .stats import entry_text as _t
 from .stats import fmt_ms
 
 PACKAGES = (
@@ -75,10 +79,6 @@ def environment() -> dict[str, Any]:
 
 
 # -- targets --------------------------------------------------------------------------------------
-
-
-def _median(entry: dict[str, Any]) -> float:
-    return float(entry["wall"]["median_ms"])
 
 
 def _handover_calls(side: dict[str, Any]) -> int:
@@ -162,6 +162,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 },
             }
         )
+    out.extend(aws_latency_targets(results))
     coldstart = results.get("coldstart")
     if coldstart:
         imports = {name: _median({"wall": v["import_app_cpu"]}) for name, v in coldstart["import"].items()}
@@ -176,15 +177,6 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # -- printing -------------------------------------------------------------------------------------
-
-
-def _t(entry: dict[str, Any]) -> str:
-    w = entry["wall"]
-    return f"{fmt_ms(w['median_ms'])} ({fmt_ms(w['min_ms'])}-{fmt_ms(w['max_ms'])}, n={w['samples']})"
-
-
-def _calls(entry: dict[str, Any]) -> str:
-    return ", ".join(f"{n} {op.split('.', 1)[1]}" for op, n in entry["calls"].items()) or "0"
 
 
 def _ratio(a: float, b: float) -> str:
@@ -373,6 +365,7 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
         console.print(table)
 
     steady_report.print_table(results, console)
+    aws_latency_tables(results, console)
 
     goals = results.get("targets", [])
     if goals:

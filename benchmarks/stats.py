@@ -63,3 +63,17 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 def ratio(a: float, b: float) -> float | None:
     return round(a / b, 2) if b else None
+
+
+def entry_median(entry: dict[str, Any]) -> float:
+    """The median wall time (ms) of one measurement as the results JSON records it."""
+    return float(entry["wall"]["median_ms"])
+
+
+def entry_text(entry: dict[str, Any]) -> str:
+    w = entry["wall"]
+    return f"{fmt_ms(w['median_ms'])} ({fmt_ms(w['min_ms'])}-{fmt_ms(w['max_ms'])}, n={w['samples']})"
+
+
+def calls_text(entry: dict[str, Any]) -> str:
+    return ", ".join(f"{n} {op.split('.', 1)[1]}" for op, n in entry["calls"].items()) or "0"
