@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
@@ -16,9 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecs_control_plane.ecs_events import EcsTask
 from ecs_control_plane.runtime import control_plane
+from ecs_control_plane.tracing import capture_lambda_handler
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 copy_config_to_registered_loggers(source_logger=logger, include={"ecs_control_plane"})
 
@@ -28,7 +28,7 @@ class EcsTaskStateChange(EventBridgeModel):
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@capture_lambda_handler
 @metrics.log_metrics
 @event_parser(model=EcsTaskStateChange)
 def lambda_handler(event: EcsTaskStateChange, context: LambdaContext) -> dict[str, Any]:

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from ecs_control_plane.contract import TaskState
-from tests.support.aws import MockedControlPlane, mocked_control_plane
-from tests.support.requests import run_request, task_key
+from tests.support.aws import MockedControlPlane, aws_calls, mocked_control_plane
+from tests.support.requests import run_request, stop_request, task_key
 
 
 def started(plane: MockedControlPlane, key: str) -> dict:
@@ -222,3 +222,147 @@ def test_task_stopped_on_request_before_it_ran_is_not_a_failed_start(
     assert "revoked" in (item.reason or "")
     assert plane.receive() == []
     assert plane.alerts() == []
+
+
+def dynamodb_calls(calls: dict[str, int]) -> dict[str, int]:
+    return {op: n for op, n in calls.items() if op.startswith("dynamodb.")}
+
+
+def test_event_moving_the_try_forward_is_one_conditional_write_and_no_read(
+    control_plane_aws: MockedControlPlane,
+) -> None:
+    # GIVEN a started task
+    plane = control_plane_aws
+    key = task_key()
+    task = started(plane, key)
+
+    for status, exit_code, expected in [
+        ("PROVISIONING", None, TaskState.STARTING),
+        ("RUNNING", None, TaskState.RUNNING),
+        ("DEACTIVATING", None, TaskState.RUNNING),
+        ("STOPPED", 0, TaskState.SUCCESS),
+    ]:
+        # WHEN each of its events arrives in order
+        with aws_calls() as calls:
+            result = plane.apply(plane.ecs_event(task, status, exit_code=exit_code))
+
+        # THEN each is applied with one UpdateItem, and nothing read first
+        assert result["outcome"] == "APPLIED", status
+        assert dynamodb_calls(calls) == {"dynamodb.UpdateItem": 1}, status
+        assert plane.item(key).state == expected
+
+
+@pytest.mark.parametrize(
+    ("case", "expected_state"),
+    [("duplicate", TaskState.RUNNING), ("late", TaskState.RUNNING), ("finished", TaskState.SUCCESS)],
+)
+def test_stale_event_is_refused_by_its_one_write_and_changes_nothing(
+    control_plane_aws: MockedControlPlane, case: str, expected_state: TaskState
+) -> None:
+    # GIVEN a task whose item has seen RUNNING (version 3), and then for "finished" STOPPED
+    plane = control_plane_aws
+    key = task_key()
+    task = started(plane, key)
+    running = plane.ecs_event(task, "RUNNING", version=3)
+    plane.apply(running)
+    stale = {
+        "duplicate": running,
+        "late": plane.ecs_event(task, "PENDING", version=2),
+        "finished": plane.ecs_event(task, "RUNNING", version=4),
+    }[case]
+    if case == "finished":
+        plane.apply(plane.ecs_event(task, "STOPPED", version=5, exit_code=0))
+    before = plane.item(key)
+
+    # WHEN a repeated, older, or after-the-end event arrives
+    with aws_calls() as calls:
+        result = plane.apply(stale)
+
+    # THEN the refused write alone decides it (it returns the item): no read, no second write
+    assert result["outcome"] == "IGNORED"
+    assert dynamodb_calls(calls) == {"dynamodb.UpdateItem": 1}
+    after = plane.item(key)
+    assert after.state == expected_state
+    assert after.ecs_version == before.ecs_version
+    assert after.updated_at == before.updated_at
+
+
+def test_event_for_an_unknown_key_creates_no_item(control_plane_aws: MockedControlPlane) -> None:
+    # GIVEN an ECS task whose item is gone (expired, or never made)
+    plane = control_plane_aws
+    key = task_key()
+    task = started(plane, key)
+    plane.dynamodb.delete_item(TableName=plane.table_name, Key={"key": {"S": key}})
+
+    # WHEN its event arrives
+    with aws_calls() as calls:
+        result = plane.apply(plane.ecs_event(task, "RUNNING"))
+
+    # THEN it is ignored after one refused write, and no item appears
+    assert result["outcome"] == "IGNORED"
+    assert dynamodb_calls(calls) == {"dynamodb.UpdateItem": 1}
+    assert plane.item(key) is None
+
+
+def test_starting_event_newer_than_a_running_item_keeps_it_running(
+    control_plane_aws: MockedControlPlane,
+) -> None:
+    # GIVEN an item RUNNING at version 3 (its RUNNING event came first)
+    plane = control_plane_aws
+    key = task_key()
+    task = started(plane, key)
+    plane.apply(plane.ecs_event(task, "RUNNING", version=3))
+
+    # WHEN a PENDING event with a newer version arrives
+    with aws_calls() as calls:
+        result = plane.apply(plane.ecs_event(task, "PENDING", version=4))
+
+    # THEN the refused write returns the item, and a second write applies the version, RUNNING kept
+    assert result["outcome"] == "APPLIED"
+    assert dynamodb_calls(calls) == {"dynamodb.UpdateItem": 2}
+    item = plane.item(key)
+    assert item.state == TaskState.RUNNING
+    assert item.ecs_version == 4
+
+
+def test_exit_zero_after_a_requested_stop_fails_the_try(control_plane_aws: MockedControlPlane) -> None:
+    # GIVEN a running task whose stop Airflow requested
+    plane = control_plane_aws
+    key = task_key()
+    task = started(plane, key)
+    plane.apply(plane.ecs_event(task, "RUNNING"))
+    plane.sqs.send_message(QueueUrl=plane.queue_url, MessageBody=stop_request(key).model_dump_json())
+    plane.deliver()
+
+    # WHEN it stops with exit code 0 (the command finished as the stop came)
+    with aws_calls() as calls:
+        result = plane.apply(
+            plane.ecs_event(task, "STOPPED", exit_code=0, stop_code="EssentialContainerExited")
+        )
+
+    # THEN the write that presumed no stop is refused, and the try ends FAILED as stopped
+    assert result["outcome"] == "APPLIED"
+    assert dynamodb_calls(calls) == {"dynamodb.UpdateItem": 2}
+    item = plane.item(key)
+    assert item.state == TaskState.FAILED
+    assert (item.reason or "").startswith("stopped")
+
+
+def test_failed_start_reads_the_item_it_retries(control_plane_aws: MockedControlPlane) -> None:
+    # GIVEN a task that ECS could not start
+    plane = control_plane_aws
+    key = task_key()
+    task = started(plane, key)
+    plane.apply(plane.ecs_event(task, "PROVISIONING"))
+    stopped = plane.ecs_event(
+        task, "STOPPED", stop_code="TaskFailedToStart", stopped_reason="pull access denied", started=False
+    )
+
+    # WHEN its STOPPED event arrives
+    with aws_calls() as calls:
+        result = plane.apply(stopped)
+
+    # THEN the retry is built from the item it read: one GetItem, then the write to QUEUED
+    assert result["outcome"] == "RETRY_QUEUED"
+    assert dynamodb_calls(calls) == {"dynamodb.GetItem": 1, "dynamodb.UpdateItem": 1}
+    assert plane.item(key).attempt == 2

@@ -9,6 +9,7 @@ state changes to the task_state handler, the way SQS and EventBridge would.
 
 from __future__ import annotations
 
+import collections
 import json
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.client import BaseClient
 from moto import mock_aws
 
 from ecs_control_plane.contract import EVENT_SOURCE, FAILED_START_DETAIL_TYPE
@@ -230,6 +232,21 @@ class MockedControlPlane:
             for m in messages:
                 found.append(json.loads(m["Body"]))
                 self.sqs.delete_message(QueueUrl=self.alert_queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+@contextmanager
+def aws_calls() -> Iterator[collections.Counter[str]]:
+    """Count every AWS call made meanwhile by any botocore client, as ``"dynamodb.UpdateItem"``."""
+    calls: collections.Counter[str] = collections.Counter()
+    original = BaseClient._make_api_call
+
+    def counted(client: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
+        calls[f"{client.meta.service_model.service_name}.{operation_name}"] += 1
+        return original(client, operation_name, api_params)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaseClient, "_make_api_call", counted)
+        yield calls
 
 
 def _env(task: dict[str, Any]) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ecs_control_plane.contract import TaskState, TaskStateItem
-from ecs_control_plane.ecs_events import Action, EcsTask, plan_transition
+from ecs_control_plane.ecs_events import Action, EcsTask, plan_transition, plan_unread_transition
 from ecs_control_plane.retry import (
     TRANSIENT_BACKOFF_CAP_SECONDS,
     FailureClass,
@@ -223,6 +223,71 @@ def test_plan_transition_ignores_stale_duplicate_and_foreign_events(
     result = plan(current, event)
     assert result.action is Action.IGNORE
     assert why in (result.reason or "")
+
+
+UNREAD_EVENTS = {
+    "provisioning": task("PROVISIONING", 4),
+    "running": task("RUNNING", 4),
+    "deactivating": task("DEACTIVATING", 4),
+    "exit-0": task("STOPPED", 4, exit_code=0),
+    "exit-1": task("STOPPED", 4, exit_code=1, stoppedReason="Essential container in task exited"),
+    "no-exit-code": task("STOPPED", 4, stopCode="SpotInterruption"),
+    "user-stop": task("STOPPED", 4, exit_code=143, stopCode="UserInitiated", stoppedReason="revoked"),
+}
+
+
+@pytest.mark.parametrize("name", UNREAD_EVENTS)
+def test_unread_plan_is_what_the_item_would_decide_whenever_its_presumption_holds(name: str) -> None:
+    # GIVEN an event decided without its item
+    event = UNREAD_EVENTS[name]
+    planned = plan_unread_transition(event, container_name="airflow")
+    assert planned is not None
+    unread, presumed = planned
+
+    for state in presumed.states:
+        # WHEN the item is as presumed: in flight at the event's attempt, at an older version
+        current = item(state, ecs_version=3, attempt=presumed.attempt)
+
+        # THEN deciding from the item gives the same transition (None: the item's state kept)
+        read = plan(current, event)
+        assert (read.action, read.reason, read.exit_code, read.changes) == (
+            unread.action,
+            unread.reason,
+            unread.exit_code,
+            unread.changes,
+        ), state
+        assert read.state == (unread.state or current.state), state
+
+
+def test_unread_plan_presumes_no_stop_only_where_a_stop_changes_the_outcome() -> None:
+    # GIVEN an item whose stop was requested
+    stopping = item(TaskState.RUNNING, stop_requested=True)
+    exit_0 = task("STOPPED", 4, exit_code=0)
+
+    # THEN the unread plan for exit 0 (SUCCESS) presumes no stop, and the item decides FAILED
+    planned = plan_unread_transition(exit_0, container_name="airflow")
+    assert planned is not None
+    assert planned[1].no_stop_requested
+    assert plan(stopping, exit_0).state is TaskState.FAILED
+
+
+def _without_attempt(event: EcsTask) -> EcsTask:
+    """The event of a task started without ECSCP_ATTEMPT in its environment."""
+    override = event.overrides.containerOverrides[0]
+    kept = [kv for kv in override.environment if kv.name != "ECSCP_ATTEMPT"]
+    overrides = event.overrides.model_copy(
+        update={"containerOverrides": [override.model_copy(update={"environment": kept})]}
+    )
+    return event.model_copy(update={"overrides": overrides})
+
+
+@pytest.mark.parametrize(
+    "event",
+    [task("STOPPED", 5, stopCode="TaskFailedToStart", started=False), _without_attempt(task("RUNNING", 3))],
+    ids=["failed-to-start", "no-attempt"],
+)
+def test_events_that_need_the_item_are_not_planned_unread(event: EcsTask) -> None:
+    assert plan_unread_transition(event, container_name="airflow") is None
 
 
 def test_exit_code_reason_names_the_container_and_ecs_reason() -> None:

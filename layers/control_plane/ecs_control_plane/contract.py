@@ -417,6 +417,8 @@ class FailedStartDetail(BaseModel):
     so no value can break out of the alert's JSON or pass itself off as another line.
     """
 
+    model_config = ConfigDict(defer_build=True)  # only a failed start builds one: built on first use
+
     key: str
     owner: str
     attempt: int

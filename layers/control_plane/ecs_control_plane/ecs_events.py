@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .contract import ATTEMPT_ENV, TASK_KEY_ENV, TaskState, TaskStateItem
+from .contract import ACTIVE_STATES, ATTEMPT_ENV, TASK_KEY_ENV, TaskState, TaskStateItem
 
 STARTING_STATUSES = frozenset({"PROVISIONING", "PENDING", "ACTIVATING"})
 #: Statuses on the way down: they change nothing until STOPPED says how it ended.
@@ -176,17 +176,8 @@ def plan_transition(
 
     exit_code = task.exit_code(container_name)
     if item.stop_requested or task.stop_code == USER_INITIATED:
-        # Stopped on request (Airflow's revoke, or an operator): not a failed start, no retry.
-        why = task.stopped_reason or "stopped on request"
-        return Transition(
-            Action.FINISH,
-            state=TaskState.FAILED,
-            exit_code=exit_code,
-            reason=f"stopped: {why}",
-            changes=changes,
-        )
-    never_started = task.stop_code == TASK_FAILED_TO_START or (task.started_at is None and exit_code is None)
-    if never_started:
+        return _stopped_on_request(task, exit_code, changes)
+    if _never_started(task, exit_code):
         reason = describe_start_failure(task, container_name)
         if item.attempt < max_attempts:
             return Transition(
@@ -202,6 +193,71 @@ def plan_transition(
             reason=f"task failed to start after {item.attempt} attempt(s): {reason}",
             changes=changes,
         )
+    return _finished(task, container_name, exit_code, changes)
+
+
+@dataclass(frozen=True)
+class Presumption:
+    """What a transition decided without reading the item takes for granted of it.
+
+    The conditional write that applies the transition checks all of it, so a wrong guess
+    changes nothing: the item is then read and the event decided by ``plan_transition``.
+    """
+
+    attempt: int
+    #: The item is in one of these states (always in flight: a finished item never changes).
+    states: frozenset[TaskState] = ACTIVE_STATES
+    #: No stop was requested for the try (a requested stop turns any exit into FAILED).
+    no_stop_requested: bool = False
+
+
+def plan_unread_transition(task: EcsTask, *, container_name: str) -> tuple[Transition, Presumption] | None:
+    """What the event does to its item in the common case, decided without reading the item.
+
+    The common case: the item is in flight at the event's attempt, for this ECS task or none
+    yet, with no newer event applied. Then the outcome depends on the event alone, as
+    ``plan_transition`` would decide it. ``state=None`` keeps the item's state. None when
+    deciding needs the item: the event carries no attempt, or the task never started (a retry
+    is built from the item).
+    """
+    attempt = task.attempt(container_name)
+    if attempt is None:
+        return None
+    status = task.last_status
+    changes = ecs_fields(task)
+    if status in STARTING_STATUSES:
+        # A RUNNING item stays RUNNING: presume it is not, so such an item is read instead.
+        presumed = Presumption(attempt, states=frozenset({TaskState.QUEUED, TaskState.STARTING}))
+        return Transition(Action.PROGRESS, state=TaskState.STARTING, changes=changes), presumed
+    if status == "RUNNING":
+        return Transition(Action.PROGRESS, state=TaskState.RUNNING, changes=changes), Presumption(attempt)
+    if status != "STOPPED":
+        return Transition(Action.PROGRESS, state=None, changes=changes), Presumption(attempt)
+    exit_code = task.exit_code(container_name)
+    if task.stop_code == USER_INITIATED:
+        return _stopped_on_request(task, exit_code, changes), Presumption(attempt)
+    if _never_started(task, exit_code):
+        return None
+    presumed = Presumption(attempt, no_stop_requested=True)
+    return _finished(task, container_name, exit_code, changes), presumed
+
+
+def _never_started(task: EcsTask, exit_code: int | None) -> bool:
+    return task.stop_code == TASK_FAILED_TO_START or (task.started_at is None and exit_code is None)
+
+
+def _stopped_on_request(task: EcsTask, exit_code: int | None, changes: dict[str, Any]) -> Transition:
+    """Stopped on request (Airflow's revoke, or an operator): not a failed start, no retry."""
+    why = task.stopped_reason or "stopped on request"
+    return Transition(
+        Action.FINISH, state=TaskState.FAILED, exit_code=exit_code, reason=f"stopped: {why}", changes=changes
+    )
+
+
+def _finished(
+    task: EcsTask, container_name: str, exit_code: int | None, changes: dict[str, Any]
+) -> Transition:
+    """The container ran and the task stopped: SUCCESS on exit code 0, else FAILED with why."""
     if exit_code == 0:
         return Transition(Action.FINISH, state=TaskState.SUCCESS, exit_code=0, changes=changes)
     if exit_code is None:

@@ -84,7 +84,9 @@ _REFUSED_CONTAINER_KEYS = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Built on first use: task_state and the reconciler never check an executor_config, and
+    # building these schemas is a few ms of every cold start (run_task pays it on its first record).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class _KeyValue(_Strict):

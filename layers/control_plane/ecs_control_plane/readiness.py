@@ -35,7 +35,7 @@ FALLBACK_LAUNCH_TYPE = "FARGATE"
 class Problem(BaseModel):
     """One reason tasks cannot run, and the stack parameter that fixes it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # reports are rare: built on first use
 
     parameter: str
     message: str
@@ -47,7 +47,7 @@ class Problem(BaseModel):
 class ReadinessReport(BaseModel):
     """The outcome of one check; ``problems`` empty means the stack can run tasks."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)  # reports are rare: built on first use
 
     key: str = READINESS_KEY
     control_plane: str

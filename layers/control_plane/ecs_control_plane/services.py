@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .contract import FailedStartDetail, RunRequest, TaskState, TaskStateItem, now_ms
-from .ecs_events import Action, EcsTask, plan_transition
+from .ecs_events import Action, EcsTask, Transition, plan_transition, plan_unread_transition
 from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue
 from .readiness import FALLBACK_LAUNCH_TYPE, CheckError, ReadinessReport, check_readiness, default_placement
 from .retry import FailureClass, transient_delay_seconds
 from .run_task_call import RunTaskConfigError, build_run_task_call, stack_run_task_kwargs
 from .settings import ControlPlaneSettings
-from .store import ItemTooLargeError, StateTable
+from .store import ItemTooLargeError, NotApplied, StateTable
 
 logger = logging.getLogger(__name__)
 
@@ -441,12 +441,39 @@ class ControlPlane:
     # -- ECS task state changes -----------------------------------------------------------------
 
     def handle_task_change(self, task: EcsTask) -> Result:
+        """Apply one ECS event: in the common case one conditional write and no read.
+
+        The write checks what was presumed of the item; when that does not hold (a late or
+        repeated event, an unknown key, a stop requested) the refused write returns the item,
+        and the event is decided from it as it would have been from a read. A task that never
+        started needs the item to retry it: that case reads first.
+        """
         container = self.settings.container_name
         key = task.task_key(container)
         if not key:
             logger.info("ECS task without a task key ignored", extra={"task_arn": task.task_arn})
             return Result(Outcome.IGNORED, "", "no task key in the container environment", task.task_arn)
-        item = self.table.get(key)
+        unread = plan_unread_transition(task, container_name=container)
+        if unread is None:
+            return self._decide_task_change(key, task, self.table.get(key))
+        plan, presumed = unread
+        written = self.table.apply_progress(
+            key,
+            presumed.attempt,
+            plan.state,
+            plan.changes,
+            exit_code=plan.exit_code,
+            reason=plan.reason,
+            from_states=presumed.states,
+            unless_stop_requested=presumed.no_stop_requested,
+        )
+        if isinstance(written, NotApplied):
+            return self._decide_task_change(key, task, written.current)
+        return self._applied(key, task, plan, written)
+
+    def _decide_task_change(self, key: str, task: EcsTask, item: TaskStateItem | None) -> Result:
+        """Decide the event from the item as it is (read, or returned by a refused write)."""
+        container = self.settings.container_name
         plan = plan_transition(
             item, task, container_name=container, max_attempts=self.settings.max_run_task_attempts
         )
@@ -474,8 +501,11 @@ class ControlPlane:
         applied = self.table.apply_progress(
             key, item.attempt, plan.state, plan.changes, exit_code=plan.exit_code, reason=plan.reason
         )
-        if applied is None:
+        if isinstance(applied, NotApplied):
             return Result(Outcome.IGNORED, key, "stale: a newer event was applied first", task.task_arn)
+        return self._applied(key, task, plan, applied)
+
+    def _applied(self, key: str, task: EcsTask, plan: Transition, applied: TaskStateItem) -> Result:
         logger.info(
             "task state applied",
             extra={
@@ -485,7 +515,7 @@ class ControlPlane:
                 "version": task.version,
             },
         )
-        return Result(Outcome.APPLIED, key, plan.reason, task.task_arn, item.attempt)
+        return Result(Outcome.APPLIED, key, plan.reason, task.task_arn, applied.attempt)
 
     def _retry_start(self, item: TaskStateItem, task: EcsTask, reason: str) -> Result:
         """Re-enqueue the try with attempt + 1 after ECS stopped it before it ran."""

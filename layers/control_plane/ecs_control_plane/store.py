@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -261,6 +261,14 @@ class _Update:
         if self.removes:
             parts.append("REMOVE " + ", ".join(self.removes))
         return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class NotApplied:
+    """A conditional write whose condition did not hold, with the item it was checked against."""
+
+    #: None: there is no item.
+    current: TaskStateItem | None
 
 
 class StateTable:
@@ -669,42 +677,80 @@ class StateTable:
         self,
         key: str,
         attempt: int,
-        state: TaskState,
+        state: TaskState | None,
         changes: dict[str, Any],
         *,
         exit_code: int | None = None,
         reason: str | None = None,
-    ) -> TaskStateItem | None:
-        """Apply an ECS event: only if it is for this attempt and task, newer, and not final."""
+        from_states: Collection[TaskState] = ACTIVE_STATES,
+        unless_stop_requested: bool = False,
+    ) -> TaskStateItem | NotApplied:
+        """Apply an ECS event: only if it is for this attempt and task, newer, and not final.
+
+        ``state=None`` keeps the item's state. ``from_states`` and ``unless_stop_requested``
+        check what a caller that did not read the item presumed of it. When the condition does
+        not hold, the item as DynamoDB checked it comes back in the same call (no read).
+        """
         u = _Update()
-        u.set("state", state.value)
+        if state is not None:
+            u.set("state", state.value)
         for attr, value in changes.items():
             u.set(attr, value)
         if exit_code is not None:
             u.set("exit_code", exit_code)
         if reason is not None:
             u.set("reason", reason)
-        if state.is_terminal:
+        terminal = state is not None and state.is_terminal
+        if terminal:
             u.set("active_shard", None)  # leaves the reconciler's sparse index
-        self._stamp(u, terminal=state.is_terminal)
+        self._stamp(u, terminal=terminal)
+        states = sorted(s.value for s in from_states)
         u.values.update(
             {
                 ":a": _ser.serialize(attempt),
                 ":ver": _ser.serialize(changes["ecs_version"]),
                 ":arn": _ser.serialize(changes["task_arn"]),
-                ":active0": _ser.serialize(_ACTIVE[0]),
-                ":active1": _ser.serialize(_ACTIVE[1]),
-                ":active2": _ser.serialize(_ACTIVE[2]),
+                **{f":from{i}": _ser.serialize(value) for i, value in enumerate(states)},
             }
         )
         attempt_n, state_n = u.name("attempt"), u.name("state")
         version_n, arn_n = u.name("ecs_version"), u.name("task_arn")
         condition = (
-            f"{attempt_n} = :a AND {state_n} IN (:active0, :active1, :active2)"
+            f"{attempt_n} = :a AND {state_n} IN ({', '.join(f':from{i}' for i in range(len(states)))})"
             f" AND (attribute_not_exists({version_n}) OR {version_n} < :ver)"
             f" AND (attribute_not_exists({arn_n}) OR {arn_n} = :arn)"
         )
-        return self._update(key, u, condition)
+        if unless_stop_requested:
+            stop_n = u.name("stop_requested")
+            u.values[":stop"] = _ser.serialize(True)
+            condition += f" AND (attribute_not_exists({stop_n}) OR {stop_n} <> :stop)"
+        return self._update_or_current(key, u, condition)
+
+    def _update_or_current(self, key: str, update: _Update, condition: str) -> TaskStateItem | NotApplied:
+        """Apply ``update`` to an existing item if ``condition`` holds; else the item as it was checked."""
+        update.names["#key"] = "key"
+        try:
+            response = self._client.update_item(
+                TableName=self.table_name,
+                Key={"key": {"S": key}},
+                UpdateExpression=update.expression(),
+                ConditionExpression=f"attribute_exists(#key) AND ({condition})",
+                ExpressionAttributeNames=update.names,
+                ExpressionAttributeValues=update.values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            raw: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            if not raw:
+                return NotApplied(None)
+            try:
+                return NotApplied(item_from_dynamodb(raw))
+            except (ValidationError, ValueError, TypeError, RecursionError) as bad:
+                raise UnreadableItemError(key, bad) from None
+        return item_from_dynamodb(response["Attributes"])
 
     def mark_failed(
         self,
