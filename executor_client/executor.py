@@ -579,8 +579,17 @@ class EcsControlPlaneExecutor(BaseExecutor):
         step = self.safety_net.next_step(now, sent)
         if isinstance(step, ActivePage):
             page = table.active_page(step.shard, self.owner, cursor=step.cursor, limit=ACTIVE_PAGE_LIMIT)
-            self._apply_versions(page.items)
-            self.safety_net.active_page_read((v.key for v in page.items), page.cursor)
+            # A version newer than the one applied, at or under the feed's bound, was missed by it
+            # (a newer one is the feed's next read): read by key with the rest.
+            bound = self.feed.since_ms()
+            missed = [
+                v.key
+                for v in page.items
+                if v.key in self.tracked
+                and v.updated_at <= bound
+                and self.feed.is_new(v.key, v.updated_at, v.state)
+            ]
+            self.safety_net.active_page_read((v.key for v in page.items), page.cursor, missed)
         elif isinstance(step, ReadKeys):
             read = table.read_keys(step.keys)
             self._apply_versions(read.items)

@@ -4,10 +4,11 @@ The change feed misses a write that became visible more than its overlap after a
 Every ``interval_ms`` a pass re-checks every tracked key without a full pass over the keys:
 
 1. it reads the active index (items still in flight), one page a heartbeat, shard after shard,
-   keeping this owner's: a tracked key found there is in flight, and if its version is newer
-   than the one applied the executor applies it;
+   keeping this owner's key, ``updated_at`` and state only: a tracked key found there with the
+   version applied is in flight and unchanged;
 2. a tracked key the index did not return has finished, moved to another owner or has no item
-   yet: those few are read by key, up to 100 a call, one call a heartbeat.
+   yet, and one whose version there is newer than the one applied was missed by the feed:
+   those few are read by key, up to 100 a call, one call a heartbeat, and applied.
 
 So a pass costs about ``in flight / page size`` calls instead of ``tracked / 100``, and no
 heartbeat makes more than one. Keys DynamoDB leaves unprocessed go back to the end of the pass
@@ -51,6 +52,8 @@ class _Pass:
     shard: int = 0
     cursor: dict[str, Any] | None = None
     in_flight: set[str] = field(default_factory=set)
+    #: Keys the index holds with a version the feed missed.
+    missed: list[str] = field(default_factory=list)
     #: Keys to read by key, once the index is done (None until then).
     to_read: list[str] | None = None
 
@@ -95,6 +98,7 @@ class SafetyNet:
         """Nothing is tracked: drop any pass; the interval counts from when there is work again."""
         self._pass = None
         self.last_started_ms = now_ms
+        self.last_duration_ms = 0
 
     def next_step(self, now_ms: int, sent: Mapping[str, int]) -> Step | PassResult | None:
         """The call to make on this heartbeat, if any; ``sent`` is every tracked, sent key.
@@ -123,15 +127,20 @@ class SafetyNet:
         # about one interval.
         return now_ms - self.last_started_ms >= max(0, self.interval_ms - self.last_duration_ms)
 
-    def active_page_read(self, keys: Iterable[str], cursor: dict[str, Any] | None) -> None:
+    def active_page_read(
+        self, keys: Iterable[str], cursor: dict[str, Any] | None, missed: Iterable[str] = ()
+    ) -> None:
+        """Record one index page: the keys it holds, and those of them to read by key."""
         current = self._require()
         self._calls += 1
         current.in_flight.update(keys)
+        current.missed.extend(missed)
         current.cursor = cursor or None
         if current.cursor is None:
             current.shard += 1
             if current.shard >= self.shards:
-                current.to_read = [key for key in current.sent if key not in current.in_flight]
+                absent = [key for key in current.sent if key not in current.in_flight]
+                current.to_read = list(dict.fromkeys([*current.missed, *absent]))
 
     def keys_read(
         self, requested: Sequence[str], found: Iterable[str], unprocessed: Sequence[str], now_ms: int

@@ -3,6 +3,7 @@ what did not change, whatever the backlog (moto, real run_task and task_state ha
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -210,3 +211,36 @@ def test_batch_get_gives_up_on_keys_left_unprocessed_after_a_few_calls(plane: Mo
     # THEN it stops after a bounded number of calls and says which keys were not read
     assert client.calls == store_module.BATCH_GET_ATTEMPTS
     assert raised.value.keys == ["a", "b"]
+
+
+def test_a_change_the_feed_missed_on_a_task_in_flight_is_read_by_key(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+):
+    # GIVEN two running tasks, and a feed that returns nothing from now on
+    executor = make_executor()
+    first, second = started(executor, plane, 2)
+    monkeypatch.setattr(executor.clients.table, "changes_page", lambda owner, since, **_: Page([]))
+    # WHEN one of them changes (a newer ECS event) and the feed's bound moves past it without
+    # returning it (it read newer changes of other tasks; this one was late in the index)
+    changed, recent = encoded(first.ti.key), encoded(second.ti.key)
+    plane.apply(plane.ecs_event(plane.task_for(changed), "RUNNING", version=9))
+    time.sleep(0.01)
+    executor.feed.watermark_ms = executor_module.now_ms() + executor.feed.overlap_ms
+    time.sleep(0.01)
+    # AND the other changes after that bound (the feed's next read returns it: no read by key)
+    plane.apply(plane.ecs_event(plane.task_for(recent), "RUNNING", version=9))
+    read_by_key: list[str] = []
+    original = executor.clients.table.read_keys
+
+    def spying(keys: list[str], **kwargs: Any) -> KeysRead:
+        read_by_key.extend(keys)
+        return original(keys, **kwargs)
+
+    monkeypatch.setattr(executor.clients.table, "read_keys", spying)
+    executor.safety_net.restart()
+    sync_until(executor, lambda: not executor.safety_net.in_progress)
+    # THEN the safety net read the missed one by key and applied it, and only that one
+    assert read_by_key == [changed]
+    item = plane.item(changed)
+    assert not executor.feed.is_new(changed, item.updated_at, item.state.value)
+    assert recent in executor.tracked

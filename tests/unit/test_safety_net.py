@@ -102,3 +102,13 @@ def test_no_pass_without_keys():
 
 def test_keys_overdue_are_those_sent_before_the_grace():
     assert overdue_without_item({"old": START - 301, "new": START - 10}, START, 300) == ["old"]
+
+
+def test_keys_the_index_holds_with_a_missed_version_are_read_by_key_too():
+    # GIVEN two tracked keys in flight, of which the feed missed a change of "b"
+    n = net(shards=1)
+    sent = {"a": START, "b": START}
+    assert n.next_step(START, sent) == ActivePage(0, None)
+    n.active_page_read({"a", "b"}, None, missed=["b"])
+    # THEN only "b" is read by key
+    assert n.next_step(START, sent) == ReadKeys(["b"])

@@ -129,6 +129,10 @@ def unprintable(text: str) -> str | None:
     Control characters (newlines, escapes) and format characters (bidirectional overrides,
     zero-width joiners) make a name read as something it is not in logs, consoles and alerts.
     """
+    # Every character of those categories is one str.isprintable() refuses: a printable text
+    # (nearly all) is answered at C speed; the rest is looked at character by character.
+    if text.isprintable():
+        return None
     for char in text:
         if unicodedata.category(char) in _UNPRINTABLE:
             return f"U+{ord(char):04X}"

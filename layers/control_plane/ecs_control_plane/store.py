@@ -1,7 +1,9 @@
 """The state table adapter: the only code that reads or writes task items.
 
 Every write is conditional, so concurrent functions, late events and a second scheduler can
-never move an item backwards. Takes its DynamoDB client; makes none.
+never move an item backwards. Takes its DynamoDB client; makes none. The reads are in
+``table_reads.py``, the table's shape in ``table_schema.py``, items on the wire in ``items.py``;
+their names are re-exported here, where callers have always found them.
 """
 
 from __future__ import annotations
@@ -9,23 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from .contract import (
-    ACTIVE_INDEX,
-    ACTIVE_SHARDS,
     ACTIVE_STATES,
-    OWNER_INDEX,
-    RECONCILE_ATTRIBUTES,
-    SYNC_ATTRIBUTES,
-    TRY_INDEX,
     InvalidTaskKeyError,
     TaskKey,
     TaskState,
@@ -33,69 +28,50 @@ from .contract import (
     active_shard,
     now_ms,
 )
+from .items import (
+    BATCH_GET_ATTEMPTS,
+    ItemVersion,
+    KeysRead,
+    Page,
+    UnprocessedKeysError,
+    UnreadableItemError,
+    item_from_dynamodb,
+)
 from .readiness import READINESS_KEY, ReadinessReport
+from .table_reads import BATCH_GET_LIMIT, StateTableReads
+from .table_schema import (
+    ACTIVE_INDEX_ATTRIBUTES,
+    OWNER_INDEX_ATTRIBUTES,
+    VERSION_ATTRIBUTES,
+    state_table_definition,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
+__all__ = [
+    "ACTIVE_INDEX_ATTRIBUTES",
+    "BATCH_GET_ATTEMPTS",
+    "BATCH_GET_LIMIT",
+    "OWNER_INDEX_ATTRIBUTES",
+    "VERSION_ATTRIBUTES",
+    "ItemTooLargeError",
+    "ItemVersion",
+    "KeysRead",
+    "NotApplied",
+    "Page",
+    "StateTable",
+    "UnprocessedKeysError",
+    "UnreadableItemError",
+    "item_from_dynamodb",
+    "state_table_definition",
+    "stored_config",
+    "try_key_of",
+]
+
 logger = logging.getLogger(__name__)
 _ser = TypeSerializer()
-_de = TypeDeserializer()
 _ACTIVE = [s.value for s in ACTIVE_STATES]
-BATCH_GET_LIMIT = 100
-#: Calls ``batch_get`` makes for one chunk of keys before it gives up on the unprocessed ones.
-BATCH_GET_ATTEMPTS = 6
-
-
-def _index_keys(partition: str, sort: str) -> set[str]:
-    return {"key", partition, sort}
-
-
-#: The attributes each index projects besides its keys: only what its readers ask for.
-OWNER_INDEX_ATTRIBUTES = tuple(a for a in SYNC_ATTRIBUTES if a not in _index_keys("owner", "updated_at"))
-ACTIVE_INDEX_ATTRIBUTES = tuple(
-    a for a in RECONCILE_ATTRIBUTES if a not in _index_keys("active_shard", "updated_at")
-)
-
-
-def state_table_definition(table_name: str) -> dict[str, Any]:
-    """``CreateTable`` arguments for the state table, as template.yaml declares it.
-
-    For tests, benchmarks and tools that make the table outside CloudFormation; a unit test
-    checks that the template says the same.
-    """
-
-    def index(name: str, partition: str, sort: str, attributes: Sequence[str] = ()) -> dict[str, Any]:
-        projection: dict[str, Any] = {"ProjectionType": "INCLUDE" if attributes else "KEYS_ONLY"}
-        if attributes:
-            projection["NonKeyAttributes"] = list(attributes)
-        return {
-            "IndexName": name,
-            "KeySchema": [
-                {"AttributeName": partition, "KeyType": "HASH"},
-                {"AttributeName": sort, "KeyType": "RANGE"},
-            ],
-            "Projection": projection,
-        }
-
-    return {
-        "TableName": table_name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [
-            {"AttributeName": "key", "AttributeType": "S"},
-            {"AttributeName": "owner", "AttributeType": "S"},
-            {"AttributeName": "updated_at", "AttributeType": "N"},
-            {"AttributeName": "active_shard", "AttributeType": "S"},
-            {"AttributeName": "try_key", "AttributeType": "S"},
-            {"AttributeName": "created_at", "AttributeType": "N"},
-        ],
-        "KeySchema": [{"AttributeName": "key", "KeyType": "HASH"}],
-        "GlobalSecondaryIndexes": [
-            index(OWNER_INDEX, "owner", "updated_at", OWNER_INDEX_ATTRIBUTES),
-            index(ACTIVE_INDEX, "active_shard", "updated_at", ACTIVE_INDEX_ATTRIBUTES),
-            index(TRY_INDEX, "try_key", "created_at"),
-        ],
-    }
 
 
 def _is_conditional_failure(exc: ClientError) -> bool:
@@ -113,96 +89,6 @@ class ItemTooLargeError(ValueError):
 def _is_item_too_large(exc: ClientError) -> bool:
     error = exc.response.get("Error", {})
     return error.get("Code") == "ValidationException" and "size" in str(error.get("Message", "")).lower()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-class UnreadableItemError(ValueError):
-    """A state item exists but is not a valid item (written by hand, or by an older version)."""
-
-    def __init__(self, key: str, error: Exception) -> None:
-        super().__init__(f"the state item of {key[:300]!r} is not a valid item: {str(error)[:500]}")
-        self.key = key
-
-
-def item_from_dynamodb(raw: dict[str, Any]) -> TaskStateItem:
-    return TaskStateItem.model_validate({k: _plain(_de.deserialize(v)) for k, v in raw.items()})
-
-
-class UnprocessedKeysError(RuntimeError):
-    """DynamoDB kept leaving these keys unprocessed (throttling): they were not read."""
-
-    def __init__(self, keys: Sequence[str]) -> None:
-        super().__init__(
-            f"{len(keys)} keys left unprocessed by BatchGetItem after {BATCH_GET_ATTEMPTS} calls"
-        )
-        self.keys = list(keys)
-
-
-def _readable_item(raw: dict[str, Any]) -> TaskStateItem | None:
-    """The item, or None (logged) when it is not one: one bad item never stops a whole read."""
-    try:
-        return item_from_dynamodb(raw)
-    except (ValidationError, ValueError, TypeError, RecursionError) as exc:
-        key = raw.get("key", {}).get("S", "?") if isinstance(raw.get("key"), dict) else "?"
-        logger.error(
-            "state item skipped: it is not a valid item", extra={"key": key[:300], "error": str(exc)[:500]}
-        )
-        return None
-
-
-@dataclass(frozen=True)
-class ItemVersion:
-    """One item as a read returned it, parsed only when asked.
-
-    ``key``, ``updated_at`` and ``state`` are read straight off the wire, so a reader can skip a
-    version it has applied already without deserializing and validating the whole item. A
-    malformed item gets an empty key and ``updated_at`` -1; ``parse`` logs it and gives None.
-    """
-
-    key: str
-    updated_at: int
-    state: str
-    raw: dict[str, Any]
-
-    @classmethod
-    def of(cls, raw: dict[str, Any]) -> ItemVersion:
-        try:
-            return cls(str(raw["key"]["S"]), int(raw["updated_at"]["N"]), str(raw["state"]["S"]), raw)
-        except (KeyError, TypeError, ValueError):
-            return cls("", -1, "", raw)
-
-    def parse(self) -> TaskStateItem | None:
-        return _readable_item(self.raw)
-
-
-@dataclass(frozen=True)
-class Page:
-    """One call's worth of a read, and where the next call goes on from (None: the read is done)."""
-
-    items: list[ItemVersion]
-    cursor: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class KeysRead:
-    """One BatchGetItem call: the versions found, and the keys DynamoDB left for a later call."""
-
-    items: list[ItemVersion]
-    unprocessed: list[str]
-
-
-def _projection(attributes: Sequence[str]) -> dict[str, Any]:
-    names = {f"#p{i}": attr for i, attr in enumerate(attributes)}
-    return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
 
 
 def stored_config(executor_config: dict[str, Any]) -> str:
@@ -271,210 +157,13 @@ class NotApplied:
     current: TaskStateItem | None
 
 
-class StateTable:
-    """Reads and conditional writes of task items in the state table."""
+class StateTable(StateTableReads):
+    """Reads (StateTableReads) and conditional writes of task items in the state table."""
 
     def __init__(self, client: DynamoDBClient, table_name: str, retention_days: int = 7) -> None:
         self._client = client
         self.table_name = table_name
         self._retention_s = retention_days * 86400
-
-    # -- reads ---------------------------------------------------------------------------------
-
-    def get(self, key: str) -> TaskStateItem | None:
-        """The item (consistent read); None if there is none.
-
-        Raises UnreadableItemError for an item that exists but is not a valid item: callers
-        must not take it for "no item" (that would start, stop or reset a try wrongly).
-        """
-        response = self._client.get_item(
-            TableName=self.table_name, Key={"key": {"S": key}}, ConsistentRead=True
-        )
-        raw = response.get("Item")
-        if not raw:
-            return None
-        try:
-            return item_from_dynamodb(raw)
-        except (ValidationError, ValueError, TypeError, RecursionError) as exc:
-            raise UnreadableItemError(key, exc) from None
-
-    def batch_get(
-        self, keys: Iterable[str], *, consistent: bool = False, unreadable: set[str] | None = None
-    ) -> list[TaskStateItem]:
-        """Read many items, 100 keys a call, retrying unprocessed keys a bounded number of times.
-
-        Items that are not valid are skipped (logged); their keys go to ``unreadable`` if given,
-        so that a caller can tell "no item" from "an item it cannot read". Keys DynamoDB still
-        leaves unprocessed after ``BATCH_GET_ATTEMPTS`` calls raise ``UnprocessedKeysError``:
-        "not read" must never pass for "no item".
-        """
-        items: list[TaskStateItem] = []
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            pending = unique[start : start + BATCH_GET_LIMIT]
-            delay = 0.05
-            for attempt in range(1, BATCH_GET_ATTEMPTS + 1):
-                read = self.read_keys(pending, consistent=consistent, attributes=None)
-                for version in read.items:
-                    item = version.parse()
-                    if item is not None:
-                        items.append(item)
-                    elif unreadable is not None and version.key:
-                        unreadable.add(version.key)
-                pending = read.unprocessed
-                if not pending:
-                    break
-                if attempt < BATCH_GET_ATTEMPTS:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-            if pending:
-                raise UnprocessedKeysError(pending)
-        return items
-
-    def read_keys(
-        self,
-        keys: Sequence[str],
-        *,
-        consistent: bool = False,
-        attributes: Sequence[str] | None = SYNC_ATTRIBUTES,
-    ) -> KeysRead:
-        """One BatchGetItem call for at most 100 keys: no retry loop, the caller decides.
-
-        ``attributes`` limits what is read (all when None). Keys DynamoDB did not process
-        (throttling, size) come back in ``unprocessed``.
-        """
-        if len(keys) > BATCH_GET_LIMIT:
-            raise ValueError(f"at most {BATCH_GET_LIMIT} keys a call, not {len(keys)}")
-        if not keys:
-            return KeysRead([], [])
-        request: dict[str, Any] = {"Keys": [{"key": {"S": k}} for k in keys], "ConsistentRead": consistent}
-        if attributes is not None:
-            request |= _projection(attributes)
-        response: dict[str, Any] = dict(self._client.batch_get_item(RequestItems={self.table_name: request}))  # type: ignore[dict-item]
-        found = [ItemVersion.of(raw) for raw in response.get("Responses", {}).get(self.table_name, [])]
-        unprocessed: dict[str, Any] = response.get("UnprocessedKeys") or {}
-        left = unprocessed.get(self.table_name, {}).get("Keys", [])
-        return KeysRead(found, [str(k["key"]["S"]) for k in left])
-
-    def changes_page(
-        self, owner: str, since_ms: int, *, cursor: dict[str, Any] | None = None, limit: int = 1000
-    ) -> Page:
-        """One page of the items of ``owner`` written after ``since_ms``, oldest first (owner index).
-
-        Pass the previous page's ``cursor`` to go on with the same read; items written meanwhile
-        sort after it, so a read that goes on catches up with them.
-        """
-        return self._page(
-            OWNER_INDEX,
-            "owner",
-            owner,
-            "#u > :u",
-            since_ms,
-            cursor=cursor,
-            limit=limit,
-            attributes=SYNC_ATTRIBUTES,
-        )
-
-    def active_page(
-        self, shard: int, owner: str, *, cursor: dict[str, Any] | None = None, limit: int = 500
-    ) -> Page:
-        """One page of one active-index partition: the items of ``owner`` still in flight.
-
-        ``limit`` counts the items DynamoDB reads (every owner's); only ``owner``'s come back.
-        """
-        return self._page(
-            ACTIVE_INDEX,
-            "active_shard",
-            f"A{shard}",
-            "#u >= :u",
-            0,
-            cursor=cursor,
-            limit=limit,
-            attributes=SYNC_ATTRIBUTES,
-            owner=owner,
-        )
-
-    def submissions_of(self, try_key: str) -> list[str]:
-        """Keys of every submission of one try, oldest first (through the try index)."""
-        keys: list[str] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": TRY_INDEX,
-            "KeyConditionExpression": "#t = :t",
-            "ExpressionAttributeNames": {"#t": "try_key"},
-            "ExpressionAttributeValues": {":t": {"S": try_key}},
-        }
-        while True:
-            response = self._client.query(**kwargs)
-            keys.extend(raw["key"]["S"] for raw in response.get("Items", []))
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return keys
-            kwargs["ExclusiveStartKey"] = last
-
-    def stale_active(self, older_than_ms: int) -> Iterator[TaskStateItem]:
-        """Items still in flight that have not changed since ``older_than_ms`` (the reconciler's work).
-
-        They carry what the active index projects (RECONCILE_ATTRIBUTES), not ``executor_config``.
-        """
-        for shard in range(ACTIVE_SHARDS):
-            cursor: dict[str, Any] | None = None
-            while True:
-                page = self._page(
-                    ACTIVE_INDEX,
-                    "active_shard",
-                    f"A{shard}",
-                    "#u < :u",
-                    older_than_ms,
-                    cursor=cursor,
-                    limit=None,
-                    attributes=RECONCILE_ATTRIBUTES,
-                )
-                for version in page.items:
-                    item = version.parse()
-                    if item is not None:
-                        yield item
-                if page.cursor is None:
-                    break
-                cursor = page.cursor
-
-    def _page(
-        self,
-        index: str,
-        partition: str,
-        value: str,
-        updated_condition: str,
-        updated_ms: int,
-        *,
-        cursor: dict[str, Any] | None,
-        limit: int | None,
-        attributes: Sequence[str],
-        owner: str | None = None,
-    ) -> Page:
-        """One Query call on one index partition whose ``updated_at`` meets the condition."""
-        projection = _projection(attributes)
-        names = {"#p": partition, "#u": "updated_at", **projection["ExpressionAttributeNames"]}
-        values: dict[str, Any] = {":p": {"S": value}, ":u": {"N": str(updated_ms)}}
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": index,
-            "KeyConditionExpression": f"#p = :p AND {updated_condition}",
-            "ProjectionExpression": projection["ProjectionExpression"],
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-        if owner is not None:
-            kwargs["FilterExpression"] = "#o = :o"
-            names["#o"] = "owner"
-            values[":o"] = {"S": owner}
-        if limit is not None:
-            kwargs["Limit"] = limit
-        if cursor:
-            kwargs["ExclusiveStartKey"] = cursor
-        response = self._client.query(**kwargs)
-        return Page(
-            [ItemVersion.of(raw) for raw in response.get("Items", [])], response.get("LastEvaluatedKey")
-        )
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -875,21 +564,3 @@ class StateTable:
             ExpressionAttributeNames=u.names,
             ExpressionAttributeValues=u.values,
         )
-
-    def readiness(self) -> ReadinessReport | None:
-        """The latest readiness report; None if none was recorded yet (or it is unreadable)."""
-        response = self._client.get_item(
-            TableName=self.table_name, Key={"key": {"S": READINESS_KEY}}, ConsistentRead=True
-        )
-        raw = response.get("Item")
-        if not raw:
-            return None
-        try:
-            return ReadinessReport.model_validate({k: _plain(_de.deserialize(v)) for k, v in raw.items()})
-        except (ValidationError, ValueError, TypeError, RecursionError):
-            logger.error("readiness report skipped: it is not a valid report")
-            return None
-
-    def describe(self) -> dict[str, Any]:
-        """The table's description (health checks)."""
-        return dict(self._client.describe_table(TableName=self.table_name)["Table"])
