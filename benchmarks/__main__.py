@@ -227,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario 
             results["coldstart"] = coldstart.run(
                 server, import_repeats=profile.import_repeats, records=profile.handler_records, say=say
             ) | {"load_average_after": report.load_average()}
+            from . import write_units
+
+            say("  DynamoDB write units per task try, with today's index projections and with ALL")
+            results["coldstart"]["write_units_per_try"] = write_units.run(server)
 
     if "sync" in scenarios and profile.raw_moto_sizes and not args.raw_moto and not args.sizes:
         from . import sync_bench

@@ -203,6 +203,27 @@ def _calls_by_service(calls: dict[str, Any]) -> str:
     )
 
 
+def _write_units_table(units: dict[str, Any] | None, console: Console) -> None:
+    if not units:
+        return
+    table = Table(title="DynamoDB write units per task try (table + indexes; real handlers, 4 writes)")
+    for col in (
+        "executor_config",
+        "largest item",
+        "indexes project what readers read",
+        "indexes project ALL",
+    ):
+        table.add_column(col)
+
+    def text(totals: dict[str, int]) -> str:
+        parts = ", ".join(f"{where.split('-')[0]} {n}" for where, n in totals.items() if where != "total")
+        return f"{totals['total']} ({parts})"
+
+    for label, e in units.items():
+        table.add_row(label, f"{e['largest_item_bytes']} B", text(e["projected"]), text(e["all_projected"]))
+    console.print(table)
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}x" if b else "-"
 
@@ -385,6 +406,7 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
         console.print(table)
 
     steady_report.print_table(results, console)
+    _write_units_table(results.get("coldstart", {}).get("write_units_per_try"), console)
     aws_latency_tables(results, console)
 
     goals = results.get("targets", [])
