@@ -88,8 +88,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "clock skew) are not missed. Versions already applied cost no parsing; a write later than "
         "this is found by the safety net.\n",
         "type": "integer",
-        "example": "2",
-        "default": "2",
+        "example": "1",
+        "default": "1",
     },
     FULL_RESYNC_INTERVAL_SECONDS: {
         "description": "About every this many seconds the executor re-checks every task it "
