@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
@@ -33,6 +32,7 @@ from .contract import (
     active_shard,
     now_ms,
 )
+from .dynamodb_types import TypeDeserializer, TypeSerializer
 from .readiness import READINESS_KEY, ReadinessReport
 
 if TYPE_CHECKING:
