@@ -17,26 +17,31 @@ TASK_FAILED_TO_START = "TaskFailedToStart"
 USER_INITIATED = "UserInitiated"
 
 
+# Built on first use (pydantic ``defer_build``): run_task never reads an ECS task, the reconciler
+# only when it describes tasks, and task_state builds them at import through its event model.
+_ECS_MODEL = ConfigDict(extra="ignore", defer_build=True)
+
+
 class EcsKeyValue(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _ECS_MODEL
     name: str
     value: str = ""
 
 
 class EcsContainerOverride(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _ECS_MODEL
     name: str
     command: list[str] | None = Field(default=None, repr=False)
     environment: list[EcsKeyValue] = Field(default_factory=list)
 
 
 class EcsOverrides(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _ECS_MODEL
     containerOverrides: list[EcsContainerOverride] = Field(default_factory=list)  # noqa: N815
 
 
 class EcsContainer(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _ECS_MODEL
     name: str
     lastStatus: str | None = None  # noqa: N815
     exitCode: int | None = None  # noqa: N815
@@ -46,7 +51,7 @@ class EcsContainer(BaseModel):
 class EcsTask(BaseModel):
     """The fields of an ECS task (event detail or DescribeTasks entry) that decide its state."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
     task_arn: str = Field(alias="taskArn")
     last_status: str = Field(alias="lastStatus")

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
 from pydantic import ValidationError
 
 from .contract import TaskStateItem
+from .dynamodb_types import TypeDeserializer
 
 logger = logging.getLogger(__name__)
 _de = TypeDeserializer()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue
@@ -25,16 +26,20 @@ def control_plane() -> ControlPlane:
     """The control plane of this function's stack, from its environment."""
     settings = ControlPlaneSettings.from_env()
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    session = boto3.session.Session(region_name=region)
-    ecs = session.client("ecs", config=ECS_CONFIG)
+    # botocore's session, not boto3's: boto3 adds nothing to these clients but its import
+    # (``s3transfer`` and the resource layer, about 12 ms of every cold start).
+    session = botocore.session.get_session()
+
+    def client(service: str, config: Config) -> Any:
+        return session.create_client(service, region_name=region, config=config)
+
+    ecs = client("ecs", ECS_CONFIG)
     check_run_task_shape(settings, ecs.meta.service_model)
     return ControlPlane(
         settings=settings,
-        table=StateTable(
-            session.client("dynamodb", config=AWS_CONFIG), settings.state_table, settings.item_retention_days
-        ),
+        table=StateTable(client("dynamodb", AWS_CONFIG), settings.state_table, settings.item_retention_days),
         ecs=EcsGateway(ecs),
-        queue=RunRequestQueue(session.client("sqs", config=AWS_CONFIG), settings.queue_url),
-        alerts=FailedStartAlerts(session.client("events", config=AWS_CONFIG), settings.event_bus),
+        queue=RunRequestQueue(client("sqs", AWS_CONFIG), settings.queue_url),
+        alerts=FailedStartAlerts(client("events", AWS_CONFIG), settings.event_bus),
         region=region or "",
     )

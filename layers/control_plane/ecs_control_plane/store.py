@@ -15,7 +15,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
@@ -28,6 +27,7 @@ from .contract import (
     active_shard,
     now_ms,
 )
+from .dynamodb_types import TypeSerializer
 from .items import (
     BATCH_GET_ATTEMPTS,
     ItemVersion,
