@@ -63,6 +63,9 @@ class Heartbeats:
 
     wall_ms: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
+    #: CPU of reading the state of tasks in flight (ours: the change feed and safety net; the
+    #: provider: DescribeTasks), the part of the heartbeat that grows with N.
+    read_cpu_ms: list[float] = field(default_factory=list)
     calls: list[dict[str, int]] = field(default_factory=list)
     query_items: list[int] = field(default_factory=list)
     parsed: list[int] = field(default_factory=list)
@@ -85,6 +88,8 @@ class Heartbeats:
             "heartbeats": len(self.wall_ms),
             "wall_ms": spread(self.wall_ms),
             "cpu_ms": spread(self.cpu_ms),
+            "read_cpu_ms": spread(self.read_cpu_ms),
+            "cpu_ms_samples": [round(v, 1) for v in self.cpu_ms],
             "max_aws_calls": max(sum(c.values()) for c in self.calls),
             "max_aws_calls_besides_hand_over": max(
                 sum(c.values()) - h for c, h in zip(self.calls, hand_over, strict=True)
@@ -121,14 +126,43 @@ def _counting_parses() -> Iterator[list[int]]:
         ItemVersion.parse = original  # type: ignore[method-assign]
 
 
+@contextmanager
+def _cpu_of(obj: Any, method: str) -> Iterator[list[float]]:
+    """The CPU ms each call of ``obj.method`` took, appended to the yielded list."""
+    spent: list[float] = []
+    original = getattr(obj, method)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent.append((time.process_time() - start) * 1000)
+
+    setattr(obj, method, timed)
+    try:
+        yield spent
+    finally:
+        delattr(obj, method)
+
+
 def _heartbeats(
     plan: SteadyPlan,
     heartbeat: Callable[[], None],
     before: Callable[[int], int],
     after: Callable[[], None],
+    *,
     parses: list[int] | None = None,
+    read_cpu: list[float] | None = None,
 ) -> Heartbeats:
-    """Heartbeats for ``plan.duration_s``: ``before(i)`` (untimed) returns the items it changed."""
+    """Heartbeats for ``plan.duration_s``: ``before(i)`` (untimed) returns the items it changed.
+
+    One heartbeat first, untimed: the scheduler's first heartbeat pays one-off costs (Airflow's
+    ORM mappers, first imports) that are not the steady state's.
+    """
+    before(-1)
+    heartbeat()
+    after()
     figures = Heartbeats()
     end = time.monotonic() + plan.duration_s
     i = 0
@@ -137,10 +171,12 @@ def _heartbeats(
         changed = before(i)
         COUNTER.reset()
         parsed_before = parses[0] if parses else 0
+        read_before = sum(read_cpu) if read_cpu is not None else 0.0
         cpu, wall = time.process_time(), time.perf_counter()
         heartbeat()
         figures.wall_ms.append((time.perf_counter() - wall) * 1000)
         figures.cpu_ms.append((time.process_time() - cpu) * 1000)
+        figures.read_cpu_ms.append((sum(read_cpu) - read_before) if read_cpu is not None else 0.0)
         figures.calls.append(COUNTER.snapshot())
         figures.query_items.append(COUNTER.query_items)
         figures.parsed.append((parses[0] if parses else 0) - parsed_before)
@@ -194,8 +230,8 @@ def _ours(fixture: AwsFixture, plan: SteadyPlan, say: Say) -> dict[str, Any]:
         was_in_progress[0] = net.in_progress
 
     say(f"  ours: {plan.duration_s:.0f} s of heartbeats, {plan.k} tasks ending and starting in each")
-    with _counting_parses() as parses:
-        figures = _heartbeats(plan, executor.heartbeat, before, after, parses)
+    with _counting_parses() as parses, _cpu_of(executor, "_read_changes") as read_cpu:
+        figures = _heartbeats(plan, executor.heartbeat, before, after, parses=parses, read_cpu=read_cpu)
     return figures.summary() | {
         "safety_net_passes": len(passes),
         "safety_net_pass_s": {"max": round(max(passes) / 1000, 1)} if passes else None,
@@ -224,7 +260,8 @@ def _provider(fixture: AwsFixture, plan: SteadyPlan, say: Say) -> dict[str, Any]
         executor.event_buffer.clear()
 
     say(f"  provider: {plan.duration_s:.0f} s of heartbeats, {plan.k} tasks ending and starting in each")
-    figures = _heartbeats(plan, executor.heartbeat, before, after)
+    with _cpu_of(executor, "sync_running_workloads") as read_cpu:
+        figures = _heartbeats(plan, executor.heartbeat, before, after, read_cpu=read_cpu)
     return figures.summary() | {"in_flight_at_end": provider.in_flight(executor)}
 
 
