@@ -102,6 +102,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--steady-sizes", default="", help="override N for the steady scenario, e.g. 10000")
     parser.add_argument(
+        "--steady-aws-latency",
+        action="store_true",
+        help="run the steady scenario under the AWS-latency model (section steady_state_aws_latency)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=None,
@@ -211,10 +216,18 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario 
             seconds = args.steady_seconds or profile.steady_seconds
             say(f"steady-state scenario at N = {', '.join(map(str, steady_sizes))}, {seconds:.0f} s each")
             load_before = report.load_average()
-            results["steady_state"] = {
-                "sizes": steady_state.run(
-                    server, [steady_state.SteadyPlan(n=n, duration_s=seconds) for n in steady_sizes], say
-                ),
+            steady_plans = [steady_state.SteadyPlan(n=n, duration_s=seconds) for n in steady_sizes]
+            if args.steady_aws_latency:
+                from .latency import AWS_LATENCY, LatencyModel
+
+                AWS_LATENCY.install()
+                with AWS_LATENCY.applied(LatencyModel(seed=args.latency_seed)):
+                    steady = steady_state.run(server, steady_plans, say)
+                section = "steady_state_aws_latency"
+            else:
+                steady, section = steady_state.run(server, steady_plans, say), "steady_state"
+            results[section] = {
+                "sizes": steady,
                 "load_average_before": load_before,
                 "load_average_after": report.load_average(),
             }
@@ -271,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario 
         "sync",
         "sync_raw_moto",
         "steady_state",
+        "steady_state_aws_latency",
         "coldstart",
         "memory",
         "throughput_small",

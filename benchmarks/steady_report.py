@@ -18,11 +18,15 @@ def _spread(figure: dict[str, float]) -> str:
 
 
 def print_table(results: dict[str, Any], console: Console) -> None:
-    sizes = results.get("steady_state", {}).get("sizes", [])
-    if not sizes:
-        return
+    for section, where in (("steady_state", "loopback"), ("steady_state_aws_latency", "AWS-latency model")):
+        sizes = results.get(section, {}).get("sizes", [])
+        if sizes:
+            _table(sizes, where, console)
+
+
+def _table(sizes: list[dict[str, Any]], where: str, console: Console) -> None:
     table = Table(
-        title="Steady state: 1% of the tasks end and as many start per heartbeat (one a second at most)"
+        title=f"Steady state ({where}): 1% of the tasks end and as many start per heartbeat, one a second"
     )
     for col in (
         "N",
