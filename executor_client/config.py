@@ -25,9 +25,21 @@ MAX_SEND_ATTEMPTS: Final = "max_send_attempts"
 END_TIMEOUT_SECONDS: Final = "end_timeout_seconds"
 
 
-def env_name(key: str) -> str:
-    """The environment variable that sets ``key`` (Airflow's ``AIRFLOW__SECTION__KEY`` form)."""
-    return f"AIRFLOW__{SECTION.upper()}__{key.upper()}"
+def env_name(key: str, team_name: str | None = None) -> str:
+    """The environment variable that sets ``key`` for the executor of ``team_name`` (None: global).
+
+    Airflow's form: ``AIRFLOW__ECS_CONTROL_PLANE__KEY``, and for a team's executor
+    ``AIRFLOW__<TEAM>___ECS_CONTROL_PLANE__KEY`` (three underscores after the team). A team's
+    executor reads only its team's values (environment, or the ``[<team>=ecs_control_plane]``
+    section of airflow.cfg), never the global ones.
+    """
+    team = f"{team_name.upper()}___" if team_name else ""
+    return f"AIRFLOW__{team}{SECTION.upper()}__{key.upper()}"
+
+
+def section_name(team_name: str | None = None) -> str:
+    """The airflow.cfg section that holds the settings of ``team_name``'s executor."""
+    return f"{team_name}={SECTION}" if team_name else SECTION
 
 
 #: provider.yaml-style option metadata; ``default`` is a string (or None), as Airflow expects.

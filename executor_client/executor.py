@@ -7,12 +7,11 @@ Starting, retrying and watching ECS tasks happens in the control plane's Lambda 
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -38,26 +37,25 @@ from ecs_control_plane.store import ItemVersion, StateTable, UnreadableItemError
 from . import config as cfg
 from .aws import ControlPlaneClients, is_credential_error, make_clients, mentions_credential_error
 from .change_feed import ChangeFeed
+from .metrics import ExecutorMetrics
 from .safety_net import ActivePage, PassResult, ReadKeys, SafetyNet, overdue_without_item
+from .workloads import (
+    KEYS_BY_TASK_INSTANCE_UUID,
+    PRE_ASSIGNED_IDS,
+    SUPPORTS_CALLBACKS,
+    AirflowKey,
+    WorkloadKind,
+    is_task_instance_key,
+    key_of_workload,
+    kind_of,
+    task_key_for,
+    token_expiry_ms,
+    workload_command,
+)
 
 if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
 
-#: Airflow's key of one workload (TaskInstanceKey, or CallbackKey on Airflow >= 3.3).
-AirflowKey = Any
-
-_ExecuteCallback: type[Any] | None
-try:  # ExecuteCallback exists from Airflow 3.3 on.
-    from airflow.executors.workloads.callback import ExecuteCallback as _ExecuteCallback
-except ImportError:  # pragma: no cover - older Airflow
-    _ExecuteCallback = None
-SUPPORTS_CALLBACKS = _ExecuteCallback is not None
-#: From Airflow 3.3 on, the scheduler gives each queueing of a task instance a fresh UUID as its
-#: external_executor_id, stored with the QUEUED state (so it survives a scheduler crash) and
-#: carried by the workload: it names the submission, and adoption finds the item from it.
-PRE_ASSIGNED_IDS = hasattr(BaseExecutor, "pre_assigns_external_executor_id")
-
-WORKLOAD_MODULE = "airflow.sdk.execution_time.execute_workload"
 END_POLL_SECONDS = 5.0
 ADOPT_ATTEMPTS = 3
 #: Task instance states in which a finished hand-over of the same try is no news to Airflow.
@@ -76,54 +74,15 @@ ACTIVE_PAGE_LIMIT = 500
 SLOW_PASS_WARNING_MS = 600_000
 
 
-def workload_command(workload: Any) -> list[str]:
-    """The container command for a workload, as the provider's ECS executor builds it."""
-    return ["python", "-m", WORKLOAD_MODULE, "--json-string", workload.model_dump_json()]
-
-
-def task_key_for(key: AirflowKey) -> TaskKey:
-    """The contract's task key for an Airflow workload key (TaskInstanceKey or CallbackKey)."""
-    if isinstance(key, TaskInstanceKey):
-        return TaskKey(
-            dag_id=key.dag_id,
-            task_id=key.task_id,
-            run_id=key.run_id,
-            map_index=key.map_index,
-            try_number=key.try_number,
-        )
-    callback_id = getattr(key, "id", None)
-    if callback_id is None:
-        raise TypeError(f"cannot make a task key from {type(key).__name__}")
-    return TaskKey.for_callback(str(callback_id))
-
-
 def new_submission_id() -> str:
     return uuid.uuid4().hex
 
 
-def token_expiry_ms(workload: Any, fallback_seconds: float) -> int:
-    """When the workload's token expires (its JWT ``exp``), else ``fallback_seconds`` from now.
-
-    The payload is only read, not verified: the control plane needs the time, Airflow's API
-    server checks the signature.
-    """
-    token = getattr(workload, "token", None)
-    if isinstance(token, str) and token.count(".") == 2:
-        payload = token.split(".")[1]
-        try:
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            expires = float(claims["exp"]) if isinstance(claims, dict) else None
-        except (ValueError, KeyError, TypeError):
-            expires = None
-        if expires is not None and 0 < expires < 2**40:
-            return int(expires * 1000)
-    return now_ms() + int(fallback_seconds * 1000)
-
-
-def default_owner(job_id: object | None) -> str:
-    """Unique per executor instance: host, process, scheduler job (when known), random suffix."""
+def default_owner(job_id: object | None, team_name: str | None = None) -> str:
+    """Unique per executor instance: team (if any), host, process, scheduler job (when known), suffix."""
+    team = f"{team_name}-" if team_name else ""
     job = f"-job{job_id}" if job_id is not None else ""
-    return f"{socket.gethostname()}-{os.getpid()}{job}-{uuid.uuid4().hex[:8]}"[-OWNER_MAX_CHARS:]
+    return f"{team}{socket.gethostname()}-{os.getpid()}{job}-{uuid.uuid4().hex[:8]}"[-OWNER_MAX_CHARS:]
 
 
 class EcsControlPlaneExecutor(BaseExecutor):
@@ -134,7 +93,11 @@ class EcsControlPlaneExecutor(BaseExecutor):
     """
 
     supports_callbacks: bool = SUPPORTS_CALLBACKS
-    supports_task_instance_uuid: bool = hasattr(BaseExecutor, "get_task_key")
+    #: Each team's executor reads its own settings (``self.conf``) and so its own stack or owner.
+    supports_multi_team: bool = True
+    #: Connection tests must answer within ~60 s; an ECS task takes about that long to start.
+    supports_connection_test: bool = False
+    supports_task_instance_uuid: bool = KEYS_BY_TASK_INSTANCE_UUID
     #: Airflow >= 3.3: have the scheduler assign each queueing its id (see PRE_ASSIGNED_IDS).
     pre_assigns_external_executor_id: ClassVar[bool] = True
 
@@ -151,7 +114,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
             fallback=cfg.DEFAULTS[cfg.CHECK_HEALTH_ON_STARTUP] == "True",
         )
         self._configured_owner = self._get(cfg.OWNER_ID)
-        self.owner = self._configured_owner or default_owner(getattr(self, "job_id", None))
+        self.owner = self._configured_owner or default_owner(getattr(self, "job_id", None), self.team_name)
         self.missing_item_grace_ms = self._get_int(cfg.MISSING_ITEM_GRACE_SECONDS) * 1000
         self.max_send_attempts = max(1, self._get_int(cfg.MAX_SEND_ATTEMPTS))
         self.end_timeout_seconds = max(0, self._get_int(cfg.END_TIMEOUT_SECONDS))
@@ -182,6 +145,11 @@ class EcsControlPlaneExecutor(BaseExecutor):
         #: The ECS task ARN last logged, per key.
         self._reported_arn: dict[str, str] = {}
         self._overdue_reported: set[str] = set()
+        #: The last state known of each tracked key ("submitted" until its item is read), and how
+        #: many keys are in each: the ``tries`` gauge.
+        self._state_of: dict[str, str] = {}
+        self._state_counts: Counter[str] = Counter()
+        self.metrics = ExecutorMetrics(self.team_name)
 
         #: Strong references to the audit-log records we queued, kept until the scheduler took them
         #: (see log_task_event).
@@ -198,12 +166,21 @@ class EcsControlPlaneExecutor(BaseExecutor):
         value = self.conf.get(cfg.SECTION, key, fallback=cfg.DEFAULTS[key])
         return (value.strip() or None) if isinstance(value, str) else None
 
+    def _name(self) -> str:
+        """The executor's name in messages: its class, and its team if it has one."""
+        team = f" of team {self.team_name!r}" if self.team_name else ""
+        return f"{type(self).__name__}{team}"
+
+    def _env(self, key: str) -> str:
+        """The environment variable that sets ``key`` for this executor (its team's, if any)."""
+        return cfg.env_name(key, self.team_name)
+
     def _get_int(self, key: str) -> int:
         raw = self._get(key)
         try:
             return int(raw if raw is not None else str(cfg.DEFAULTS[key]))
         except ValueError as exc:
-            raise AirflowException(f"{cfg.env_name(key)} must be an integer, not {raw!r}") from exc
+            raise AirflowException(f"{self._env(key)} must be an integer, not {raw!r}") from exc
 
     @staticmethod
     def _task_queued_timeout() -> float:
@@ -217,11 +194,12 @@ class EcsControlPlaneExecutor(BaseExecutor):
 
     def _require_settings(self) -> None:
         required = ((cfg.QUEUE_URL, self.queue_url), (cfg.STATE_TABLE, self.state_table))
-        missing = [cfg.env_name(key) for key, value in required if not value]
+        missing = [self._env(key) for key, value in required if not value]
         if missing:
             raise AirflowException(
-                f"{type(self).__name__} is not configured: set {' and '.join(missing)} "
-                f"([{cfg.SECTION}] in airflow.cfg) to the control plane stack's outputs"
+                f"{self._name()} is not configured: set {' and '.join(missing)} "
+                f"([{cfg.section_name(self.team_name)}] in airflow.cfg) to the control plane stack's outputs"
+                + (f" for team {self.team_name!r}" if self.team_name else "")
             )
 
     # -- clients --------------------------------------------------------------------------------
@@ -259,9 +237,9 @@ class EcsControlPlaneExecutor(BaseExecutor):
     def start(self) -> None:
         """Fix the owner (the scheduler's job id is known now) and check the stack is reachable."""
         if not self._configured_owner and not self.tracked and not self._outbox:
-            self.owner = default_owner(getattr(self, "job_id", None))
+            self.owner = default_owner(getattr(self, "job_id", None), self.team_name)
         self._require_settings()
-        self.log.info("%s starting as owner %s", type(self).__name__, self.owner)
+        self.log.info("%s starting as owner %s", self._name(), self.owner)
         if self.check_health_on_startup:
             self.check_health()
 
@@ -273,21 +251,21 @@ class EcsControlPlaneExecutor(BaseExecutor):
         except (ClientError, BotoCoreError) as exc:
             raise AirflowException(
                 f"cannot create AWS clients from connection {self.conn_id!r} "
-                f"({cfg.env_name(cfg.CONN_ID)}, {cfg.env_name(cfg.REGION_NAME)}): {exc}"
+                f"({self._env(cfg.CONN_ID)}, {self._env(cfg.REGION_NAME)}): {exc}"
             ) from exc
         try:
             clients.queue.attributes()
         except (ClientError, BotoCoreError) as exc:
             problems.append(
                 f"queue {self.queue_url!r} is not reachable ({_describe(exc)}): "
-                f"check {cfg.env_name(cfg.QUEUE_URL)}"
+                f"check {self._env(cfg.QUEUE_URL)}"
             )
         try:
             table = clients.table.describe()
         except (ClientError, BotoCoreError) as exc:
             problems.append(
                 f"table {self.state_table!r} is not reachable ({_describe(exc)}): "
-                f"check {cfg.env_name(cfg.STATE_TABLE)}"
+                f"check {self._env(cfg.STATE_TABLE)}"
             )
         else:
             indexes = {i.get("IndexName") for i in table.get("GlobalSecondaryIndexes", [])}
@@ -295,17 +273,17 @@ class EcsControlPlaneExecutor(BaseExecutor):
             if missing:
                 problems.append(
                     f"table {self.state_table!r} has no index {' or '.join(map(repr, missing))}: "
-                    f"{cfg.env_name(cfg.STATE_TABLE)} must name the state table of a stack of this "
+                    f"{self._env(cfg.STATE_TABLE)} must name the state table of a stack of this "
                     "version (an older stack's indexes have other names: deploy the stack again)"
                 )
             else:
                 problems += self._stack_problems(clients)
         if problems:
             raise AirflowException(
-                f"{type(self).__name__} health check failed (region {self.region_name or 'from connection'}, "
+                f"{self._name()} health check failed (region {self.region_name or 'from connection'}, "
                 f"connection {self.conn_id!r}): " + "; ".join(problems)
             )
-        self.log.info("%s health check succeeded", type(self).__name__)
+        self.log.info("%s health check succeeded", self._name())
 
     def _stack_problems(self, clients: ControlPlaneClients) -> list[str]:
         """What the control plane found wrong with its stack's settings, the last time it checked.
@@ -349,6 +327,9 @@ class EcsControlPlaneExecutor(BaseExecutor):
         nobody else references is collected mid-save and written empty (``NOT NULL constraint
         failed: log.event``). Holding a reference until the next heartbeat avoids that.
         """
+        if not is_task_instance_key(ti_key):  # a callback: Airflow 3.2's Log() takes task instances only
+            self.log.debug("No audit-log record for %s (%s): %s", ti_key, event, extra)
+            return
         before = len(self._task_event_logs)
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
         if len(self._task_event_logs) > before:
@@ -361,28 +342,57 @@ class EcsControlPlaneExecutor(BaseExecutor):
     # -- submitting -----------------------------------------------------------------------------
 
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
-        """Hand each workload over: out of the queued set, into the send buffer, into running."""
-        from airflow.executors import workloads as wl  # noqa: PLC0415 - Airflow imports it lazily too
+        """Hand each workload over: out of the queued set, into the send buffer, into running.
 
+        A workload this executor cannot run is failed alone, with the reason; none raises into
+        the scheduler's heartbeat (see workloads.py for what each Airflow release sends).
+        """
         for workload in workload_items:
-            key: AirflowKey
-            if isinstance(workload, wl.ExecuteTask):
-                key = self._key_of(workload.ti)
-                self.queued_tasks.pop(key, None)
-                accepted = self.execute_async(
-                    key=key,
-                    command=[workload],
-                    queue=workload.ti.queue,
-                    executor_config=workload.ti.executor_config or {},
-                )
-            elif _ExecuteCallback is not None and isinstance(workload, _ExecuteCallback):
-                key = workload.callback.key
-                self.queued_callbacks.pop(key, None)
-                accepted = self.execute_async(key=key, command=[workload], queue=None)
-            else:
-                raise RuntimeError(f"{type(self).__name__} cannot handle workloads of type {type(workload)}")
-            if accepted:
-                self.running.add(key)
+            try:
+                self._process_workload(workload)
+            except Exception as exc:  # noqa: BLE001 - one bad workload must not stop the heartbeat
+                self._refuse_workload(workload, f"could not be handed over: {type(exc).__name__}: {exc}")
+
+    def _process_workload(self, workload: Any) -> None:
+        kind = kind_of(workload)
+        key: AirflowKey
+        if kind is WorkloadKind.TASK:
+            key = self._key_of(workload.ti)
+            self.queued_tasks.pop(key, None)
+            accepted = self.execute_async(
+                key=key,
+                command=[workload],
+                queue=workload.ti.queue,
+                executor_config=workload.ti.executor_config or {},
+            )
+        elif kind is WorkloadKind.CALLBACK:
+            key = workload.callback.key
+            self.queued_callbacks.pop(key, None)
+            accepted = self.execute_async(key=key, command=[workload], queue=None)
+        else:
+            why = f"{type(self).__name__} cannot run {type(workload).__name__} workloads"
+            self._refuse_workload(workload, why)
+            return
+        if accepted:
+            self.running.add(key)
+
+    def _refuse_workload(self, workload: Any, reason: str) -> None:
+        """Take a workload out of Airflow's queues and report it failed (where Airflow takes a report)."""
+        key = key_of_workload(workload)
+        self.log.error("%s workload %s refused: %s", type(workload).__name__, key, reason)
+        self.metrics.tasks_refused()
+        if key is None:
+            return
+        for queued in ("queued_tasks", "queued_callbacks", "queued_connection_tests"):
+            pending = getattr(self, queued, None)
+            if isinstance(pending, dict):
+                pending.pop(key, None)
+        if kind_of(workload) is WorkloadKind.UNSUPPORTED and not is_task_instance_key(key):
+            # No event Airflow would act on: a connection test is failed by the scheduler's reaper.
+            self.running.discard(key)
+            return
+        self.log_task_event(event="ecs control plane task refused", extra=reason, ti_key=key)
+        self.fail(key, None if is_task_instance_key(key) else reason)
 
     def execute_async(
         self,
@@ -423,7 +433,8 @@ class EcsControlPlaneExecutor(BaseExecutor):
             reason = f"refused before sending: {exc}"
             self.log.error("Task %s failed: %s", key, reason)
             self.log_task_event(event="ecs control plane task refused", extra=reason, ti_key=key)
-            self.fail(key)
+            self.metrics.tasks_refused()
+            self.fail(key, None if is_task_instance_key(key) else reason)  # a callback keeps the why
             return False
         previous = self._current.get(key)
         if previous is not None and previous != encoded:
@@ -454,6 +465,17 @@ class EcsControlPlaneExecutor(BaseExecutor):
     def _track(self, encoded: str, key: AirflowKey) -> None:
         self.tracked[encoded] = key
         self._current[key] = encoded
+        if encoded not in self._state_of:
+            self._set_state(encoded, "submitted")
+
+    def _set_state(self, encoded: str, state: str | None) -> None:
+        """Record the last known state of a tracked key (None: no longer tracked)."""
+        previous = self._state_of.pop(encoded, None)
+        if previous is not None:
+            self._state_counts[previous] -= 1
+        if state is not None:
+            self._state_of[encoded] = state
+            self._state_counts[state] += 1
 
     def _forget(self, encoded: str) -> None:
         """Stop reporting a submission; a run request of it still unsent is still sent."""
@@ -461,6 +483,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
         if key is not None and self._current.get(key) == encoded:
             del self._current[key]
         self._sent_at.pop(encoded, None)
+        self._set_state(encoded, None)
         self.feed.forget(encoded)
         self._reported_arn.pop(encoded, None)
         self._overdue_reported.discard(encoded)
@@ -483,6 +506,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
         result = self.clients.queue.send_batch(list(pending.values()))
         failed = {(r.kind, r.key): why for r, why in result.failed}
         refused = {(r.kind, r.key): why for r, why in result.refused}
+        self._count_sends(pending, failed, refused)
         sent_at = now_ms()
         for slot in pending:
             if slot in failed:
@@ -526,6 +550,17 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 self._untrack(encoded)
                 self.fail(airflow_key)
 
+    def _count_sends(
+        self, pending: dict[tuple[str, str], RunRequest], failed: dict[Any, str], refused: dict[Any, str]
+    ) -> None:
+        accepted = (slot for slot in pending if slot not in failed and slot not in refused)
+        for kind, count in Counter(kind for kind, _ in accepted).items():
+            self.metrics.requests_sent(kind, count)
+        for kind, count in Counter(k for k, _ in failed).items():
+            self.metrics.send_failures(kind, count)
+        for kind, count in Counter(k for k, _ in refused).items():
+            self.metrics.requests_refused(kind, count)
+
     def _refused(self, slot: tuple[str, str], why: str) -> None:
         """SQS will never take this request: fail its task now, with the reason."""
         kind, encoded = slot
@@ -540,6 +575,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
     # -- syncing --------------------------------------------------------------------------------
 
     def sync(self) -> None:
+        started = time.perf_counter()
         try:
             self._release_saved_event_logs()
             if not self._ready():
@@ -550,9 +586,12 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 return
             self._read_changes()
             self._reconnect_attempts = 0
+            self.metrics.sync_duration((time.perf_counter() - started) * 1000)
+            self.metrics.tries_by_state(self._state_counts)
         except Exception as exc:
             # Nothing may reach the scheduler loop; the next heartbeat tries again.
             self.sync_failures += 1
+            self.metrics.sync_failed()
             if is_credential_error(exc):
                 self._credentials_lost(exc)
             else:
@@ -564,6 +603,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
         page = table.changes_page(
             self.owner, self.feed.since_ms(), cursor=self.feed.cursor, limit=CHANGES_PAGE_LIMIT
         )
+        self.metrics.items_read(len(page.items), "changes")
         self._apply_versions(page.items)
         self.feed.page_read((v.updated_at for v in page.items), page.cursor)
         self._safety_net_step(table)
@@ -579,6 +619,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
         step = self.safety_net.next_step(now, sent)
         if isinstance(step, ActivePage):
             page = table.active_page(step.shard, self.owner, cursor=step.cursor, limit=ACTIVE_PAGE_LIMIT)
+            self.metrics.items_read(len(page.items), "safety_net")
             # A version newer than the one applied, at or under the feed's bound, was missed by it
             # (a newer one is the feed's next read): read by key with the rest.
             bound = self.feed.since_ms()
@@ -592,6 +633,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
             self.safety_net.active_page_read((v.key for v in page.items), page.cursor, missed)
         elif isinstance(step, ReadKeys):
             read = table.read_keys(step.keys)
+            self.metrics.items_read(len(read.items), "safety_net")
             self._apply_versions(read.items)
             result = self.safety_net.keys_read(step.keys, (v.key for v in read.items), read.unprocessed, now)
             if result is not None:
@@ -611,7 +653,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 result.duration_ms / 1000,
                 result.calls,
                 len(self.tracked),
-                cfg.env_name(cfg.FULL_RESYNC_INTERVAL_SECONDS),
+                self._env(cfg.FULL_RESYNC_INTERVAL_SECONDS),
                 interval // 1000,
                 result.duration_ms / 1000,
             )
@@ -721,14 +763,19 @@ class EcsControlPlaneExecutor(BaseExecutor):
             self.running.discard(airflow_key)
         elif item.state is TaskState.SUCCESS:
             self._untrack(item.key)
+            self.metrics.tries_ended("success")
             self.success(airflow_key, item.task_arn)
         elif item.state is TaskState.FAILED:
             reason = _failure_reason(item)
             self.log.error("Task %s failed: %s", item.key, reason)
             self.log_task_event(event="ecs control plane task failed", extra=reason, ti_key=airflow_key)
             self._untrack(item.key)
-            self.fail(airflow_key, item.task_arn)
-        elif item.task_arn and self._reported_arn.get(item.key) != item.task_arn:
+            self.metrics.tries_ended("failed")
+            # A callback's info becomes its output in Airflow's callback table: say why.
+            self.fail(airflow_key, item.task_arn if is_task_instance_key(airflow_key) else reason)
+        else:
+            self._set_state(item.key, item.state.value)
+        if not item.is_terminal and item.task_arn and self._reported_arn.get(item.key) != item.task_arn:
             self._reported_arn[item.key] = item.task_arn
             self.log.info(
                 "Task %s runs as ECS task %s (start attempt %d)", item.key, item.task_arn, item.attempt
@@ -756,6 +803,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
         """
         not_adopted: list[TaskInstance] = []
         adopted: list[str] = []
+        pending = 0
         for ti in tis:
             key = self._key_of(ti)
             external = getattr(ti, "external_executor_id", None)
@@ -777,6 +825,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
                 self._pending_adoption[encoded] = claim
                 self._adopted(encoded, key)
                 adopted.append(f"{encoded} (adoption pending)")
+                pending += 1
                 continue
             except UnreadableItemError as exc:
                 self.log.error("Cannot adopt %s, handing it back: %s", encoded, exc)
@@ -791,6 +840,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
             self.log.info(
                 "Adopted %d task(s) as owner %s:\n\t%s", len(adopted), self.owner, "\n\t".join(adopted)
             )
+        self.metrics.adoption(len(adopted) - pending, pending, len(not_adopted))
         return not_adopted
 
     def _find_submission(self, base: TaskKey, ti: Any) -> str | None:

@@ -1,0 +1,196 @@
+"""The executor's own Airflow metrics, driven through moto and the real handlers.
+
+A recording stand-in takes the place of Airflow's stats backend; each test asserts the metrics a
+scheduler operator would graph: sends, send failures, sync duration and items read, tries by
+state, ends, adoption counts, all tagged with the team.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.executors.workloads import ExecuteTask
+
+from ecs_control_plane.gateways import BatchSendResult
+from executor_client import EcsControlPlaneExecutor
+from executor_client import config as cfg
+from executor_client.metrics import ExecutorMetrics, airflow_stats
+from tests.support.aws import MockedControlPlane
+
+TOKEN = "eyJhbGciOiJIUzUxMiJ9.METRICS-TEST-WORKLOAD-TOKEN.c2ln"
+
+
+class RecordingStats:
+    """Airflow's Stats calls (incr, gauge, timing), recorded with their tags."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, float, dict[str, Any]]] = []
+
+    def incr(self, stat: str, count: int = 1, rate: float | None = None, *, tags: dict[str, Any]) -> None:
+        self.calls.append(("incr", stat, count, tags))
+
+    def gauge(self, stat: str, value: float, rate: float | None = None, *, tags: dict[str, Any]) -> None:
+        self.calls.append(("gauge", stat, value, tags))
+
+    def timing(self, stat: str, dt: float, *, tags: dict[str, Any]) -> None:
+        self.calls.append(("timing", stat, dt, tags))
+
+    def total(self, stat: str, **tags: str) -> float:
+        return sum(v for kind, s, v, t in self.calls if kind == "incr" and s == stat and _has(t, tags))
+
+    def last_gauges(self, stat: str) -> dict[str, float]:
+        """The latest value of a gauge, per ``state`` tag."""
+        latest: dict[str, float] = {}
+        for kind, s, v, t in self.calls:
+            if kind == "gauge" and s == stat:
+                latest[t["state"]] = v
+        return latest
+
+    def tags_of(self) -> dict[str, set[Any]]:
+        seen: dict[str, set[Any]] = defaultdict(set)
+        for _, stat, _, tags in self.calls:
+            seen[stat].add(tags.get("team_name"))
+        return seen
+
+
+def _has(tags: dict[str, Any], wanted: dict[str, str]) -> bool:
+    return all(tags.get(k) == v for k, v in wanted.items())
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> RecordingStats:
+    stats = RecordingStats()
+    monkeypatch.setattr("executor_client.metrics.airflow_stats", lambda: stats)
+    return stats
+
+
+def _executor(
+    monkeypatch: pytest.MonkeyPatch, plane: MockedControlPlane, team: str | None
+) -> EcsControlPlaneExecutor:
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws"}')
+    for key, value in {
+        cfg.QUEUE_URL: plane.queue_url,
+        cfg.STATE_TABLE: plane.table_name,
+        cfg.REGION_NAME: "us-east-1",
+    }.items():
+        monkeypatch.setenv(cfg.env_name(key, team), value)
+    executor = EcsControlPlaneExecutor(team_name=team) if team else EcsControlPlaneExecutor()
+    executor.start()
+    return executor
+
+
+def _task(task_id: str) -> ExecuteTask:
+    from airflow.executors.workloads.base import BundleInfo  # noqa: PLC0415
+    from airflow.executors.workloads.task import TaskInstanceDTO  # noqa: PLC0415
+
+    ti = TaskInstanceDTO(
+        id=uuid.uuid4(),
+        dag_id="metrics",
+        task_id=task_id,
+        run_id="manual__1",
+        try_number=1,
+        map_index=-1,
+        dag_version_id=uuid.uuid4(),
+        pool_slots=1,
+        priority_weight=1,
+        queue="default",
+        executor_config=None,
+        external_executor_id=uuid.uuid4().hex,
+    )
+    return ExecuteTask(
+        ti=ti,
+        dag_rel_path=Path("metrics.py"),
+        token=TOKEN,
+        log_path=f"dag_id=metrics/task_id={task_id}/attempt=1.log",
+        bundle_info=BundleInfo(name="dags-folder"),
+    )
+
+
+def test_a_teams_task_is_counted_from_send_to_end_with_the_team_tag(
+    control_plane_aws: MockedControlPlane, monkeypatch: pytest.MonkeyPatch, recorded: RecordingStats
+):
+    # GIVEN team_a's executor and two tasks
+    plane = control_plane_aws
+    executor = _executor(monkeypatch, plane, "team_a")
+    works = [_task("first"), _task("second")]
+    for work in works:
+        executor.queue_workload(work, session=None)  # type: ignore[arg-type]
+    # WHEN they are sent, started, and one succeeds while the other still runs
+    executor.heartbeat()
+    submitted = recorded.last_gauges("ecs_control_plane.tries")
+    plane.deliver()
+    executor.sync()
+    started = recorded.last_gauges("ecs_control_plane.tries")
+    first = executor.current_submission(works[0].ti.key)
+    second = executor.current_submission(works[1].ti.key)
+    assert first
+    assert second
+    plane.run_to_exit(first, 0)
+    plane.apply(plane.ecs_event(plane.task_for(second), "RUNNING"))
+    executor.sync()
+    # THEN sends, reads, ends and the per-state gauge tell that story, every metric tagged team_a
+    assert recorded.total("ecs_control_plane.requests.sent", kind="run") == 2
+    assert submitted["submitted"] == 2
+    assert started == {"submitted": 0, "queued": 0, "starting": 2, "running": 0}
+    assert recorded.last_gauges("ecs_control_plane.tries") == {
+        "submitted": 0,
+        "queued": 0,
+        "starting": 0,
+        "running": 1,
+    }
+    assert recorded.total("ecs_control_plane.tries.ended", state="success") == 1
+    assert recorded.total("ecs_control_plane.sync.items_read", source="changes") >= 3
+    assert any(
+        kind == "timing" and stat == "ecs_control_plane.sync.duration" for kind, stat, _, _ in recorded.calls
+    )
+    assert all(teams == {"team_a"} for teams in recorded.tags_of().values())
+
+
+def test_send_failures_and_refusals_are_counted_by_kind(
+    control_plane_aws: MockedControlPlane, monkeypatch: pytest.MonkeyPatch, recorded: RecordingStats
+):
+    # GIVEN an executor (no team) whose queue refuses every send this heartbeat
+    executor = _executor(monkeypatch, control_plane_aws, None)
+    work = _task("unlucky")
+    executor.queue_workload(work, session=None)  # type: ignore[arg-type]
+    queue = executor.clients.queue
+    monkeypatch.setattr(
+        queue,
+        "send_batch",
+        lambda requests: BatchSendResult(failed=[(r, "ServiceUnavailable") for r in requests]),
+    )
+    # WHEN it heartbeats, and a task with a refused executor_config comes in
+    executor.heartbeat()
+    executor.execute_async(key=_task("bad").ti.key, command=["x"], executor_config={"nope": 1})
+    # THEN the failed send and the refusal are counted, and no metric carries a team tag
+    assert recorded.total("ecs_control_plane.requests.send_failures", kind="run") == 1
+    assert recorded.total("ecs_control_plane.requests.sent") == 0
+    assert recorded.total("ecs_control_plane.tasks.refused") == 1
+    assert all(teams == {None} for teams in recorded.tags_of().values())
+
+
+def test_a_failing_metrics_backend_never_fails_a_heartbeat(
+    control_plane_aws: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+):
+    class Broken:
+        def __getattr__(self, name: str) -> Any:
+            raise OSError("statsd is gone")
+
+    monkeypatch.setattr("executor_client.metrics.airflow_stats", Broken)
+    executor = _executor(monkeypatch, control_plane_aws, None)
+    executor.queue_workload(_task("still_sent"), session=None)  # type: ignore[arg-type]
+    executor.heartbeat()
+    assert executor.sync_failures == 0
+    assert len(executor.tracked) == 1
+
+
+def test_metrics_go_to_the_backend_airflows_own_executor_metrics_use():
+    from airflow.executors import base_executor  # noqa: PLC0415
+
+    namespace = vars(base_executor)
+    assert airflow_stats() is (namespace.get("Stats") or namespace["stats"])
+    assert ExecutorMetrics("team_a").stats is airflow_stats()

@@ -1,0 +1,193 @@
+"""Every workload type an Airflow release may hand over: run, refused the way Airflow expects, or
+failed alone; never an exception out of ``heartbeat()`` (the scheduler loop does not catch one).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.executors.base_executor import BaseExecutor
+from airflow.executors.workloads import ExecuteTask
+from airflow.utils.state import TaskInstanceState
+
+from ecs_control_plane.contract import TaskKey
+from executor_client import EcsControlPlaneExecutor
+from executor_client import config as cfg
+from executor_client.workloads import callbacks_runnable, task_key_for
+from tests.support.aws import MockedControlPlane
+
+TOKEN = "eyJhbGciOiJIUzUxMiJ9.KINDS-TEST-WORKLOAD-TOKEN.c2ln"
+
+
+class Unknown:
+    """A workload type of some future Airflow this executor knows nothing about."""
+
+    key = "unknown-1"
+    display_name = "unknown"
+
+
+@pytest.fixture
+def executor(
+    control_plane_aws: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> EcsControlPlaneExecutor:
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws"}')
+    for key, value in {
+        cfg.QUEUE_URL: control_plane_aws.queue_url,
+        cfg.STATE_TABLE: control_plane_aws.table_name,
+        cfg.REGION_NAME: "us-east-1",
+    }.items():
+        monkeypatch.setenv(cfg.env_name(key), value)
+    started = EcsControlPlaneExecutor()
+    started.start()
+    return started
+
+
+def test_unknown_workload_type_is_dropped_with_a_reason_not_raised(
+    executor: EcsControlPlaneExecutor, capsys: pytest.CaptureFixture[str]
+):
+    # GIVEN a workload of a type this executor cannot run, already handed over
+    executor.running.add(Unknown.key)
+    # WHEN the executor processes it (what trigger_tasks does on a heartbeat)
+    executor._process_workloads([Unknown()])
+    # THEN nothing raises, nothing is tracked or sent, and the log says why
+    assert executor.tracked == {}
+    assert executor._outbox == {}
+    assert Unknown.key not in executor.running
+    assert "cannot run Unknown workloads" in capsys.readouterr().out
+
+
+def test_a_workload_that_raises_while_handed_over_fails_alone(executor: EcsControlPlaneExecutor):
+    # GIVEN two task workloads, the first of which cannot be read
+    good = _task("good")
+    bad = _task("bad")
+    object.__setattr__(bad, "ti", None)  # reading bad.ti.queue raises AttributeError
+    key = good.ti.key
+    # WHEN both are processed in one heartbeat
+    executor._process_workloads([bad, good])
+    # THEN the good one is sent and running; the bad one did not stop it
+    assert executor.current_submission(key) is not None
+    assert key in executor.running
+
+
+@pytest.mark.skipif(
+    not hasattr(BaseExecutor, "supports_connection_test"), reason="connection tests arrived in Airflow 3.3"
+)
+def test_connection_tests_are_refused_the_way_airflow_expects(executor: EcsControlPlaneExecutor):
+    from airflow.executors.workloads import TestConnection  # noqa: PLC0415 - Airflow >= 3.3
+
+    # GIVEN the executor does not claim connection tests: the scheduler fails such a request with
+    # "does not support connection testing" instead of queueing it (scheduler_job_runner)
+    assert executor.supports_connection_test is False
+    with pytest.raises(NotImplementedError):
+        executor.queue_workload(_connection_test(TestConnection), session=None)  # type: ignore[arg-type]
+    # WHEN one reaches the executor anyway
+    work = _connection_test(TestConnection)
+    executor.queued_connection_tests[work.key] = work
+    executor._process_workloads([work])
+    # THEN it leaves Airflow's queue with no event (Airflow's reaper fails it) and is not sent
+    assert executor.queued_connection_tests == {}
+    assert executor.get_event_buffer() == {}
+    assert executor._outbox == {}
+
+
+def test_a_plain_string_callback_key_of_airflow_3_2_names_its_callback():
+    callback_id = str(uuid.uuid4())
+    assert task_key_for(callback_id) == TaskKey.for_callback(callback_id)
+    with pytest.raises(TypeError):
+        task_key_for("")
+    with pytest.raises(TypeError):
+        task_key_for(42)
+
+
+def release_callback_key(callback_id: str) -> Any:
+    """The key this Airflow files a callback under: 3.2's plain str, 3.3's CallbackKey."""
+    callback = pytest.importorskip("airflow.models.callback", reason="callbacks arrived in Airflow 3.2")
+    key_type = callback.CallbackKey
+    return callback_id if key_type is str else key_type(id=callback_id)
+
+
+def test_a_failed_callback_is_reported_under_its_release_key_with_the_reason(
+    executor: EcsControlPlaneExecutor, control_plane_aws: MockedControlPlane
+):
+    # GIVEN a callback handed over under the key this release uses
+    callback_id = str(uuid.uuid4())
+    key = release_callback_key(callback_id)
+    assert executor.execute_async(key=key, command=["python", "-c", "pass"])
+    executor.running.add(key)
+    executor.sync()
+    encoded = executor.current_submission(key)
+    assert encoded is not None
+    assert TaskKey.parse(encoded) == TaskKey.for_callback(callback_id, TaskKey.parse(encoded).submission)
+    # WHEN its container fails
+    control_plane_aws.deliver()
+    control_plane_aws.run_to_exit(encoded, 3)
+    executor.sync()
+    # THEN it is reported failed with the reason as its info (Airflow stores it as the callback's
+    # output), and no audit-log record was made (3.2's Log() takes task instances only)
+    state, info = executor.get_event_buffer()[key]
+    assert str(state) == "failed"
+    assert "exit code 3" in str(info)
+    assert len(executor._task_event_logs) == 0
+
+
+def test_no_audit_record_is_made_for_a_key_that_is_not_a_task_instance(executor: EcsControlPlaneExecutor):
+    executor.log_task_event(event="ecs control plane task failed", extra="why", ti_key=str(uuid.uuid4()))
+    assert len(executor._task_event_logs) == 0
+
+
+def test_callbacks_are_claimed_only_where_a_container_can_run_them():
+    class Release33:
+        run_workload = staticmethod(lambda: None)
+
+    class Release32:  # hands callbacks over, but its task runner refuses them in a container
+        pass
+
+    assert callbacks_runnable(Release33, object) is True
+    assert callbacks_runnable(Release32, object) is False
+    assert callbacks_runnable(Release33, None) is False  # 3.1: no ExecuteCallback at all
+
+
+def test_a_refused_executor_config_fails_only_its_task(executor: EcsControlPlaneExecutor):
+    bad = _task("bad_config", executor_config={"overrides": {"containerOverrides": [{"command": ["sh"]}]}})
+    good = _task("fine")
+    executor._process_workloads([bad, good])
+    buffered = executor.get_event_buffer()
+    assert buffered[bad.ti.key][0] == TaskInstanceState.FAILED
+    assert executor.current_submission(good.ti.key) is not None
+
+
+# -- workloads ------------------------------------------------------------------------------------
+
+
+def _task(task_id: str, executor_config: Any = None) -> ExecuteTask:
+    from airflow.executors.workloads.base import BundleInfo  # noqa: PLC0415
+    from airflow.executors.workloads.task import TaskInstanceDTO  # noqa: PLC0415
+
+    ti = TaskInstanceDTO(
+        id=uuid.uuid4(),
+        dag_id="kinds",
+        task_id=task_id,
+        run_id="manual__1",
+        try_number=1,
+        map_index=-1,
+        dag_version_id=uuid.uuid4(),
+        pool_slots=1,
+        priority_weight=1,
+        queue="default",
+        executor_config=executor_config,
+        external_executor_id=uuid.uuid4().hex,
+    )
+    return ExecuteTask(
+        ti=ti,
+        dag_rel_path=Path("kinds.py"),
+        token=TOKEN,
+        log_path=f"dag_id=kinds/task_id={task_id}/attempt=1.log",
+        bundle_info=BundleInfo(name="dags-folder"),
+    )
+
+
+def _connection_test(cls: Any) -> Any:
+    return cls(connection_test_id=uuid.uuid4(), connection_id="aws_default", timeout=60, token=TOKEN)
