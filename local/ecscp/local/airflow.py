@@ -237,6 +237,28 @@ class LocalAirflow:
             log = log_tail(self._migration.log_path)
             raise AirflowError(f"airflow db migrate failed (exit {code}):\n{log}")
 
+    def cli(self, args: Sequence[str], extra_environment: Mapping[str, str], timeout: float = 120.0) -> str:
+        """Run ``airflow <args>`` once the database is migrated (e.g. ``teams create``); its output.
+
+        It runs with the services' environment plus ``extra_environment``; a failure raises
+        AirflowError with the command's output.
+        """
+        self._finish_migration(timeout)
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), *args],
+            env=self.service_environment(extra_environment),
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise AirflowError(
+                f"airflow {' '.join(args)} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}"
+            )
+        return done.stdout
+
     def start(self, extra_environment: Mapping[str, str], ready_timeout: float = 180.0) -> None:
         """Migrate the database, start the services, return once the api-server answers."""
         deadline = time.monotonic() + ready_timeout
