@@ -72,3 +72,11 @@ def make_clients(
     sqs: SQSClient = _client("sqs", conn_id, region_name)
     dynamodb: DynamoDBClient = _client("dynamodb", conn_id, region_name)
     return ControlPlaneClients(queue=RunRequestQueue(sqs, queue_url), table=StateTable(dynamodb, state_table))
+
+
+def describe_error(exc: BaseException) -> str:
+    """An AWS error as its code and message (``Code: message``); other errors by type and text."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"

@@ -13,17 +13,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.executors.base_executor import BaseExecutor
-from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.sdk.exceptions import AirflowException
-from botocore.exceptions import BotoCoreError, ClientError
 
 from ecs_control_plane.contract import (
-    ACTIVE_INDEX,
-    OWNER_INDEX,
     RunRequest,
     TaskKey,
     TaskState,
@@ -32,11 +27,19 @@ from ecs_control_plane.contract import (
     now_ms,
 )
 from ecs_control_plane.executor_config import check_executor_config
-from ecs_control_plane.store import ItemVersion, StateTable, UnreadableItemError
+from ecs_control_plane.store import ItemVersion, StateTable
 
+from . import adoption, task_instances
 from . import config as cfg
-from .aws import ControlPlaneClients, is_credential_error, make_clients, mentions_credential_error
+from .adoption import AdoptionMixin
+from .aws import (
+    ControlPlaneClients,
+    is_credential_error,
+    make_clients,
+    mentions_credential_error,
+)
 from .change_feed import ChangeFeed
+from .health import HealthCheckMixin
 from .metrics import ExecutorMetrics
 from .safety_net import ActivePage, PassResult, ReadKeys, SafetyNet, overdue_without_item
 from .workloads import (
@@ -57,12 +60,6 @@ if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
 
 END_POLL_SECONDS = 5.0
-ADOPT_ATTEMPTS = 3
-#: Task instance states in which a finished hand-over of the same try is no news to Airflow.
-MOVED_ON_STATES = ("scheduled", "up_for_reschedule", "deferred")
-ADOPT_RETRY_SECONDS = 0.2
-#: An adopt request not carried out after this long is sent again (it is idempotent).
-ADOPT_RESEND_MS = 60_000
 RECONNECT_BACKOFF_CAP_SECONDS = 120.0
 OWNER_MAX_CHARS = 200
 #: Items one change-feed call reads at most: bounds a heartbeat's parsing when a backlog builds up
@@ -85,7 +82,7 @@ def default_owner(job_id: object | None, team_name: str | None = None) -> str:
     return f"{team}{socket.gethostname()}-{os.getpid()}{job}-{uuid.uuid4().hex[:8]}"[-OWNER_MAX_CHARS:]
 
 
-class EcsControlPlaneExecutor(BaseExecutor):
+class EcsControlPlaneExecutor(HealthCheckMixin, AdoptionMixin, BaseExecutor):
     """Runs each Airflow task in its own ECS task, through the serverless control plane.
 
     ``execute_async`` only buffers; ``sync`` sends the buffer and applies the state changes of
@@ -242,76 +239,6 @@ class EcsControlPlaneExecutor(BaseExecutor):
         self.log.info("%s starting as owner %s", self._name(), self.owner)
         if self.check_health_on_startup:
             self.check_health()
-
-    def check_health(self) -> None:
-        """Raise AirflowException naming what is unreachable and which setting to fix."""
-        problems: list[str] = []
-        try:
-            clients = self.clients
-        except (ClientError, BotoCoreError) as exc:
-            raise AirflowException(
-                f"cannot create AWS clients from connection {self.conn_id!r} "
-                f"({self._env(cfg.CONN_ID)}, {self._env(cfg.REGION_NAME)}): {exc}"
-            ) from exc
-        try:
-            clients.queue.attributes()
-        except (ClientError, BotoCoreError) as exc:
-            problems.append(
-                f"queue {self.queue_url!r} is not reachable ({_describe(exc)}): "
-                f"check {self._env(cfg.QUEUE_URL)}"
-            )
-        try:
-            table = clients.table.describe()
-        except (ClientError, BotoCoreError) as exc:
-            problems.append(
-                f"table {self.state_table!r} is not reachable ({_describe(exc)}): "
-                f"check {self._env(cfg.STATE_TABLE)}"
-            )
-        else:
-            indexes = {i.get("IndexName") for i in table.get("GlobalSecondaryIndexes", [])}
-            missing = [name for name in (OWNER_INDEX, ACTIVE_INDEX) if name not in indexes]
-            if missing:
-                problems.append(
-                    f"table {self.state_table!r} has no index {' or '.join(map(repr, missing))}: "
-                    f"{self._env(cfg.STATE_TABLE)} must name the state table of a stack of this "
-                    "version (an older stack's indexes have other names: deploy the stack again)"
-                )
-            else:
-                problems += self._stack_problems(clients)
-        if problems:
-            raise AirflowException(
-                f"{self._name()} health check failed (region {self.region_name or 'from connection'}, "
-                f"connection {self.conn_id!r}): " + "; ".join(problems)
-            )
-        self.log.info("%s health check succeeded", self._name())
-
-    def _stack_problems(self, clients: ControlPlaneClients) -> list[str]:
-        """What the control plane found wrong with its stack's settings, the last time it checked.
-
-        The scheduler holds no ECS rights, so it cannot see that the cluster is missing or the
-        container unknown; the control plane checks (on every reconciler run, and as the local
-        stack starts) and records the result in the table. No record yet is not an error.
-        """
-        try:
-            report = clients.table.readiness()
-        except (ClientError, BotoCoreError) as exc:
-            self.log.warning("Could not read the control plane's settings check: %s", _describe(exc))
-            return []
-        if report is None:
-            self.log.warning(
-                "The control plane has not checked its settings against ECS yet (its reconciler does "
-                "on every run); starting without that check"
-            )
-            return []
-        if report.ready:
-            return []
-        when = datetime.fromtimestamp(report.checked_at / 1000, tz=timezone.utc)
-        checked = when.isoformat(timespec="seconds")
-        found = "; ".join(f"stack parameter {p.parameter}: {p.message}" for p in report.problems)
-        return [
-            f"the control plane stack {report.control_plane!r} cannot run tasks (checked {checked}): "
-            f"{found}. Fix these parameters and deploy the stack again (sam deploy --parameter-overrides)"
-        ]
 
     def _key_of(self, ti: Any) -> AirflowKey:
         """Airflow's workload key for a task instance (its UUID on Airflow versions keyed by it)."""
@@ -688,47 +615,9 @@ class EcsControlPlaneExecutor(BaseExecutor):
             for item in items
             if item.is_terminal and item.key in self.tracked and item.owner == self.owner
         ]
-        moved_on = self._moved_on(finished)
+        moved_on = task_instances.moved_on(finished, self.log)
         for item in items:
             self._apply(item, moved_on)
-
-    def _moved_on(self, keys: Sequence[AirflowKey]) -> set[AirflowKey]:
-        """The task instances among ``keys`` that Airflow already moved past this hand-over.
-
-        A reschedule poke's container ends after its task instance went to UP_FOR_RESCHEDULE; by
-        the time its exit reaches the executor the scheduler may have put it in SCHEDULED for the
-        next poke. Airflow 3.3 then fails the task instance on a finished report for the same try
-        (only resumes after a deferral are exempt), so such a report must not be sent. One query
-        per sync that has finished items; if the metadata database cannot be read, every outcome
-        is reported as before.
-        """
-        tis = [key for key in keys if isinstance(key, TaskInstanceKey)]
-        if not tis:
-            return set()
-        try:
-            from airflow.models.taskinstance import TaskInstance as TI  # noqa: N817, PLC0415
-            from airflow.utils.session import create_session  # noqa: PLC0415
-            from sqlalchemy import select  # noqa: PLC0415
-
-            condition = TI.filter_for_tis(tis)
-            if condition is None:
-                return set()
-            with create_session() as session:
-                rows = session.execute(
-                    select(TI.dag_id, TI.task_id, TI.run_id, TI.map_index, TI.try_number, TI.state).where(
-                        condition
-                    )
-                ).all()
-        except Exception as exc:  # noqa: BLE001 - without the database, report as before
-            self.log.debug("Could not read task instance states (%s); reporting every outcome", exc)
-            return set()
-        waiting = {str(state) for state in MOVED_ON_STATES}
-        moved = {
-            TaskInstanceKey(dag_id, task_id, run_id, try_number, map_index)
-            for dag_id, task_id, run_id, map_index, try_number, state in rows
-            if state is not None and str(getattr(state, "value", state)) in waiting
-        }
-        return {key for key in tis if key in moved}
 
     def _apply(
         self, item: TaskStateItem, moved_on: set[AirflowKey] | frozenset[AirflowKey] = frozenset()
@@ -739,7 +628,7 @@ class EcsControlPlaneExecutor(BaseExecutor):
             return
         if item.owner != self.owner and item.key in self._adopting:
             # Adopted here, and the control plane has not moved it yet: keep it, ask again if slow.
-            if now_ms() - self._adopting[item.key] > ADOPT_RESEND_MS:
+            if now_ms() - self._adopting[item.key] > adoption.ADOPT_RESEND_MS:
                 self.log.warning(
                     "Task %s is still owned by %s; asking again to adopt it", item.key, item.owner
                 )
@@ -787,148 +676,6 @@ class EcsControlPlaneExecutor(BaseExecutor):
             self._send_failures.pop((kind, encoded), None)
         self._outbox.pop(("run", encoded), None)
         self._outbox.pop(("adopt", encoded), None)
-
-    # -- adoption -------------------------------------------------------------------------------
-
-    def try_adopt_task_instances(self, tis: Sequence[TaskInstance]) -> Sequence[TaskInstance]:
-        """Take over the submissions of tasks whose scheduler died; hand back what cannot be.
-
-        The submission comes from the task instance's ``external_executor_id``. Its item moves
-        to this owner whatever its state: a try that finished since the old scheduler's last sync
-        is reported as it ended, not reset and run again. A submission whose run request is still
-        on the queue gets a QUEUED item of this owner, so its task starts watched (or fails as
-        overdue if the request never arrives). Only a try with no item and no known submission
-        (a request of the previous contract) is handed back for reset. A DynamoDB error is not
-        "no item": the try is tracked and its adoption retried on each sync.
-        """
-        not_adopted: list[TaskInstance] = []
-        adopted: list[str] = []
-        pending = 0
-        for ti in tis:
-            key = self._key_of(ti)
-            external = getattr(ti, "external_executor_id", None)
-            submission = str(external) if is_submission_id(external) else ""
-            base = task_key_for(key)
-            # With the submission known, its item is claimed even if its request has not arrived;
-            # without it, the try's newest submission is looked up (or its v1 item).
-            encoded = base.with_submission(submission).encode()
-            claim = bool(submission)
-            try:
-                found = encoded if claim else self._find_submission(base, ti)
-                item = self._adopt_item(found, claim) if found else None
-            except (ClientError, BotoCoreError) as exc:
-                self.log.warning(
-                    "Could not adopt %s yet (%s); tracking it and retrying on each sync",
-                    encoded,
-                    _describe(exc),
-                )
-                self._pending_adoption[encoded] = claim
-                self._adopted(encoded, key)
-                adopted.append(f"{encoded} (adoption pending)")
-                pending += 1
-                continue
-            except UnreadableItemError as exc:
-                self.log.error("Cannot adopt %s, handing it back: %s", encoded, exc)
-                not_adopted.append(ti)
-                continue
-            if item is None or found is None:  # no item, none may be claimed: the scheduler resets it
-                not_adopted.append(ti)
-                continue
-            self._adopted(found, key)
-            adopted.append(f"{encoded} ({item.state.value}, {item.task_arn or 'no ECS task yet'})")
-        if adopted:
-            self.log.info(
-                "Adopted %d task(s) as owner %s:\n\t%s", len(adopted), self.owner, "\n\t".join(adopted)
-            )
-        self.metrics.adoption(len(adopted) - pending, pending, len(not_adopted))
-        return not_adopted
-
-    def _find_submission(self, base: TaskKey, ti: Any) -> str | None:
-        """The key of the try's newest submission, for a task instance that names none.
-
-        That is a task instance of the v1 contract (its id was an ECS task ARN) or of an Airflow
-        older than 3.3 whose scheduler died before recording the id. A QUEUED task instance
-        whose newest submission already succeeded was queued again after it (the next poke of a
-        sensor): that submission is not its own, and the task instance is handed back.
-        """
-        table = self.clients.table
-        keys = table.submissions_of(base.try_key)
-        if not keys:
-            return base.try_key  # a v1 item, if any
-        newest = table.get(keys[-1])
-        if newest is None:
-            return None
-        queued = str(getattr(ti, "state", "") or "").lower().endswith("queued")
-        if queued and newest.state is TaskState.SUCCESS:
-            return None
-        return newest.key
-
-    def _adopted(self, encoded: str, key: AirflowKey) -> None:
-        self._track(encoded, key)
-        self._sent_at[encoded] = now_ms()
-        self.running.add(key)
-
-    def _adopt_item(self, encoded: str, claim: bool) -> TaskStateItem | None:
-        """Read the item and ask the control plane to move it to this owner; None if there is none.
-
-        The scheduler writes nothing to the table (its policy allows no write): an ``adopt``
-        request makes ``run_task`` move the item, whatever its state, or create a QUEUED item of
-        this owner when the submission's run request has not arrived yet (``claim``: its id is
-        known). Until the move shows, the item is kept tracked (see :meth:`_apply`). DynamoDB
-        errors are retried here, then raised (the caller keeps the adoption pending).
-        """
-        table = self.clients.table
-        for attempt in range(ADOPT_ATTEMPTS):
-            try:
-                item = table.get(encoded)
-                break
-            except (ClientError, BotoCoreError):
-                if attempt == ADOPT_ATTEMPTS - 1:
-                    raise
-                time.sleep(ADOPT_RETRY_SECONDS * 2**attempt)
-        else:  # pragma: no cover - the loop breaks or raises
-            return None
-        if item is None and not claim:
-            return None
-        if item is None or item.owner != self.owner:
-            self._request_adoption(encoded)
-        return item or TaskStateItem(
-            key=encoded, owner=self.owner, state=TaskState.QUEUED, awaiting_request=True
-        )
-
-    def _request_adoption(self, encoded: str) -> None:
-        """Buffer an ``adopt`` request (sent with the next flush), and remember when it was asked."""
-        self._outbox[("adopt", encoded)] = RunRequest(
-            kind="adopt", key=encoded, owner=self.owner, reason="adopted by a new scheduler"
-        )
-        self._adopting[encoded] = now_ms()
-
-    def _retry_pending_adoptions(self) -> None:
-        for encoded, claim in list(self._pending_adoption.items()):
-            airflow_key = self.tracked.get(encoded)
-            try:
-                found: str | None = encoded
-                parsed = TaskKey.parse(encoded)
-                if not claim and not parsed.submission:  # the submission is still to be found
-                    found = self._find_submission(parsed, None)
-                item = self._adopt_item(found, claim) if found else None
-            except (ClientError, BotoCoreError) as exc:
-                self.log.warning("Adoption of %s still pending: %s", encoded, _describe(exc))
-                return
-            except UnreadableItemError as exc:
-                self.log.error("Cannot adopt %s: %s", encoded, exc)
-                item = found = None
-            del self._pending_adoption[encoded]
-            if item is not None and found is not None and found != encoded and airflow_key is not None:
-                self._forget(encoded)
-                self._adopted(found, airflow_key)
-                continue
-            if item is None and airflow_key is not None:
-                reason = "adopted, but the control plane has no state for this try: it cannot be watched"
-                self.log.error("Task %s: %s", encoded, reason)
-                self.log_task_event(event="ecs control plane task lost", extra=reason, ti_key=airflow_key)
-                self._untrack(encoded)
-                self.fail(airflow_key)
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -1005,10 +752,3 @@ def _failure_reason(item: TaskStateItem) -> str:
     if item.task_arn:
         parts.append(f"task {item.task_arn}")
     return "; ".join(parts)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"

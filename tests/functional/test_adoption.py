@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from ecs_control_plane.contract import RunRequest, TaskState, now_ms
 from executor_client import EcsControlPlaneExecutor
-from executor_client import executor as executor_module
+from executor_client import adoption as adoption_module
 from tests.functional.test_executor import (
     configure,
     encoded,
@@ -63,7 +63,7 @@ class FlakyReads:
     """The adopter's DynamoDB GetItem, failing while ``failures`` lasts (None: for ever)."""
 
     def __init__(self, executor: EcsControlPlaneExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(executor_module, "ADOPT_RETRY_SECONDS", 0.01)  # keep the test quick
+        monkeypatch.setattr(adoption_module, "ADOPT_RETRY_SECONDS", 0.01)  # keep the test quick
         client = executor.clients.table._client
         self.real = client.get_item
         self.failures: int | None = 0
@@ -378,7 +378,7 @@ def test_adopter_keeps_a_try_the_control_plane_has_not_moved_yet_and_asks_again(
     new.sync()
 
     # WHEN its safety net reads the item, still the old scheduler's, long after it asked
-    monkeypatch.setattr(executor_module, "ADOPT_RESEND_MS", 0)
+    monkeypatch.setattr(adoption_module, "ADOPT_RESEND_MS", 0)
     recheck(new)
     seen = events(new)
     new.sync()
