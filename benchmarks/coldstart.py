@@ -226,7 +226,7 @@ def handler_costs(server: MotoServer, records: int) -> dict[str, Any]:
     """run_task then task_state (RUNNING, then STOPPED exit 0) for ``records`` task tries."""
     from ecs_control_plane.gateways import EcsGateway
     from ecs_control_plane.runtime import control_plane
-    from executor_client.executor import workload_command
+    from executor_client.workloads import workload_command
     from functions.run_task import app as run_task_app
     from functions.task_state import app as task_state_app
 
