@@ -55,22 +55,56 @@ class ControlPlaneClients:
     table: StateTable
 
 
-def _client(service: str, conn_id: str | None, region_name: str | None) -> Any:
+def team_connection(conn_id: str, team_name: str) -> Any:
+    """The connection ``conn_id`` as team ``team_name`` sees it: its team's own, else the global one.
+
+    Airflow's hooks look connections up without a team (``BaseHook.get_connection``), so a
+    team-scoped connection (``AIRFLOW_CONN__<TEAM>___<CONN_ID>`` or one the metadata database
+    assigns to the team) would be missed and the AWS hook would fall back to the default
+    credential chain without a word. Airflow >= 3.2's ``Connection.get_connection_from_secrets``
+    takes the team.
+    """
+    from airflow.models.connection import Connection  # noqa: PLC0415
+
+    return Connection.get_connection_from_secrets(conn_id, team_name=team_name)
+
+
+def multi_team_enabled() -> bool:
+    """``[core] multi_team``: only then does Airflow look connections up by team."""
+    from airflow.configuration import conf  # noqa: PLC0415
+
+    return conf.getboolean("core", "multi_team", fallback=False)
+
+
+def _client(service: str, conn_id: str | None, region_name: str | None, team_name: str | None) -> Any:
     # Imported here: the provider's hook module is heavy and only needed once the executor starts.
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook  # noqa: PLC0415
 
-    hook = AwsBaseHook(
+    class TeamAwsHook(AwsBaseHook):
+        """The provider's AWS hook, finding its connection the way the executor's team does."""
+
+        def get_connection(self, conn_id: str) -> Any:  # type: ignore[override]
+            if team_name and multi_team_enabled():
+                return team_connection(conn_id, team_name)
+            return super().get_connection(conn_id)
+
+    hook = TeamAwsHook(
         aws_conn_id=conn_id, region_name=region_name, client_type=service, config=CLIENT_CONFIG
     )
     return hook.get_client_type(region_name=region_name)
 
 
 def make_clients(
-    *, queue_url: str, state_table: str, conn_id: str | None, region_name: str | None
+    *,
+    queue_url: str,
+    state_table: str,
+    conn_id: str | None,
+    region_name: str | None,
+    team_name: str | None = None,
 ) -> ControlPlaneClients:
     """Fresh clients (and so freshly resolved credentials) for the queue and the state table."""
-    sqs: SQSClient = _client("sqs", conn_id, region_name)
-    dynamodb: DynamoDBClient = _client("dynamodb", conn_id, region_name)
+    sqs: SQSClient = _client("sqs", conn_id, region_name, team_name)
+    dynamodb: DynamoDBClient = _client("dynamodb", conn_id, region_name, team_name)
     return ControlPlaneClients(queue=RunRequestQueue(sqs, queue_url), table=StateTable(dynamodb, state_table))
 
 

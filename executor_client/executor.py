@@ -43,7 +43,7 @@ from .health import HealthCheckMixin
 from .metrics import ExecutorMetrics
 from .safety_net import ActivePage, PassResult, ReadKeys, SafetyNet, overdue_without_item
 from .workloads import (
-    KEYS_BY_TASK_INSTANCE_UUID,
+    CALLBACKS_NOT_RUNNABLE_REASON,
     PRE_ASSIGNED_IDS,
     SUPPORTS_CALLBACKS,
     AirflowKey,
@@ -94,8 +94,10 @@ class EcsControlPlaneExecutor(HealthCheckMixin, AdoptionMixin, BaseExecutor):
     supports_multi_team: bool = True
     #: Connection tests must answer within ~60 s; an ECS task takes about that long to start.
     supports_connection_test: bool = False
-    supports_task_instance_uuid: bool = KEYS_BY_TASK_INSTANCE_UUID
-    #: Airflow >= 3.3: have the scheduler assign each queueing its id (see PRE_ASSIGNED_IDS).
+    #: Task workloads stay keyed by TaskInstanceKey: the contract's task key is made from it, and a
+    #: task instance's UUID alone names no try. (No supported release keys by UUID.)
+    supports_task_instance_uuid: bool = False
+    #: Airflow >= 3.2: have the scheduler assign each queueing its id (see PRE_ASSIGNED_IDS).
     pre_assigns_external_executor_id: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -210,6 +212,7 @@ class EcsControlPlaneExecutor(HealthCheckMixin, AdoptionMixin, BaseExecutor):
                 state_table=self.state_table or "",
                 conn_id=self.conn_id,
                 region_name=self.region_name,
+                team_name=self.team_name,
             )
         return self._clients
 
@@ -296,6 +299,9 @@ class EcsControlPlaneExecutor(HealthCheckMixin, AdoptionMixin, BaseExecutor):
             key = workload.callback.key
             self.queued_callbacks.pop(key, None)
             accepted = self.execute_async(key=key, command=[workload], queue=None)
+        elif kind is WorkloadKind.CALLBACK_NOT_RUNNABLE:
+            self._refuse_workload(workload, CALLBACKS_NOT_RUNNABLE_REASON)
+            return
         else:
             why = f"{type(self).__name__} cannot run {type(workload).__name__} workloads"
             self._refuse_workload(workload, why)
@@ -305,7 +311,7 @@ class EcsControlPlaneExecutor(HealthCheckMixin, AdoptionMixin, BaseExecutor):
 
     def _refuse_workload(self, workload: Any, reason: str) -> None:
         """Take a workload out of Airflow's queues and report it failed (where Airflow takes a report)."""
-        key = key_of_workload(workload)
+        key = self._queued_key(workload)
         self.log.error("%s workload %s refused: %s", type(workload).__name__, key, reason)
         self.metrics.tasks_refused()
         if key is None:
@@ -320,6 +326,17 @@ class EcsControlPlaneExecutor(HealthCheckMixin, AdoptionMixin, BaseExecutor):
             return
         self.log_task_event(event="ecs control plane task refused", extra=reason, ti_key=key)
         self.fail(key, None if is_task_instance_key(key) else reason)
+
+    def _queued_key(self, workload: Any) -> AirflowKey | None:
+        """The key Airflow queued ``workload`` under: found by identity in its queues first, since
+        the workload's own key may be what cannot be read."""
+        for queued in ("queued_tasks", "queued_callbacks", "queued_connection_tests"):
+            pending = getattr(self, queued, None)
+            if isinstance(pending, dict):
+                for key, value in pending.items():
+                    if value is workload:
+                        return key
+        return key_of_workload(workload)
 
     def execute_async(
         self,
@@ -446,7 +463,7 @@ class EcsControlPlaneExecutor(HealthCheckMixin, AdoptionMixin, BaseExecutor):
             elif slot[0] == "run" and airflow_key is not None:
                 self._sent_at[slot[1]] = sent_at
                 # Airflow stores the submission as the task instance's external_executor_id, so
-                # that a scheduler adopting it finds its item (Airflow >= 3.3 pre-assigns it).
+                # that a scheduler adopting it finds its item (Airflow >= 3.2 pre-assigns it).
                 self.running_state(airflow_key, TaskKey.parse(slot[1]).submission or None)
         if not failed:
             return

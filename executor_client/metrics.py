@@ -3,9 +3,11 @@
 Airflow's ``BaseExecutor`` already emits ``executor.open_slots`` / ``queued_tasks`` /
 ``running_tasks``. These say what only this executor knows: how the hand-over to SQS goes, what
 each sync cost, where the tries it watches are, and what adoption did. Names and tags are
-documented in ``docs/executor.md`` ("Metrics"). Every name starts with ``ecs_control_plane.``;
-every metric carries ``team_name`` when the executor belongs to a team (pruned otherwise, as
-Airflow prunes it), so one StatsD/OpenTelemetry backend can tell two teams' executors apart.
+documented in ``docs/executor.md`` ("Metrics"). Every name starts with ``ecs_control_plane.``
+and carries its dimension (request kind, state, source) in the name itself, since plain StatsD
+drops tags; the same dimension is a tag too, and every metric carries ``team_name`` when the
+executor belongs to a team (pruned otherwise, as Airflow prunes it), which a tagging backend
+(Datadog, OpenTelemetry, StatsD with ``statsd_influxdb_enabled``) keeps.
 
 Metrics never fail the heartbeat: a backend error is logged once at debug level and dropped.
 """
@@ -67,15 +69,15 @@ class ExecutorMetrics:
 
     def requests_sent(self, kind: str, count: int) -> None:
         """Run, stop or adopt requests SQS accepted."""
-        self._incr("requests.sent", count, kind=kind)
+        self._incr(f"requests.sent.{kind}", count, kind=kind)
 
     def send_failures(self, kind: str, count: int) -> None:
         """Requests SQS did not take this heartbeat (retried on the next one)."""
-        self._incr("requests.send_failures", count, kind=kind)
+        self._incr(f"requests.send_failures.{kind}", count, kind=kind)
 
     def requests_refused(self, kind: str, count: int) -> None:
         """Requests SQS will never take (their task is failed)."""
-        self._incr("requests.refused", count, kind=kind)
+        self._incr(f"requests.refused.{kind}", count, kind=kind)
 
     def tasks_refused(self, count: int = 1) -> None:
         """Workloads failed before sending: a bad executor_config, an unsupported workload."""
@@ -88,7 +90,7 @@ class ExecutorMetrics:
 
     def items_read(self, count: int, source: str) -> None:
         """State items DynamoDB returned, by reader (``changes`` feed or ``safety_net``)."""
-        self._incr("sync.items_read", count, source=source)
+        self._incr(f"sync.items_read.{source}", count, source=source)
 
     def sync_failed(self) -> None:
         self._incr("sync.failures", 1)
@@ -96,11 +98,11 @@ class ExecutorMetrics:
     def tries_by_state(self, counts: Mapping[str, int]) -> None:
         """How many tracked tries are in each state (every state is sent, zeros included)."""
         for state in TRACKED_STATES:
-            self._emit("gauge", "tries", counts.get(state, 0), state=state.lower())
+            self._emit("gauge", f"tries.{state.lower()}", counts.get(state, 0), state=state.lower())
 
     def tries_ended(self, state: str) -> None:
         """A try this executor reported finished (``success``/``failed``)."""
-        self._incr("tries.ended", 1, state=state.lower())
+        self._incr(f"tries.ended.{state.lower()}", 1, state=state.lower())
 
     # -- adoption ----------------------------------------------------------------------------
 

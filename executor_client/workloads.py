@@ -3,10 +3,13 @@
 Airflow 3.1, 3.2 and 3.3 differ in the workloads they send and the keys they name them by (see
 ``docs/executor.md``, "Airflow releases"). This module is the one place that knows:
 
-- ``ExecuteTask``: every release; key ``TaskInstanceKey`` (3.3 may key by the task instance's UUID).
+- ``ExecuteTask``: every release; key ``TaskInstanceKey``.
 - ``ExecuteCallback``: handed over from 3.2 on, keyed by a plain ``str`` on 3.2 and by a
   ``CallbackKey`` (``.id``) on 3.3. Only 3.3's task runner (``execute_workload``) can run one in a
-  container, so callbacks are claimed only there (as the provider's ECS executor does).
+  container. Callbacks are still claimed on 3.2 (``supports_callbacks``): the scheduler routes a
+  callback to its DAG's executor whatever that executor claims, and an executor that does not
+  claim them makes ``queue_workload`` raise out of the scheduler loop, again after every restart.
+  On 3.2 each callback is failed at once with the reason, which Airflow stores as its output.
 - ``TestConnection`` (3.3): not claimed (``supports_connection_test`` stays False), so the
   scheduler fails such a request with "does not support connection testing" instead of queueing
   it; a connection test must answer within ``[connection_test] timeout`` (60 s), less than an ECS
@@ -51,13 +54,20 @@ def callbacks_runnable(base: type, execute_callback: type | None) -> bool:
     return execute_callback is not None and hasattr(base, "run_workload")
 
 
-SUPPORTS_CALLBACKS = callbacks_runnable(BaseExecutor, ExecuteCallback)
-#: From Airflow 3.3 on, the scheduler gives each queueing of a task instance a fresh UUID as its
+#: Whether the running Airflow hands callbacks to executors at all (>= 3.2): claim them, so that
+#: one routed here never raises out of the scheduler loop.
+SUPPORTS_CALLBACKS = ExecuteCallback is not None
+#: Whether a container can run them (>= 3.3); where not, each is failed with this reason.
+CALLBACKS_RUNNABLE = callbacks_runnable(BaseExecutor, ExecuteCallback)
+CALLBACKS_NOT_RUNNABLE_REASON = (
+    "this Airflow's task runner (airflow.sdk.execution_time.execute_workload) cannot run an "
+    "executor callback in a container (Airflow >= 3.3 can): route the DAG's callbacks to an "
+    "executor that runs them in process (e.g. LocalExecutor), or upgrade Airflow"
+)
+#: From Airflow 3.2 on, the scheduler gives each queueing of a task instance a fresh UUID as its
 #: external_executor_id, stored with the QUEUED state (so it survives a scheduler crash) and
 #: carried by the workload: it names the submission, and adoption finds the item from it.
 PRE_ASSIGNED_IDS = hasattr(BaseExecutor, "pre_assigns_external_executor_id")
-#: Airflow 3.3 keys task workloads by the task instance's UUID (``get_task_key``).
-KEYS_BY_TASK_INSTANCE_UUID = hasattr(BaseExecutor, "get_task_key")
 
 
 class WorkloadKind(Enum):
@@ -65,6 +75,9 @@ class WorkloadKind(Enum):
 
     TASK = "task"
     CALLBACK = "callback"
+    #: A callback this Airflow cannot run in a container: failed, with the reason.
+    CALLBACK_NOT_RUNNABLE = "callback_not_runnable"
+    #: A workload type Airflow takes no event for here (a connection test, a later release's).
     UNSUPPORTED = "unsupported"
 
 
@@ -73,8 +86,8 @@ def kind_of(workload: Any) -> WorkloadKind:
 
     if isinstance(workload, wl.ExecuteTask):
         return WorkloadKind.TASK
-    if SUPPORTS_CALLBACKS and ExecuteCallback is not None and isinstance(workload, ExecuteCallback):
-        return WorkloadKind.CALLBACK
+    if ExecuteCallback is not None and isinstance(workload, ExecuteCallback):
+        return WorkloadKind.CALLBACK if CALLBACKS_RUNNABLE else WorkloadKind.CALLBACK_NOT_RUNNABLE
     return WorkloadKind.UNSUPPORTED
 
 

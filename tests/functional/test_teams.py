@@ -233,3 +233,27 @@ def test_two_teams_on_their_own_stacks_send_to_their_own_queues(
     assert keys_on(plane.queue_url) == [key_a]
     assert keys_on(second_stack[0]) == [key_b]
     assert TaskKey.parse(key_b).task_id == "on_b"
+
+
+def test_a_teams_own_aws_connection_is_the_one_its_executor_uses(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+):
+    # GIVEN multi-team Airflow, team_a's executor naming a connection only team_a has (its
+    # region in the connection), and a global connection of the same name elsewhere
+    monkeypatch.setenv("AIRFLOW__CORE__MULTI_TEAM", "True")
+    monkeypatch.setenv(team_env("team_a", cfg.QUEUE_URL), plane.queue_url)
+    monkeypatch.setenv(team_env("team_a", cfg.STATE_TABLE), plane.table_name)
+    monkeypatch.setenv(team_env("team_a", cfg.CONN_ID), "aws_team")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN__TEAM_A___AWS_TEAM", '{"conn_type": "aws", "extra": {"region_name": "eu-west-2"}}'
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_TEAM", '{"conn_type": "aws", "extra": {"region_name": "ap-south-1"}}'
+    )
+    # WHEN its clients are made
+    executor = EcsControlPlaneExecutor(team_name="team_a")
+    clients = executor.clients
+    # THEN they come from team_a's connection, not the global one nor the default chain
+    assert executor.conn_id == "aws_team"
+    assert clients.queue._client.meta.region_name == "eu-west-2"
+    assert clients.table._client.meta.region_name == "eu-west-2"

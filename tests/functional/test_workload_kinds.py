@@ -14,9 +14,9 @@ from airflow.executors.workloads import ExecuteTask
 from airflow.utils.state import TaskInstanceState
 
 from ecs_control_plane.contract import TaskKey
-from executor_client import EcsControlPlaneExecutor
+from executor_client import EcsControlPlaneExecutor, workloads
 from executor_client import config as cfg
-from executor_client.workloads import callbacks_runnable, task_key_for
+from executor_client.workloads import callbacks_runnable, key_of_workload, task_key_for
 from tests.support.aws import MockedControlPlane
 
 TOKEN = "eyJhbGciOiJIUzUxMiJ9.KINDS-TEST-WORKLOAD-TOKEN.c2ln"
@@ -63,13 +63,17 @@ def test_a_workload_that_raises_while_handed_over_fails_alone(executor: EcsContr
     # GIVEN two task workloads, the first of which cannot be read
     good = _task("good")
     bad = _task("bad")
-    object.__setattr__(bad, "ti", None)  # reading bad.ti.queue raises AttributeError
+    bad_key = bad.ti.key
+    executor.queued_tasks[bad_key] = bad
+    object.__setattr__(bad, "ti", None)  # reading bad.ti (its key, its queue) raises AttributeError
     key = good.ti.key
     # WHEN both are processed in one heartbeat
     executor._process_workloads([bad, good])
-    # THEN the good one is sent and running; the bad one did not stop it
+    # THEN the good one is sent and running; the bad one left Airflow's queue, failed
     assert executor.current_submission(key) is not None
     assert key in executor.running
+    assert bad_key not in executor.queued_tasks
+    assert executor.get_event_buffer()[bad_key][0] == TaskInstanceState.FAILED
 
 
 @pytest.mark.skipif(
@@ -138,6 +142,28 @@ def test_no_audit_record_is_made_for_a_key_that_is_not_a_task_instance(executor:
     assert len(executor._task_event_logs) == 0
 
 
+@pytest.mark.skipif(workloads.ExecuteCallback is None, reason="callbacks arrived in Airflow 3.2")
+def test_a_callback_this_airflow_cannot_run_in_a_container_fails_with_the_reason(
+    executor: EcsControlPlaneExecutor, monkeypatch: pytest.MonkeyPatch
+):
+    # GIVEN an Airflow whose task runner cannot run a callback in a container (3.2); callbacks are
+    # still claimed, since the scheduler routes them here whatever the executor claims
+    monkeypatch.setattr(workloads, "CALLBACKS_RUNNABLE", False)
+    assert executor.supports_callbacks is True
+    callback_id = str(uuid.uuid4())
+    work = _callback(callback_id)
+    key = workload_key(work)
+    executor.queue_workload(work, session=None)  # type: ignore[arg-type]
+    # WHEN it is handed over on a heartbeat
+    executor.heartbeat()
+    # THEN it is failed at once, with the reason as its output, and nothing is sent
+    state, info = executor.get_event_buffer()[key]
+    assert str(state) == "failed"
+    assert "cannot run an executor callback in a container" in str(info)
+    assert executor._outbox == {}
+    assert executor.tracked == {}
+
+
 def test_callbacks_are_claimed_only_where_a_container_can_run_them():
     class Release33:
         run_workload = staticmethod(lambda: None)
@@ -191,3 +217,22 @@ def _task(task_id: str, executor_config: Any = None) -> ExecuteTask:
 
 def _connection_test(cls: Any) -> Any:
     return cls(connection_test_id=uuid.uuid4(), connection_id="aws_default", timeout=60, token=TOKEN)
+
+
+def _callback(callback_id: str) -> Any:
+    from airflow.executors.workloads.base import BundleInfo  # noqa: PLC0415
+    from airflow.executors.workloads.callback import CallbackDTO, ExecuteCallback  # noqa: PLC0415
+
+    return ExecuteCallback(
+        callback=CallbackDTO(id=callback_id, fetch_method="import_path", data={"path": "mod.notify"}),
+        dag_rel_path=Path("kinds.py"),
+        token=TOKEN,
+        log_path="callbacks/kinds.log",
+        bundle_info=BundleInfo(name="dags-folder"),
+    )
+
+
+def workload_key(work: Any) -> Any:
+    key = key_of_workload(work)
+    assert key is not None
+    return key
