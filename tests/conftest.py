@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+from botocore.loaders import JSONFileLoader
 
 from ecscp.local.endpoint import FAKE_CREDENTIALS_ENV
 
@@ -28,6 +29,22 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="ecscp-tests-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.pop("AWS_PROFILE", None)
+
+# Every executor start makes new boto3 sessions (the provider's AWS hook), and each session parses
+# botocore's JSON data files again: endpoints, partitions, the service models. That was two thirds
+# of the executor tests' time. Parse each file once per test run instead. botocore already shares
+# one parsed model between all the clients of a session, so sharing it between sessions is safe.
+_parsed_botocore_files: dict[str, object] = {}
+_load_botocore_file = JSONFileLoader.load_file
+
+
+def _load_botocore_file_once(loader: JSONFileLoader, file_path: str) -> object:
+    if file_path not in _parsed_botocore_files:
+        _parsed_botocore_files[file_path] = _load_botocore_file(loader, file_path)
+    return _parsed_botocore_files[file_path]
+
+
+JSONFileLoader.load_file = _load_botocore_file_once  # type: ignore[method-assign,assignment]
 
 
 @pytest.fixture

@@ -23,18 +23,12 @@ import pytest
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
 
-from airflow.executors.workloads import ExecuteTask
-from airflow.executors.workloads.base import BundleInfo
-from airflow.executors.workloads.callback import CallbackDTO, ExecuteCallback
-from airflow.executors.workloads.task import TaskInstanceDTO
-from airflow.models.callback import CallbackKey
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowException
-from airflow.serialization.serialized_objects import DagSerialization
-from airflow.utils.state import CallbackState, TaskInstanceState
+from airflow.utils.state import TaskInstanceState
 from botocore.exceptions import ClientError
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.orm import attributes as sa_attributes
@@ -43,6 +37,19 @@ from ecs_control_plane.contract import RunRequest, TaskKey, TaskState
 from ecs_control_plane.store import Page
 from executor_client import EcsControlPlaneExecutor
 from executor_client import config as cfg
+from tests.support.airflow_release import (
+    PRE_ASSIGNS_EXTERNAL_EXECUTOR_ID,
+    BundleInfo,
+    CallbackDTO,
+    CallbackState,
+    DagSerialization,
+    ExecuteCallback,
+    ExecuteTask,
+    TaskInstanceDTO,
+    callback_key,
+    fails_on,
+    requires_executor_callbacks,
+)
 from tests.support.aws import MockedControlPlane, mocked_control_plane
 from tests.support.doubles import recheck
 
@@ -76,13 +83,36 @@ def make_executor(owner: str | None = None) -> EcsControlPlaneExecutor:
         if owner:
             patch.setenv(cfg.env_name(cfg.OWNER_ID), owner)
         executor = EcsControlPlaneExecutor()
+        note_submissions(executor)
         executor.start()
     return executor
 
 
+def note_submissions(executor: EcsControlPlaneExecutor) -> None:
+    """Remember the id the executor gives each named submission it accepts (see ``encoded``)."""
+    hand_over = executor.execute_async
+
+    def execute_async(key: Any, command: Any, *args: Any, **kwargs: Any) -> bool:
+        accepted = hand_over(key, command, *args, **kwargs)
+        ti = getattr(command[0], "ti", None) if command else None
+        current = executor.current_submission(key)
+        if accepted and current and ti is not None and ti.id in _NAMES:
+            _MADE[(ti.key, _NAMES[ti.id])] = TaskKey.parse(current).submission
+        return accepted
+
+    executor.execute_async = execute_async  # type: ignore[method-assign]
+
+
 def submission_of(task_id: str, try_number: int = 1, map_index: int = -1, n: int = 1) -> str:
-    """The id the scheduler (Airflow >= 3.3) pre-assigns to the ``n``-th queueing of a try, here."""
+    """The id the scheduler (Airflow 3.2.2 on) pre-assigns to the ``n``-th queueing of a try, here."""
     return f"sub-{task_id}-{try_number}-{map_index + 1}-{n}"
+
+
+#: The test's name for each workload's submission (by task instance id): the id the scheduler
+#: pre-assigns where it does; elsewhere (Airflow 3.1) a name for the id the executor makes.
+_NAMES: dict[uuid.UUID, str] = {}
+#: The id the executor gave each named submission, by (task instance key, name).
+_MADE: dict[tuple[TaskInstanceKey, str], str] = {}
 
 
 def workload(
@@ -92,7 +122,9 @@ def workload(
     map_index: int = -1,
     executor_config: Any = None,
     submission: str | None = None,
-) -> ExecuteTask:
+) -> Any:
+    name = submission or submission_of(task_id, try_number, map_index)
+    assigned = {"external_executor_id": name} if PRE_ASSIGNS_EXTERNAL_EXECUTOR_ID else {}
     ti = TaskInstanceDTO(
         id=uuid.uuid4(),
         dag_id=DAG_ID,
@@ -105,8 +137,9 @@ def workload(
         priority_weight=1,
         queue="default",
         executor_config=executor_config,
-        external_executor_id=submission or submission_of(task_id, try_number, map_index),
+        **assigned,
     )
+    _NAMES[ti.id] = name
     return ExecuteTask(
         ti=ti,
         dag_rel_path=Path("example.py"),
@@ -123,12 +156,32 @@ def submit(executor: EcsControlPlaneExecutor, *items: Any) -> None:
     executor.heartbeat()
 
 
+def submission_id(key: TaskInstanceKey, submission: str | None = None) -> str:
+    """The id of a named submission of ``key`` (by default its first, see submission_of): the
+    name itself where the scheduler pre-assigns it, else the id the executor made for it."""
+    name = submission or submission_of(key.task_id, key.try_number, key.map_index)
+    if PRE_ASSIGNS_EXTERNAL_EXECUTOR_ID:
+        return name
+    assert (key, name) in _MADE, f"submission {name!r} of {key} was not handed to an executor"
+    return _MADE[(key, name)]
+
+
 def encoded(key: TaskInstanceKey, submission: str | None = None) -> str:
     """The contract's key of one submission of ``key`` (by default its first, see submission_of)."""
-    submission = submission or submission_of(key.task_id, key.try_number, key.map_index)
     return TaskKey(
-        key.dag_id, key.task_id, key.run_id, key.map_index, key.try_number, submission=submission
+        key.dag_id,
+        key.task_id,
+        key.run_id,
+        key.map_index,
+        key.try_number,
+        submission=submission_id(key, submission),
     ).encode()
+
+
+def recorded_id(work: Any) -> str:
+    """The external_executor_id Airflow holds for a workload's task instance: the one it
+    pre-assigned, or (Airflow 3.1) the one the executor reported with RUNNING."""
+    return submission_id(work.ti.key, _NAMES[work.ti.id])
 
 
 def events(executor: EcsControlPlaneExecutor) -> dict[Any, tuple[Any, Any]]:
@@ -182,7 +235,7 @@ def test_task_that_exits_0_is_reported_running_then_success(plane: MockedControl
     finished = events(executor)
     # THEN Airflow first records the submission as the external executor id (adoption finds the
     # item from it), then learns of the success, and nothing is tracked any more
-    assert sent == {key: (TaskInstanceState.RUNNING, work.ti.external_executor_id)}
+    assert sent == {key: (TaskInstanceState.RUNNING, recorded_id(work))}
     assert started == {}
     assert finished == {key: (TaskInstanceState.SUCCESS, task_arn)}
     assert executor.tracked == {}
@@ -199,10 +252,7 @@ def test_run_request_carries_the_workload_as_the_contract_says(plane: MockedCont
     # THEN one run request is on the queue with the task's key, owner, command, queue and config
     [request] = queued_requests(plane)
     assert request.kind == "run"
-    assert (
-        request.key
-        == TaskKey(DAG_ID, "transform", RUN_ID, 3, 2, submission=str(work.ti.external_executor_id)).encode()
-    )
+    assert request.key == TaskKey(DAG_ID, "transform", RUN_ID, 3, 2, submission=recorded_id(work)).encode()
     assert request.owner == "scheduler-a"
     assert request.command[:4] == [
         "python",
@@ -237,8 +287,8 @@ def test_start_retried_after_task_failed_to_start_then_succeeds(plane: MockedCon
     # GIVEN a task whose first ECS task fails to start
     executor = make_executor()
     work = workload("flaky")
-    key = encoded(work.ti.key)
     submit(executor, work)
+    key = encoded(work.ti.key)
     plane.deliver()
     first_arn = plane.task_for(key)["taskArn"]
     plane.fail_to_start(key)
@@ -263,8 +313,8 @@ def test_start_failing_for_good_fails_the_task_and_alerts(
         # GIVEN a task whose only allowed start attempt fails
         executor = make_executor()
         work = workload("doomed")
-        key = encoded(work.ti.key)
         submit(executor, work)
+        key = encoded(work.ti.key)
         plane.deliver()
         # WHEN ECS reports TaskFailedToStart
         plane.fail_to_start(key, "CannotPullContainerError: pull access denied")
@@ -302,8 +352,14 @@ def test_executor_config_replacing_the_command_is_refused(plane: MockedControlPl
     assert "command" in task_events(executor)[0][1]
 
 
+@requires_executor_callbacks
+@fails_on(
+    (3, 2),
+    "a callback's key is its id as a plain str, which task_key_for cannot read (it wants .id): "
+    "execute_async refuses the callback and fails it",
+)
 def test_callback_workload_runs_through_the_control_plane(plane: MockedControlPlane):
-    # GIVEN an executor callback (Airflow >= 3.3)
+    # GIVEN an executor callback
     executor = make_executor()
     callback_id = str(uuid.uuid4())
     work = ExecuteCallback(
@@ -316,12 +372,12 @@ def test_callback_workload_runs_through_the_control_plane(plane: MockedControlPl
     # WHEN it is submitted, started and exits 0
     submit(executor, work)
     plane.deliver()
-    key = executor._current[CallbackKey(id=callback_id)]
+    key = executor._current[callback_key(callback_id)]
     assert TaskKey.parse(key) == TaskKey.for_callback(callback_id, TaskKey.parse(key).submission)
     plane.run_to_exit(key, 0)
     buffered = events(executor)
     # THEN the callback is reported with Airflow's callback states
-    assert buffered[CallbackKey(id=callback_id)][0] == CallbackState.SUCCESS
+    assert buffered[callback_key(callback_id)][0] == CallbackState.SUCCESS
 
 
 @pytest.fixture
@@ -331,10 +387,12 @@ def metadata_db() -> Iterator[Any]:
     from airflow.models import import_all_models  # noqa: PLC0415
     from airflow.models.base import Base  # noqa: PLC0415
     from airflow.utils.session import create_session  # noqa: PLC0415
-    from sqlalchemy import delete, text  # noqa: PLC0415
+    from sqlalchemy import String, delete, text  # noqa: PLC0415
 
     import_all_models()  # type: ignore[no-untyped-call]
     Base.metadata.create_all(settings.engine)
+    # Airflow 3.1 keeps the ids as str(UUID); later releases in a Uuid column.
+    as_stored = str if isinstance(TaskInstance.__table__.c.id.type, String) else (lambda u: u)
 
     def set_state(key: TaskInstanceKey, state: str) -> None:
         with create_session() as session:
@@ -342,7 +400,7 @@ def metadata_db() -> Iterator[Any]:
             session.execute(delete(TaskInstance).where(TaskInstance.task_id == key.task_id))
             session.execute(
                 sa_insert(TaskInstance.__table__).values(
-                    id=uuid.uuid4(),
+                    id=as_stored(uuid.uuid4()),
                     dag_id=key.dag_id,
                     task_id=key.task_id,
                     run_id=key.run_id,
@@ -353,7 +411,7 @@ def metadata_db() -> Iterator[Any]:
                     pool_slots=1,
                     priority_weight=1,
                     queue="default",
-                    dag_version_id=uuid.uuid4(),
+                    dag_version_id=as_stored(uuid.uuid4()),
                     custom_operator_name="",
                     executor_config={},
                     max_tries=0,
@@ -425,7 +483,7 @@ def test_replacement_scheduler_adopts_running_task_and_reports_it(plane: MockedC
     events(old)
     # WHEN a new scheduler adopts the task instance (plus one never started, one already finished)
     new = make_executor(owner="scheduler-new")
-    running_ti = task_instance("long_running", external_executor_id=work.ti.external_executor_id)
+    running_ti = task_instance("long_running", external_executor_id=recorded_id(work))
     never_sent_ti = task_instance("never_sent")
     not_adopted = new.try_adopt_task_instances([running_ti, never_sent_ti])
     new.sync()  # its adopt request goes out, and run_task moves the item
@@ -492,9 +550,7 @@ def test_old_scheduler_forgets_a_task_adopted_by_another(plane: MockedControlPla
     old.get_event_buffer()  # the submission's id, as Airflow records it
     plane.deliver()
     new = make_executor(owner="scheduler-new")
-    new.try_adopt_task_instances(
-        [task_instance("contested", external_executor_id=work.ti.external_executor_id)]
-    )
+    new.try_adopt_task_instances([task_instance("contested", external_executor_id=recorded_id(work))])
     new.sync()
     plane.deliver()
     # WHEN the old scheduler's safety net reads the item
@@ -515,7 +571,7 @@ def test_task_that_finished_before_adoption_is_adopted_and_its_outcome_reported(
     plane.run_to_exit(encoded(work.ti.key), 1)
     # WHEN a new scheduler adopts it
     new = make_executor(owner="scheduler-new")
-    ti = task_instance("done", external_executor_id=work.ti.external_executor_id)
+    ti = task_instance("done", external_executor_id=recorded_id(work))
     not_adopted = new.try_adopt_task_instances([ti])
     # THEN it is not handed back (a reset would run it again): once run_task has moved it to the
     # new scheduler, its outcome is reported
@@ -533,8 +589,8 @@ def test_revoke_stops_the_ecs_task_and_forgets_it(plane: MockedControlPlane):
     # GIVEN a running task
     executor = make_executor()
     work = workload("to_revoke")
-    key = encoded(work.ti.key)
     submit(executor, work)
+    key = encoded(work.ti.key)
     plane.deliver()
     plane.apply(plane.ecs_event(plane.task_for(key), "RUNNING"))
     events(executor)

@@ -39,6 +39,7 @@ from tests.functional.test_executor import (
     encoded,
     events,
     make_executor,
+    recorded_id,
     submit,
     task_instance,
     workload,
@@ -182,7 +183,7 @@ def test_every_call_a_scheduler_makes_is_one_its_policy_allows(
 
 
 def _task_instance(work: Any) -> Any:
-    return task_instance(work.ti.task_id, external_executor_id=work.ti.external_executor_id)
+    return task_instance(work.ti.task_id, external_executor_id=recorded_id(work))
 
 
 # -- with moto enforcing IAM ------------------------------------------------------------------
