@@ -47,8 +47,7 @@ from tests.support.airflow_release import (
     ExecuteTask,
     TaskInstanceDTO,
     callback_key,
-    fails_on,
-    requires_executor_callbacks,
+    requires_runnable_callbacks,
 )
 from tests.support.aws import MockedControlPlane, mocked_control_plane
 from tests.support.doubles import recheck
@@ -352,12 +351,7 @@ def test_executor_config_replacing_the_command_is_refused(plane: MockedControlPl
     assert "command" in task_events(executor)[0][1]
 
 
-@requires_executor_callbacks
-@fails_on(
-    (3, 2),
-    "a callback's key is its id as a plain str, which task_key_for cannot read (it wants .id): "
-    "execute_async refuses the callback and fails it",
-)
+@requires_runnable_callbacks  # 3.2's refusal: tests/functional/test_workload_kinds.py
 def test_callback_workload_runs_through_the_control_plane(plane: MockedControlPlane):
     # GIVEN an executor callback
     executor = make_executor()

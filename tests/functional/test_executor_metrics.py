@@ -7,21 +7,17 @@ state, ends, adoption counts, all tagged with the team.
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.executors.workloads import ExecuteTask
 
 from ecs_control_plane.gateways import BatchSendResult
 from executor_client import EcsControlPlaneExecutor
 from executor_client import config as cfg
 from executor_client.metrics import ExecutorMetrics
+from tests.support.airflow_release import task_workload
 from tests.support.aws import MockedControlPlane
-
-TOKEN = "eyJhbGciOiJIUzUxMiJ9.METRICS-TEST-WORKLOAD-TOKEN.c2ln"
 
 
 class RecordingStats:
@@ -85,40 +81,13 @@ def _executor(
     return executor
 
 
-def _task(task_id: str) -> ExecuteTask:
-    from airflow.executors.workloads.base import BundleInfo  # noqa: PLC0415
-    from airflow.executors.workloads.task import TaskInstanceDTO  # noqa: PLC0415
-
-    ti = TaskInstanceDTO(
-        id=uuid.uuid4(),
-        dag_id="metrics",
-        task_id=task_id,
-        run_id="manual__1",
-        try_number=1,
-        map_index=-1,
-        dag_version_id=uuid.uuid4(),
-        pool_slots=1,
-        priority_weight=1,
-        queue="default",
-        executor_config=None,
-        external_executor_id=uuid.uuid4().hex,
-    )
-    return ExecuteTask(
-        ti=ti,
-        dag_rel_path=Path("metrics.py"),
-        token=TOKEN,
-        log_path=f"dag_id=metrics/task_id={task_id}/attempt=1.log",
-        bundle_info=BundleInfo(name="dags-folder"),
-    )
-
-
 def test_a_teams_task_is_counted_from_send_to_end_with_the_team_tag(
     control_plane_aws: MockedControlPlane, monkeypatch: pytest.MonkeyPatch, recorded: RecordingStats
 ):
     # GIVEN team_a's executor and two tasks
     plane = control_plane_aws
     executor = _executor(monkeypatch, plane, "team_a")
-    works = [_task("first"), _task("second")]
+    works = [task_workload("metrics", "first"), task_workload("metrics", "second")]
     for work in works:
         executor.queue_workload(work, session=None)  # type: ignore[arg-type]
     # WHEN they are sent, started, and one succeeds while the other still runs
@@ -157,7 +126,7 @@ def test_send_failures_and_refusals_are_counted_by_kind(
 ):
     # GIVEN an executor (no team) whose queue refuses every send this heartbeat
     executor = _executor(monkeypatch, control_plane_aws, None)
-    work = _task("unlucky")
+    work = task_workload("metrics", "unlucky")
     executor.queue_workload(work, session=None)  # type: ignore[arg-type]
     queue = executor.clients.queue
     monkeypatch.setattr(
@@ -167,7 +136,9 @@ def test_send_failures_and_refusals_are_counted_by_kind(
     )
     # WHEN it heartbeats, and a task with a refused executor_config comes in
     executor.heartbeat()
-    executor.execute_async(key=_task("bad").ti.key, command=["x"], executor_config={"nope": 1})
+    executor.execute_async(
+        key=task_workload("metrics", "bad").ti.key, command=["x"], executor_config={"nope": 1}
+    )
     # THEN the failed send and the refusal are counted, and no metric carries a team tag
     assert recorded.total("ecs_control_plane.requests.send_failures.run", kind="run") == 1
     assert recorded.total("ecs_control_plane.requests.sent.run") == 0
@@ -184,7 +155,7 @@ def test_a_failing_metrics_backend_never_fails_a_heartbeat(
 
     monkeypatch.setattr("executor_client.metrics.airflow_stats", Broken)
     executor = _executor(monkeypatch, control_plane_aws, None)
-    executor.queue_workload(_task("still_sent"), session=None)  # type: ignore[arg-type]
+    executor.queue_workload(task_workload("metrics", "still_sent"), session=None)  # type: ignore[arg-type]
     executor.heartbeat()
     assert executor.sync_failures == 0
     assert len(executor.tracked) == 1

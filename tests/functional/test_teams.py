@@ -8,20 +8,18 @@ each, and check that neither ever sees, reports or stops the other's tasks.
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from airflow.executors.base_executor import BaseExecutor
-from airflow.executors.workloads import ExecuteTask
 from airflow.sdk.exceptions import AirflowException
 from airflow.utils.state import TaskInstanceState
 
 from ecs_control_plane.contract import RunRequest, TaskKey
 from executor_client import EcsControlPlaneExecutor
 from executor_client import config as cfg
+from tests.support.airflow_release import task_workload
 from tests.support.aws import MockedControlPlane, create_state_table
 from tests.support.doubles import recheck
 
@@ -29,16 +27,9 @@ pytestmark = pytest.mark.skipif(
     not hasattr(BaseExecutor, "supports_multi_team"), reason="teams arrived in Airflow 3.2"
 )
 
-try:  # Airflow >= 3.2
-    from airflow.executors.workloads.base import BundleInfo
-    from airflow.executors.workloads.task import TaskInstanceDTO
-except ImportError:  # pragma: no cover - Airflow 3.1 (the module is skipped there)
-    pass
-
 EXECUTOR_PATH = "executor_client.EcsControlPlaneExecutor"
 DAG_ID = "team_dag"
 RUN_ID = "manual__2026-12-02T10:00:00+00:00"
-TOKEN = "eyJhbGciOiJIUzUxMiJ9.TEAM-TEST-WORKLOAD-TOKEN.c2ln"
 
 
 def team_env(team: str | None, key: str) -> str:
@@ -70,31 +61,7 @@ def team_executor(team: str) -> EcsControlPlaneExecutor:
     return executor
 
 
-def workload(task_id: str) -> ExecuteTask:
-    ti = TaskInstanceDTO(
-        id=uuid.uuid4(),
-        dag_id=DAG_ID,
-        task_id=task_id,
-        run_id=RUN_ID,
-        try_number=1,
-        map_index=-1,
-        dag_version_id=uuid.uuid4(),
-        pool_slots=1,
-        priority_weight=1,
-        queue="default",
-        executor_config=None,
-        external_executor_id=uuid.uuid4().hex,
-    )
-    return ExecuteTask(
-        ti=ti,
-        dag_rel_path=Path("team.py"),
-        token=TOKEN,
-        log_path=f"dag_id={DAG_ID}/task_id={task_id}/attempt=1.log",
-        bundle_info=BundleInfo(name="dags-folder"),
-    )
-
-
-def submit(executor: EcsControlPlaneExecutor, work: ExecuteTask) -> str:
+def submit(executor: EcsControlPlaneExecutor, work: Any) -> str:
     executor.queue_workload(work, session=None)  # type: ignore[arg-type]
     executor.heartbeat()
     encoded = executor.current_submission(work.ti.key)
@@ -182,7 +149,7 @@ def test_two_teams_on_one_shared_stack_never_touch_each_others_tasks(
         configure_team(monkeypatch, team, queue_url=plane.queue_url, table=plane.table_name)
     a, b = team_executor("team_a"), team_executor("team_b")
     assert a.owner != b.owner
-    work_a, work_b = workload("task_of_a"), workload("task_of_b")
+    work_a, work_b = task_workload(DAG_ID, "task_of_a"), task_workload(DAG_ID, "task_of_b")
     key_a, key_b = submit(a, work_a), submit(b, work_b)
     plane.deliver()
     # WHEN a's task fails and b's succeeds
@@ -204,7 +171,7 @@ def test_terminating_one_team_stops_only_that_teams_tasks(
     for team in ("team_a", "team_b"):
         configure_team(monkeypatch, team, queue_url=plane.queue_url, table=plane.table_name)
     a, b = team_executor("team_a"), team_executor("team_b")
-    key_a, key_b = submit(a, workload("long_a")), submit(b, workload("long_b"))
+    key_a, key_b = submit(a, task_workload(DAG_ID, "long_a")), submit(b, task_workload(DAG_ID, "long_b"))
     plane.deliver()
     # WHEN team_a's scheduler is terminated
     a.terminate()
@@ -222,7 +189,7 @@ def test_two_teams_on_their_own_stacks_send_to_their_own_queues(
     configure_team(monkeypatch, "team_b", queue_url=second_stack[0], table=second_stack[1])
     a, b = team_executor("team_a"), team_executor("team_b")
     # WHEN each submits a task
-    key_a, key_b = submit(a, workload("on_a")), submit(b, workload("on_b"))
+    key_a, key_b = submit(a, task_workload(DAG_ID, "on_a")), submit(b, task_workload(DAG_ID, "on_b"))
     # THEN each run request is on its own team's queue, and nothing else is
     sqs = boto3.client("sqs", region_name="us-east-1")
 

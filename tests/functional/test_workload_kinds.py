@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 from airflow.executors.base_executor import BaseExecutor
-from airflow.executors.workloads import ExecuteTask
 from airflow.utils.state import TaskInstanceState
 
 from ecs_control_plane.contract import TaskKey
 from executor_client import EcsControlPlaneExecutor, workloads
 from executor_client import config as cfg
 from executor_client.workloads import callbacks_runnable, key_of_workload, task_key_for
+from tests.support.airflow_release import task_workload
 from tests.support.aws import MockedControlPlane
 
 TOKEN = "eyJhbGciOiJIUzUxMiJ9.KINDS-TEST-WORKLOAD-TOKEN.c2ln"
@@ -61,8 +61,8 @@ def test_unknown_workload_type_is_dropped_with_a_reason_not_raised(
 
 def test_a_workload_that_raises_while_handed_over_fails_alone(executor: EcsControlPlaneExecutor):
     # GIVEN two task workloads, the first of which cannot be read
-    good = _task("good")
-    bad = _task("bad")
+    good = task_workload("kinds", "good")
+    bad = task_workload("kinds", "bad")
     bad_key = bad.ti.key
     executor.queued_tasks[bad_key] = bad
     object.__setattr__(bad, "ti", None)  # reading bad.ti (its key, its queue) raises AttributeError
@@ -177,8 +177,9 @@ def test_callbacks_are_claimed_only_where_a_container_can_run_them():
 
 
 def test_a_refused_executor_config_fails_only_its_task(executor: EcsControlPlaneExecutor):
-    bad = _task("bad_config", executor_config={"overrides": {"containerOverrides": [{"command": ["sh"]}]}})
-    good = _task("fine")
+    config = {"overrides": {"containerOverrides": [{"command": ["sh"]}]}}
+    bad = task_workload("kinds", "bad_config", executor_config=config)
+    good = task_workload("kinds", "fine")
     executor._process_workloads([bad, good])
     buffered = executor.get_event_buffer()
     assert buffered[bad.ti.key][0] == TaskInstanceState.FAILED
@@ -188,40 +189,12 @@ def test_a_refused_executor_config_fails_only_its_task(executor: EcsControlPlane
 # -- workloads ------------------------------------------------------------------------------------
 
 
-def _task(task_id: str, executor_config: Any = None) -> ExecuteTask:
-    from airflow.executors.workloads.base import BundleInfo  # noqa: PLC0415
-    from airflow.executors.workloads.task import TaskInstanceDTO  # noqa: PLC0415
-
-    ti = TaskInstanceDTO(
-        id=uuid.uuid4(),
-        dag_id="kinds",
-        task_id=task_id,
-        run_id="manual__1",
-        try_number=1,
-        map_index=-1,
-        dag_version_id=uuid.uuid4(),
-        pool_slots=1,
-        priority_weight=1,
-        queue="default",
-        executor_config=executor_config,
-        external_executor_id=uuid.uuid4().hex,
-    )
-    return ExecuteTask(
-        ti=ti,
-        dag_rel_path=Path("kinds.py"),
-        token=TOKEN,
-        log_path=f"dag_id=kinds/task_id={task_id}/attempt=1.log",
-        bundle_info=BundleInfo(name="dags-folder"),
-    )
-
-
 def _connection_test(cls: Any) -> Any:
     return cls(connection_test_id=uuid.uuid4(), connection_id="aws_default", timeout=60, token=TOKEN)
 
 
 def _callback(callback_id: str) -> Any:
-    from airflow.executors.workloads.base import BundleInfo  # noqa: PLC0415
-    from airflow.executors.workloads.callback import CallbackDTO, ExecuteCallback  # noqa: PLC0415
+    from tests.support.airflow_release import BundleInfo, CallbackDTO, ExecuteCallback  # noqa: PLC0415
 
     return ExecuteCallback(
         callback=CallbackDTO(id=callback_id, fetch_method="import_path", data={"path": "mod.notify"}),

@@ -31,10 +31,11 @@ __all__ = [
     "ExecuteTask",
     "TaskInstanceDTO",
     "callback_key",
-    "fails_on",
     "requires",
     "requires_executor_callbacks",
     "requires_pre_assigned_ids",
+    "requires_runnable_callbacks",
+    "task_workload",
 ]
 
 #: The running release, e.g. "3.1.8", and its (major, minor).
@@ -87,13 +88,42 @@ def requires(available: object, what: str) -> pytest.MarkDecorator:
 
 
 requires_executor_callbacks = requires(EXECUTOR_CALLBACKS, "executor callbacks (ExecuteCallback, 3.2 on)")
+requires_runnable_callbacks = requires(
+    EXECUTOR_CALLBACKS and hasattr(BaseExecutor, "run_workload"),
+    "task runner that runs a callback in a container (3.3 on; 3.2's callbacks are failed at once)",
+)
 requires_pre_assigned_ids = requires(
     PRE_ASSIGNS_EXTERNAL_EXECUTOR_ID,
     "external_executor_id pre-assigned by the scheduler at queueing (3.2.2 and 3.3 have it)",
 )
 
 
-def fails_on(release: tuple[int, int], reason: str) -> pytest.MarkDecorator:
-    """A known failure of the executor on one release: strict, so the fix shows as XPASS."""
-    name = ".".join(map(str, release))
-    return pytest.mark.xfail(release == RELEASE, reason=f"Airflow {name}: {reason}", strict=True)
+def task_workload(
+    dag_id: str, task_id: str, *, executor_config: Any = None, token: str = "", try_number: int = 1
+) -> Any:
+    """An ExecuteTask as this release's scheduler hands one over (a pre-assigned id where it does)."""
+    import uuid  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    assigned = {"external_executor_id": uuid.uuid4().hex} if PRE_ASSIGNS_EXTERNAL_EXECUTOR_ID else {}
+    ti = TaskInstanceDTO(
+        id=uuid.uuid4(),
+        dag_id=dag_id,
+        task_id=task_id,
+        run_id="manual__2026-12-02T10:00:00+00:00",
+        try_number=try_number,
+        map_index=-1,
+        dag_version_id=uuid.uuid4(),
+        pool_slots=1,
+        priority_weight=1,
+        queue="default",
+        executor_config=executor_config,
+        **assigned,
+    )
+    return ExecuteTask(
+        ti=ti,
+        dag_rel_path=Path(f"{dag_id}.py"),
+        token=token,
+        log_path=f"dag_id={dag_id}/task_id={task_id}/attempt={try_number}.log",
+        bundle_info=BundleInfo(name="dags-folder"),
+    )
