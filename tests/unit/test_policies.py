@@ -254,6 +254,7 @@ def test_each_function_holds_only_what_it_calls(default: Deployment) -> None:
         "ecs:StopTask",
         "ecs:DescribeTasks",  # a stop request is checked against the task ECS describes
         "ecs:DescribeClusters",  # the FARGATE fallback needs the cluster's default strategy
+        "ecs:DescribeTaskDefinition",  # where a started task's container logs
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
     }
