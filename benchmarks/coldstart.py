@@ -222,6 +222,24 @@ def calls_by_service(calls: dict[str, int], records: int) -> dict[str, dict[str,
     return out
 
 
+#: DescribeTaskDefinition's answer for the stubbed ECS: the Airflow container logs with awslogs.
+_TASK_DEFINITION = {
+    "taskDefinition": {
+        "family": TASK_FAMILY,
+        "containerDefinitions": [
+            {
+                "name": CONTAINER,
+                "image": "apache/airflow:3.3.2",
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {"awslogs-group": "/ecs/bench", "awslogs-stream-prefix": "ecs"},
+                },
+            }
+        ],
+    }
+}
+
+
 def handler_costs(server: MotoServer, records: int) -> dict[str, Any]:
     """run_task then task_state (RUNNING, then STOPPED exit 0) for ``records`` task tries."""
     from ecs_control_plane.gateways import EcsGateway
@@ -243,10 +261,12 @@ def handler_costs(server: MotoServer, records: int) -> dict[str, Any]:
         arns = [
             f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/{uuid.uuid4().hex}" for _ in range(records)
         ]
-        for arn in arns:
+        for i, arn in enumerate(arns):
             stubber.add_response(
                 "run_task", {"tasks": [{"taskArn": arn, "lastStatus": "PROVISIONING"}], "failures": []}
             )
+            if i == 0:  # where the tasks' container logs: asked once per container
+                stubber.add_response("describe_task_definition", _TASK_DEFINITION)
         stubber.activate()
         plane.ecs = EcsGateway(ecs_client)
 

@@ -1,7 +1,8 @@
 """The executor's AWS clients, made from the Airflow AWS connection (as the provider's executor does).
 
 Only SQS (send run/stop requests) and DynamoDB (read and adopt state items) are needed: the
-scheduler never calls ECS.
+scheduler never calls ECS. With ``read_task_logs``, the process serving Airflow's log view also
+reads CloudWatch Logs (``task_logs.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 #: botocore's standard retry mode: throttling and 5xx are retried with jittered backoff inside
 #: each call, so a sync rarely sees them.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=15)
+#: Reads for Airflow's log view, which a person waits for: fewer retries, shorter waits.
+LOG_READ_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
 
 #: Error codes that mean "these credentials no longer work": the clients are made again.
 CREDENTIAL_ERROR_CODES = frozenset(
@@ -76,7 +79,13 @@ def multi_team_enabled() -> bool:
     return conf.getboolean("core", "multi_team", fallback=False)
 
 
-def _client(service: str, conn_id: str | None, region_name: str | None, team_name: str | None) -> Any:
+def _client(
+    service: str,
+    conn_id: str | None,
+    region_name: str | None,
+    team_name: str | None,
+    config: Config = CLIENT_CONFIG,
+) -> Any:
     # Imported here: the provider's hook module is heavy and only needed once the executor starts.
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook  # noqa: PLC0415
 
@@ -88,9 +97,7 @@ def _client(service: str, conn_id: str | None, region_name: str | None, team_nam
                 return team_connection(conn_id, team_name)
             return super().get_connection(conn_id)
 
-    hook = TeamAwsHook(
-        aws_conn_id=conn_id, region_name=region_name, client_type=service, config=CLIENT_CONFIG
-    )
+    hook = TeamAwsHook(aws_conn_id=conn_id, region_name=region_name, client_type=service, config=config)
     return hook.get_client_type(region_name=region_name)
 
 
@@ -114,3 +121,15 @@ def describe_error(exc: BaseException) -> str:
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
     return f"{type(exc).__name__}: {exc}"
+
+
+def make_log_reader_table(
+    *, state_table: str, conn_id: str | None, region_name: str | None, team_name: str | None = None
+) -> StateTable:
+    """The state table, for the log view's reads (a submission's task and log stream)."""
+    return StateTable(_client("dynamodb", conn_id, region_name, team_name, LOG_READ_CONFIG), state_table)
+
+
+def make_logs_client(*, conn_id: str | None, region_name: str | None, team_name: str | None = None) -> Any:
+    """A CloudWatch Logs client for the log view, in the region of a task's log group."""
+    return _client("logs", conn_id, region_name, team_name, LOG_READ_CONFIG)

@@ -23,6 +23,7 @@ FULL_RESYNC_INTERVAL_SECONDS: Final = "full_resync_interval_seconds"
 MISSING_ITEM_GRACE_SECONDS: Final = "missing_item_grace_seconds"
 MAX_SEND_ATTEMPTS: Final = "max_send_attempts"
 END_TIMEOUT_SECONDS: Final = "end_timeout_seconds"
+READ_TASK_LOGS: Final = "read_task_logs"
 
 
 def env_name(key: str, team_name: str | None = None) -> str:
@@ -133,6 +134,19 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "type": "integer",
         "example": "60",
         "default": "60",
+    },
+    READ_TASK_LOGS: {
+        "description": "Show a running task's ECS container log in Airflow's task log view: the "
+        "process serving the view (the api-server) reads, for each submission of the try, the "
+        "CloudWatch Logs stream (awslogs) the control plane recorded for its ECS task, with this "
+        "section's connection and region, and appends the stop code and reason of a task that "
+        "failed. It needs the state_table setting in that process too, and logs:GetLogEvents on "
+        "the task definition's log group (deploy the stack with TaskLogGroupName: SchedulerPolicy "
+        "then grants it). Airflow asks only while the task instance is running; a finished try's "
+        "log comes from Airflow's own (remote) logging.\n",
+        "type": "boolean",
+        "example": "True",
+        "default": "False",
     },
 }
 

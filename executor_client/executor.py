@@ -7,6 +7,7 @@ Starting, retrying and watching ECS tasks happens in the control plane's Lambda 
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -42,6 +43,7 @@ from .change_feed import ChangeFeed
 from .health import HealthCheckMixin
 from .metrics import ExecutorMetrics
 from .safety_net import ActivePage, PassResult, ReadKeys, SafetyNet, overdue_without_item
+from .task_logs import TaskLogs
 from .workloads import (
     CALLBACKS_NOT_RUNNABLE_REASON,
     PRE_ASSIGNED_IDS,
@@ -756,6 +758,14 @@ class EcsControlPlaneExecutor(HealthCheckMixin, AdoptionMixin, BaseExecutor):
                 time.sleep(min(END_POLL_SECONDS, remaining))
         except Exception:
             self.log.exception("Failed to end %s", type(self).__name__)
+
+    def get_task_log(self, ti: TaskInstance, try_number: int) -> tuple[list[str], list[str]]:
+        """The try's ECS container logs for Airflow's log view (``read_task_logs``); never raises."""
+        return self._task_logs.read(ti, try_number)
+
+    @functools.cached_property
+    def _task_logs(self) -> TaskLogs:
+        return TaskLogs.for_executor(self)
 
 
 def _failure_reason(item: TaskStateItem) -> str:

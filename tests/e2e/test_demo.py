@@ -3,7 +3,8 @@
 Each test starts the whole system in a subprocess (moto with the deployed template, the Lambda
 workers, the local ECS host, api-server, scheduler, dag-processor and triggerer) exactly as a user
 would, and reads the ``--json`` document. A few minutes each on two cores; the tests on the
-example DAGs share one demo run.
+example DAGs share one demo run, whose api-server is also watched while it runs: the log
+endpoint of ``logs_while_running`` is read while that task sleeps in its container.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
-from ecscp.local.airflow import SERVICES
+from ecscp.example_dags.ecscp_task_outcomes import LOG_MARKER
+from ecscp.local.airflow import API_URL_FILE, SERVICES
+from ecscp.local.airflow_api import AirflowApi, AirflowError
 from ecscp.local.stack import LocalStackConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -35,10 +40,12 @@ MAPPING = {
     **{("ecscp_mapping", "square", i): ("success", 1, 1, 1) for i in range(5)},
     ("ecscp_mapping", "total", -1): ("success", 1, 1, 1),
 }
+LOGS_WHILE_RUNNING = ("ecscp_task_outcomes", "logs_while_running", -1)
 TASK_OUTCOMES = {
     ("ecscp_task_outcomes", "always_fails", -1): ("failed", 1, 1, 1),
     ("ecscp_task_outcomes", "passes_on_retry", -1): ("success", 2, 1, 1),
     ("ecscp_task_outcomes", "reads_executor_config", -1): ("success", 1, 1, 1),
+    LOGS_WHILE_RUNNING: ("success", 1, 1, 1),
 }
 START_FAILURES = {
     # Start retries stay inside one submission of the try.
@@ -66,10 +73,24 @@ EXPECTED_RUNS = {
 
 
 @dataclass
+class RunningLog:
+    """What the api-server's log endpoint showed of ``logs_while_running`` while it ran."""
+
+    #: The records of the first read that showed the container's lines, made while the task
+    #: instance was running (before and after the read); empty if none did.
+    content: list[dict[str, Any]] = field(default_factory=list)
+    #: Seconds from the task instance's first ``running`` to that read.
+    seconds_after_running: float | None = None
+    reads: int = 0
+    problem: str | None = None
+
+
+@dataclass
 class DemoRun:
     exit_code: int
     document: dict[str, Any]
     stderr: str
+    running_log: RunningLog = field(default_factory=RunningLog)
 
     def tasks(self) -> dict[tuple[str, str, int], tuple[str, int, int, int]]:
         return {
@@ -84,23 +105,87 @@ class DemoRun:
         }
 
 
-def run_demo_cli(*args: str) -> DemoRun:
-    """``ecscp demo --json ...`` in its own process, bounded in time."""
-    completed = subprocess.run(
+def start_demo_cli(*args: str) -> subprocess.Popen[str]:
+    """``ecscp demo --json ...`` in its own process."""
+    return subprocess.Popen(
         [sys.executable, "-m", "ecscp", "demo", "--json", "--timeout", str(DEMO_TIMEOUT_SECONDS), *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=DEMO_TIMEOUT_SECONDS + 300,
-        check=False,
     )
+
+
+def finish_demo_cli(process: subprocess.Popen[str]) -> DemoRun:
+    """The demo's result once it ended, bounded in time."""
     try:
-        document = json.loads(completed.stdout)
+        stdout, stderr = process.communicate(timeout=DEMO_TIMEOUT_SECONDS + 300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+    try:
+        document = json.loads(stdout)
     except json.JSONDecodeError:
         pytest.fail(
-            f"stdout is not one JSON document (exit {completed.returncode}):\n{completed.stdout}\n"
-            f"stderr:\n{completed.stderr[-5000:]}"
+            f"stdout is not one JSON document (exit {process.returncode}):\n{stdout}\n"
+            f"stderr:\n{stderr[-5000:]}"
         )
-    return DemoRun(completed.returncode, document, completed.stderr)
+    return DemoRun(process.returncode, document, stderr)
+
+
+def run_demo_cli(*args: str) -> DemoRun:
+    return finish_demo_cli(start_demo_cli(*args))
+
+
+def _container_lines_shown(content: list[dict[str, Any]]) -> bool:
+    """Whether the log view shows the task's printed line and its container's first line."""
+    events = [str(record.get("event")) for record in content]
+    return LOG_MARKER in events and "Executing workload" in events
+
+
+def watch_running_task_log(state_dir: Path, demo: subprocess.Popen[str], timeout: float) -> RunningLog:
+    """Read ``logs_while_running``'s log through the api-server while it runs, as the UI does.
+
+    Never raises (the demo must be allowed to finish): what went wrong is in ``problem``.
+    """
+    seen = RunningLog()
+    deadline = time.monotonic() + timeout
+    url_file = state_dir / "airflow" / API_URL_FILE
+    dag_id, task_id, map_index = LOGS_WHILE_RUNNING
+    api: AirflowApi | None = None
+    running_since: float | None = None
+    try:
+        while time.monotonic() < deadline and demo.poll() is None:
+            time.sleep(1)
+            if api is None:
+                if not url_file.exists():
+                    continue
+                api = AirflowApi(url_file.read_text().strip())
+            try:
+                runs = api.dag_runs(dag_id)
+                tis = [t for run in runs for t in api.task_instances(dag_id, run.run_id)]
+            except (AirflowError, httpx.HTTPError):
+                continue  # still starting
+            ti = next((t for t in tis if (t.task_id, t.map_index) == (task_id, map_index)), None)
+            if ti is None or ti.state != "running":
+                if ti is not None and ti.state in ("success", "failed"):
+                    seen.problem = f"{task_id} ended ({ti.state}) before its container's lines showed"
+                    return seen
+                continue
+            running_since = running_since or time.monotonic()
+            content = api.task_log(dag_id, ti.run_id, task_id, ti.try_number, map_index)
+            seen.reads += 1
+            still = next(t for t in api.task_instances(dag_id, ti.run_id) if t.task_id == task_id)
+            if still.state == "running" and _container_lines_shown(content):
+                seen.content = content
+                seen.seconds_after_running = round(time.monotonic() - running_since, 1)
+                return seen
+        seen.problem = f"no read of {task_id}'s log showed its container's lines while it ran"
+    except Exception as exc:  # noqa: BLE001 - reported by the test, after the demo ended
+        seen.problem = f"{type(exc).__name__}: {exc}"
+    finally:
+        if api is not None:
+            api.close()
+    return seen
 
 
 def processes_using(state_dir: Path) -> list[str]:
@@ -123,7 +208,11 @@ def example_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def example_demo(example_state: Path) -> DemoRun:
-    return run_demo_cli("--state-dir", str(example_state))
+    demo = start_demo_cli("--state-dir", str(example_state))
+    running_log = watch_running_task_log(example_state, demo, timeout=DEMO_TIMEOUT_SECONDS)
+    result = finish_demo_cli(demo)
+    result.running_log = running_log
+    return result
 
 
 def test_demo_on_example_dags_ends_every_run(example_demo: DemoRun):
@@ -176,6 +265,38 @@ def test_demo_stops_every_airflow_service_and_keeps_each_log(example_demo: DemoR
         SERVICES, True
     )
     assert list((logs / "tasks").rglob("task_id=defers_and_resumes/*.trigger.*")), "no trigger log"
+
+
+def test_a_running_tasks_container_log_shows_through_the_api_servers_log_endpoint(
+    example_demo: DemoRun, example_state: Path
+):
+    # GIVEN logs_while_running, which prints a line and sleeps 20 s in its ECS container, and the
+    # stack deployed with TaskLogGroupName (read_task_logs on in the api-server)
+    # WHEN its log is read through the api-server's log endpoint while it runs (fixture)
+    log = example_demo.running_log
+    assert log.problem is None, (log, example_demo.stderr[-3000:])
+    events = [str(record.get("event")) for record in log.content]
+
+    # THEN the read came through the executor's get_task_log: its messages name the ECS task and
+    # the CloudWatch Logs stream, in the log's source details
+    sources = [e for e in events if e.startswith("EcsControlPlaneExecutor: submission 1 of 1 of try 1")]
+    assert len(sources) == 1, events[:20]
+    assert "lines from CloudWatch Logs group '/ecs/" in sources[0]
+    assert "/airflow' stream 'ecs/airflow/" in sources[0]
+    assert events.index(sources[0]) < events.index("::endgroup::")
+    # AND it shows the line the task printed, and its container's first line, the supervisor's
+    # "Executing workload" for this task
+    assert LOG_MARKER in events
+    [first] = [r for r in log.content if r.get("event") == "Executing workload"]
+    assert "task_id='logs_while_running'" in str(first.get("workload"))
+    # AND that container line can only have come from the container's stream: the task's log
+    # file in the shared log folder, which the api-server reads too, never has it
+    [task_log] = (example_state / "airflow" / "logs" / "tasks").glob(
+        "dag_id=ecscp_task_outcomes/run_id=*/task_id=logs_while_running/attempt=1.log"
+    )
+    assert "Executing workload" not in task_log.read_text()
+    assert LOG_MARKER in task_log.read_text()
+    print(f"container log shown {log.seconds_after_running} s after running, read {log.reads} time(s)")
 
 
 def test_task_that_never_starts_raises_an_alert_naming_it(example_demo: DemoRun):

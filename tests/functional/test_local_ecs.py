@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from moto import mock_aws
@@ -69,6 +70,25 @@ def test_a_notice_wakes_the_waiting_host_and_is_dropped_once_read_past(ecs: Ecs)
     assert pending[1].stopped_reason == "bye"
     assert BACKEND.notices(after=pending[0].seq, wait_seconds=0) == [pending[1]]
     assert BACKEND.notices(after=pending[1].seq, wait_seconds=0) == []
+
+
+def test_a_run_notice_carries_the_log_configuration_of_the_revision_the_task_runs(ecs: Ecs) -> None:
+    # GIVEN a new revision whose Airflow container logs with awslogs
+    awslogs = {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/x", "awslogs-stream-prefix": "ecs"}}
+    ecs.client.register_task_definition(
+        family="airflow",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="512",
+        memory="1024",
+        containerDefinitions=[
+            {"name": CONTAINER, "image": "airflow", "memory": 1024, "logConfiguration": awslogs}
+        ],
+    )
+    # WHEN a task of it starts: THEN the host's notice says where the container logs
+    ecs.run()
+    [notice] = BACKEND.notices(after=0, wait_seconds=0)
+    assert notice.log_configurations == {CONTAINER: awslogs}
 
 
 def test_a_stoptask_taken_before_the_hosts_record_wins_over_its_stop_code(ecs: Ecs) -> None:
@@ -173,5 +193,60 @@ def test_a_task_stopped_while_it_waits_for_capacity_ends_without_ever_running(tm
         )
         assert [r.last_status for r in host._outbox if r.task_arn == "arn:task/waiting"] == ["STOPPED"]
         assert host._tasks["arn:task/waiting"].process is None
+    finally:
+        host.stop()
+
+
+class RecordingDriver:
+    """Stands in for the host's awslogs driver: what each stream got, and when it was closed."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[str]] = {}
+        self.closed: list[str] = []
+
+    def open(self, location: Any) -> Any:
+        return lambda lines: self.lines.setdefault(location.stream, []).extend(line for _, line in lines)
+
+    def close(self, location: Any, timeout: float = 5.0) -> bool:
+        time.sleep(0.2)  # as if the last lines took a while to go out
+        self.closed.append(location.stream)
+        return True
+
+    def stop(self) -> None:
+        pass
+
+
+def test_a_container_is_recorded_stopped_only_once_its_last_lines_went_to_its_stream(tmp_path: Path) -> None:
+    # GIVEN a host whose task definition gives the Airflow container an awslogs configuration
+    host = EcsHost(
+        endpoint_url="http://127.0.0.1:9",
+        region="eu-west-1",
+        cluster=CLUSTER,
+        container_name=CONTAINER,
+        state_dir=tmp_path,
+        task_env={},
+        started_by="ecscp-test",
+    )
+    driver = RecordingDriver()
+    host.awslogs = driver  # type: ignore[assignment]
+    host.tasks_dir.mkdir(parents=True)
+    arn = "arn:aws:ecs:eu-west-1:123456789012:task/airflow/0123abcd"
+    notice = _notice(1, "run", arn, [sys.executable, "-c", "print('hello'); print('bye')"])
+    awslogs = {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/x", "awslogs-stream-prefix": "ecs"}}
+    notice = notice.model_copy(update={"log_configurations": {CONTAINER: awslogs}})
+    try:
+        # WHEN its container runs and exits
+        host._handle(notice)
+        host._launch()
+        exited = host._inbox.get(timeout=10)
+
+        # THEN its lines went to <prefix>/<container>/<task id> in the task's region, and the exit
+        # reached the host only after the stream was closed
+        task = host._tasks[arn]
+        assert task.log_location is not None
+        assert (task.log_location.group, task.log_location.region) == ("/ecs/x", "eu-west-1")
+        assert driver.lines == {"ecs/airflow/0123abcd": ["hello", "bye"]}
+        assert driver.closed == ["ecs/airflow/0123abcd"]
+        assert getattr(exited, "returncode", None) == 0
     finally:
         host.stop()

@@ -186,6 +186,69 @@ def test_stop_request_stops_the_running_container(plane: Plane) -> None:
     assert record["stop_code"] == "UserInitiated"
 
 
+def stream_messages(stack: LocalStack, item: TaskStateItem) -> list[str]:
+    """The messages in the item's awslogs stream so far ([] before the stream exists)."""
+    logs = stack.client("logs")
+    try:
+        events = logs.get_log_events(
+            logGroupName=item.log_group, logStreamName=item.log_stream, startFromHead=True
+        )["events"]
+    except logs.exceptions.ResourceNotFoundException:
+        return []
+    return [e["message"] for e in events]
+
+
+def test_a_containers_output_reaches_its_awslogs_stream_while_it_runs_and_all_of_it_by_its_end(
+    plane: Plane, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # GIVEN a container that prints a line, waits for a go, prints more and exits 0
+    go = tmp_path_factory.mktemp("go") / "go"
+    script = (
+        "import os, sys, time\n"
+        "print('first line', flush=True)\n"
+        "print('to stderr', file=sys.stderr, flush=True)\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.1)\n"
+        "print('x' * 20000)\n"
+        "print('last line', end='')\n"
+    )
+    key = plane.run("prints", [sys.executable, "-c", script])
+
+    # WHEN it runs: THEN its first lines are in the stream its task definition names, while it runs
+    running = wait_for(
+        "the container to run", lambda: (i := plane.item(key)) and i.state.value == "RUNNING" and i
+    )
+    assert running.log_group == plane.stack.ecs.log_group
+    assert running.log_stream == f"ecs/airflow/{running.task_arn.rsplit('/', 1)[-1]}"
+    wait_for("the first lines in CloudWatch", lambda: len(stream_messages(plane.stack, running)) == 2)
+    assert stream_messages(plane.stack, running) == ["first line", "to stderr"]
+    assert plane.item(key).state.value == "RUNNING"
+
+    # WHEN it goes on and exits: THEN by the time the task is over every line is there (a line
+    # over 16 KiB split as Docker splits it, the unterminated last line too), and in its log file
+    go.touch()
+    item = plane.wait_final(key)
+    assert item.state.value == "SUCCESS"
+    assert stream_messages(plane.stack, item) == [
+        "first line",
+        "to stderr",
+        "x" * 16384,
+        "x" * (20000 - 16384),
+        "last line",
+    ]
+    [task_dir] = [
+        d.parent
+        for d in (plane.stack.config.state_dir / "tasks").glob("*/task.json")
+        if json.loads(d.read_text())["task_arn"] == item.task_arn
+    ]
+    assert (task_dir / "container.log").read_text() == "first line\nto stderr\n" + "x" * 20000 + "\nlast line"
+
+
+def test_the_stack_tells_executors_to_read_task_logs(stack: LocalStack) -> None:
+    # The local task definition logs with awslogs, so the stack is deployed with TaskLogGroupName:
+    # SchedulerPolicy reads that group, and AirflowEnvironment turns read_task_logs on.
+    assert stack.airflow_environment()["AIRFLOW__ECS_CONTROL_PLANE__READ_TASK_LOGS"] == "True"
+
+
 def test_describe_tasks_agrees_with_the_events(plane: Plane) -> None:
     # GIVEN a task that ran to completion
     key = plane.run("described", exits_with(0))

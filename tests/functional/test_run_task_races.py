@@ -194,6 +194,8 @@ def test_event_that_arrives_before_run_task_recorded_the_arn_still_applies(
     assert (item.state, item.task_arn) == (TaskState.RUNNING, task["taskArn"])
     assert item.ecs_last_status == "RUNNING"
     assert desired_status(plane, task["taskArn"]) == "RUNNING"
+    # AND where its container logs is recorded all the same
+    assert item.log_stream == f"ecs/airflow/{task['taskArn'].rsplit('/', 1)[-1]}"
     # AND its exit decides the try
     plane.apply(plane.ecs_event(task, "STOPPED", exit_code=0))
     assert plane.item(key).state == TaskState.SUCCESS

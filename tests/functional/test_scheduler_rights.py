@@ -4,17 +4,18 @@ Two views of one boundary:
 
 - Every AWS call a real ``EcsControlPlaneExecutor`` makes over its whole life (start and health
   check, sending, syncing, stopping, adopting an existing item and a submission whose request
-  is still queued, ending) is recorded on moto and evaluated against the ``SchedulerPolicy``
-  rendered from the template, with the request's condition keys: each must be allowed, and none
-  writes to the state table (adoption is an ``adopt`` request). So the code cannot drift from
-  the policy.
+  is still queued, ending; and, in the api-server, reading a try's container logs) is recorded
+  on moto and evaluated against the ``SchedulerPolicy`` rendered from the template, with the
+  request's condition keys: each must be allowed, and none writes to the state table (adoption
+  is an ``adopt`` request). So the code cannot drift from the policy.
 - With moto enforcing IAM (its ``INITIAL_NO_AUTH_ACTION_COUNT`` mode), a principal holding only
   that policy runs the executor, and is refused what a compromised scheduler would try: ECS,
   receiving run requests (their workload tokens), reading the dead letters, forging alerts,
-  IAM. moto checks actions and SQS queue ARNs but authorizes DynamoDB calls against resource
-  ``*`` and ignores ``dynamodb:Attributes``, so there the table statements get resource ``*``;
-  their resources and attribute conditions are judged by the first view and by
-  tests/unit/test_policies.py.
+  IAM; and it reads the task log group's streams only if the stack was deployed with
+  ``TaskLogGroupName``. moto checks actions and SQS queue ARNs but authorizes DynamoDB and
+  CloudWatch Logs calls against resource ``*`` and ignores ``dynamodb:Attributes``, so there the
+  table and log statements get resource ``*``; their resources and attribute conditions are
+  judged by the first view and by tests/unit/test_policies.py.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from moto.core.authorization import ActionAuthenticatorMixin
 from samtranslator.yaml_helper import yaml_parse
 
 from ecs_control_plane.contract import TaskState
+from executor_client import EcsControlPlaneExecutor
+from executor_client import config as cfg
 from tests.functional.test_executor import (
     configure,
     encoded,
@@ -44,7 +47,8 @@ from tests.functional.test_executor import (
     task_instance,
     workload,
 )
-from tests.support.aws import CLUSTER, MockedControlPlane
+from tests.functional.test_task_logs import started, write
+from tests.support.aws import CLUSTER, LOG_GROUP, REGION, MockedControlPlane
 from tests.support.iam_policies import (
     ACCOUNT,
     TEMPLATE,
@@ -67,8 +71,8 @@ _EXPRESSION_WORDS = {
 }  # fmt: skip
 
 
-def scheduler_policy() -> list[dict[str, Any]]:
-    return Deployment(yaml_parse(TEMPLATE.read_text())).managed_policy("SchedulerPolicy")
+def scheduler_policy(**parameters: str) -> list[dict[str, Any]]:
+    return Deployment(yaml_parse(TEMPLATE.read_text()), **parameters).managed_policy("SchedulerPolicy")
 
 
 def attributes_named(params: dict[str, Any]) -> list[str]:
@@ -114,6 +118,9 @@ class Recorder:
             tables = set(params.get("RequestItems", {})) | {params.get("TableName", self.plane.table_name)}
             assert tables == {self.plane.table_name}, tables
             return table_arn(params.get("IndexName"))
+        if service == "logs":
+            group, stream = params.get("logGroupName", ""), params.get("logStreamName", "")
+            return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:log-stream:{stream}"
         return "*"
 
     def _as_call(self, service: str, operation: str, params: dict[str, Any]) -> Call:
@@ -182,6 +189,30 @@ def test_every_call_a_scheduler_makes_is_one_its_policy_allows(
     assert {"dynamodb:GetItem", "dynamodb:Query"} <= table_calls
 
 
+def test_every_call_of_the_log_view_is_one_its_policy_allows_with_task_log_group_name(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a running task with a container log, and the api-server reading task logs
+    item = started(plane)
+    write(item, "a line")
+    monkeypatch.setenv(cfg.env_name(cfg.READ_TASK_LOGS), "True")
+    recorder = Recorder(plane, monkeypatch)
+
+    # WHEN the log view reads try 1
+    with recorder.as_scheduler():
+        _, lines = EcsControlPlaneExecutor().get_task_log(task_instance("extract"), 1)
+
+    # THEN it read the try's items and the stream; every call is one SchedulerPolicy allows when
+    # the stack names the task log group, and the log read is refused when it does not
+    assert len(lines) == 2
+    actions = {c.action for c in recorder.calls}
+    assert actions == {"dynamodb:Query", "dynamodb:BatchGetItem", "logs:GetLogEvents"}
+    with_logs = scheduler_policy(TaskLogGroupName=LOG_GROUP)
+    assert [c for c in recorder.calls if not allows(with_logs, c)] == []
+    refused = [c.action for c in recorder.calls if not allows(scheduler_policy(), c)]
+    assert set(refused) == {"logs:GetLogEvents"}
+
+
 def _task_instance(work: Any) -> Any:
     return task_instance(work.ti.task_id, external_executor_id=recorded_id(work))
 
@@ -189,8 +220,9 @@ def _task_instance(work: Any) -> Any:
 # -- with moto enforcing IAM ------------------------------------------------------------------
 
 
-def _moto_policy(plane: MockedControlPlane) -> str:
-    """The scheduler's policy for this moto stack: its queue's real ARN; table statements on ``*``.
+def _moto_policy(plane: MockedControlPlane, **parameters: str) -> str:
+    """The scheduler's policy for this moto stack: its queue's real ARN; table and log
+    statements on ``*``.
 
     moto also names SendMessageBatch as an action of its own (AWS authorizes it as SendMessage).
     """
@@ -198,10 +230,10 @@ def _moto_policy(plane: MockedControlPlane) -> str:
     attributes = sqs.get_queue_attributes(QueueUrl=plane.queue_url, AttributeNames=["QueueArn"])
     arn = attributes["Attributes"]["QueueArn"]
     statements = []
-    for rendered in scheduler_policy():
+    for rendered in scheduler_policy(**parameters):
         statement = json.loads(json.dumps(rendered).replace(queue_arn("RunRequestQueue"), arn))
         actions = listed(statement["Action"])
-        if any(str(a).startswith("dynamodb:") for a in actions):
+        if any(str(a).startswith(("dynamodb:", "logs:")) for a in actions):
             statement["Resource"] = "*"
         if "sqs:SendMessage" in actions:
             statement["Action"] = [*actions, "sqs:SendMessageBatch"]
@@ -209,17 +241,31 @@ def _moto_policy(plane: MockedControlPlane) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
-@pytest.fixture
-def scheduler_keys(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def _user_holding_the_policy(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch, **parameters: str
+) -> dict[str, str]:
     """Access keys of a user holding only the scheduler's policy; moto enforces IAM from here on."""
     iam = boto3.client("iam", region_name="us-east-1")
     iam.create_user(UserName="airflow-scheduler")
-    policy = iam.create_policy(PolicyName="SchedulerPolicy", PolicyDocument=_moto_policy(plane))
+    document = _moto_policy(plane, **parameters)
+    policy = iam.create_policy(PolicyName="SchedulerPolicy", PolicyDocument=document)
     iam.attach_user_policy(UserName="airflow-scheduler", PolicyArn=policy["Policy"]["Arn"])
     key = iam.create_access_key(UserName="airflow-scheduler")["AccessKey"]
     monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
     monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
     return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+
+@pytest.fixture
+def scheduler_keys(plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return _user_holding_the_policy(plane, monkeypatch)
+
+
+def _connect_as(keys: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The executor's AWS connection carries ``keys``."""
+    login = {"conn_type": "aws", "login": keys["aws_access_key_id"]}
+    login["password"] = keys["aws_secret_access_key"]
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(login))
 
 
 def _dead_letters(plane: MockedControlPlane) -> str:
@@ -234,9 +280,7 @@ def test_a_scheduler_holding_only_its_policy_runs_the_executor(
     plane: MockedControlPlane, scheduler_keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN the executor's AWS connection carrying the scheduler user's keys, moto enforcing IAM
-    login = {"conn_type": "aws", "login": scheduler_keys["aws_access_key_id"]}
-    login["password"] = scheduler_keys["aws_secret_access_key"]
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(login))
+    _connect_as(scheduler_keys, monkeypatch)
     work = workload("under_the_policy")
 
     # WHEN it starts (health check), sends a task and syncs
@@ -247,6 +291,31 @@ def test_a_scheduler_holding_only_its_policy_runs_the_executor(
     monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", float("inf"))
     plane.deliver()
     assert plane.item(encoded(work.ti.key)).state == TaskState.STARTING
+
+
+@pytest.mark.parametrize("log_group", [LOG_GROUP, ""], ids=["with-TaskLogGroupName", "without"])
+def test_the_log_view_reads_the_task_logs_only_when_the_stack_grants_it(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch, log_group: str
+) -> None:
+    # GIVEN a running task whose container wrote a line
+    write(started(plane), "hello from the container")
+    # AND an api-server reading task logs as a user holding only SchedulerPolicy, with moto
+    # enforcing IAM, from a stack deployed with or without TaskLogGroupName
+    monkeypatch.setenv(cfg.env_name(cfg.READ_TASK_LOGS), "True")
+    _connect_as(_user_holding_the_policy(plane, monkeypatch, TaskLogGroupName=log_group), monkeypatch)
+
+    # WHEN the log view reads try 1
+    messages, lines = EcsControlPlaneExecutor().get_task_log(task_instance("extract"), 1)
+
+    # THEN with the log group named it reads the line; without, the items (header) but not the
+    # stream, and a message says which right is missing
+    if log_group:
+        assert json.loads(lines[-1])["event"] == "hello from the container"
+        assert "1 lines from CloudWatch Logs" in messages[0]
+    else:
+        assert len(lines) == 1
+        assert "not allowed to read its log" in messages[0]
+        assert f"logs:GetLogEvents on log group '{LOG_GROUP}'" in messages[0]
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """The control plane on moto, driven in-process through the real Lambda handlers.
 
 ``mocked_control_plane`` creates what template.yaml deploys (state table with its owner index,
-run-request queue, an ECS cluster with a task definition whose container is ``airflow``, a rule
-that captures failed-start events), points the functions' environment at it, and returns a
-``MockedControlPlane`` that delivers queued run requests to the run_task handler and ECS task
-state changes to the task_state handler, the way SQS and EventBridge would.
+run-request queue, an ECS cluster with a task definition whose container is ``airflow`` and
+logs with ``awslogs`` to a CloudWatch Logs group, a rule that captures failed-start events),
+points the functions' environment at it, and returns a ``MockedControlPlane`` that delivers
+queued run requests to the run_task handler and ECS task state changes to the task_state
+handler, the way SQS and EventBridge would.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ ACCOUNT = "123456789012"
 CLUSTER = "airflow-cluster"
 CONTROL_PLANE_ID = "ecscp-test-stack"
 CONTAINER = "airflow"
+#: The task definition's awslogs configuration: group and stream prefix of its container's log.
+LOG_GROUP = "/ecs/airflow"
+LOG_STREAM_PREFIX = "ecs"
 
 
 def create_state_table(client: Any, name: str) -> None:
@@ -278,9 +282,23 @@ def mocked_control_plane(
             cpu="512",
             memory="1024",
             containerDefinitions=[
-                {"name": CONTAINER, "image": "apache/airflow:3.3.2", "essential": True, "memory": 1024}
+                {
+                    "name": CONTAINER,
+                    "image": "apache/airflow:3.3.2",
+                    "essential": True,
+                    "memory": 1024,
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": LOG_GROUP,
+                            "awslogs-region": REGION,
+                            "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                        },
+                    },
+                }
             ],
         )
+        boto3.client("logs", region_name=REGION).create_log_group(logGroupName=LOG_GROUP)
         sqs = boto3.client("sqs", region_name=REGION)
         dlq = sqs.create_queue(QueueName="run-requests-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][

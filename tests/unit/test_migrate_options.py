@@ -295,7 +295,8 @@ def test_region_name_unset_leaves_the_executors_region_to_its_connection(templat
 
 def test_the_executor_path_is_the_one_the_stack_tells_the_scheduler() -> None:
     outputs = yaml_parse(TEMPLATE.read_text())["Outputs"]
-    assert f"AIRFLOW__CORE__EXECUTOR={m.EXECUTOR_PATH}\n" in outputs["AirflowEnvironment"]["Value"]["Fn::Sub"]
+    [settings, _read_task_logs] = outputs["AirflowEnvironment"]["Value"]["Fn::Join"][1]
+    assert f"AIRFLOW__CORE__EXECUTOR={m.EXECUTOR_PATH}\n" in settings["Fn::Sub"]
     module, _, name = m.EXECUTOR_PATH.rpartition(".")
     assert getattr(importlib.import_module(module), name).__name__ == name
 

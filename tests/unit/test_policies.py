@@ -68,6 +68,9 @@ def default(template: dict[str, Any]) -> Deployment:
     return Deployment(template)
 
 
+TASK_LOG_GROUP = "/ecs/airflow"
+
+
 def rights(deployment: Deployment, function: str) -> list[dict[str, Any]]:
     return deployment.role(FUNCTION_ROLES[function])
 
@@ -81,7 +84,7 @@ def actions(statements: list[dict[str, Any]]) -> set[str]:
 
 def test_scheduler_policy_has_no_ecs_no_iam_and_no_wildcard_action(template: dict[str, Any]) -> None:
     # GIVEN the scheduler's policy, with every optional statement present
-    deployment = Deployment(template, QueueKmsKeyArn=QUEUE_KEY)
+    deployment = Deployment(template, QueueKmsKeyArn=QUEUE_KEY, TaskLogGroupName=TASK_LOG_GROUP)
     granted = actions(deployment.managed_policy("SchedulerPolicy"))
 
     # THEN it names no ECS or IAM action, and no action by wildcard
@@ -114,6 +117,41 @@ def test_scheduler_policy_grants_exactly_the_queue_and_table(default: Deployment
     assert allows(scheduler, Call("dynamodb:Query", table_arn(TRY_INDEX)))
     assert allows(scheduler, Call("dynamodb:Query", table_arn(ACTIVE_INDEX)))  # the safety net
     assert not allows(scheduler, Call("dynamodb:Scan", table_arn()))
+
+
+def log_stream(group: str, stream: str = "ecs/airflow/0123456789abcdef") -> str:
+    return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:log-stream:{stream}"
+
+
+def test_scheduler_reads_the_task_log_group_only_with_task_log_group_name(template: dict[str, Any]) -> None:
+    # GIVEN the scheduler's policy with and without TaskLogGroupName
+    with_logs = Deployment(template, TaskLogGroupName=TASK_LOG_GROUP).managed_policy("SchedulerPolicy")
+    without = Deployment(template).managed_policy("SchedulerPolicy")
+    group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{TASK_LOG_GROUP}"
+
+    # THEN with it, GetLogEvents on that group's streams (as IAM names the group: plain and
+    # with ":*"), nothing else of CloudWatch Logs, and no other group (not even one whose name
+    # starts with it)
+    assert actions(with_logs) - actions(without) == {"logs:GetLogEvents"}
+    for resource in (log_stream(TASK_LOG_GROUP), group, f"{group}:*"):
+        assert allows(with_logs, Call("logs:GetLogEvents", resource)), resource
+    for resource in (log_stream("/ecs/other"), log_stream(f"{TASK_LOG_GROUP}-prod"), log_stream("*")):
+        assert not allows(with_logs, Call("logs:GetLogEvents", resource)), resource
+    for action in ("logs:FilterLogEvents", "logs:PutLogEvents", "logs:DeleteLogGroup"):
+        assert not allows(with_logs, Call(action, log_stream(TASK_LOG_GROUP))), action
+    # AND without it, no CloudWatch Logs right at all
+    assert not {a for a in actions(without) if a.startswith("logs:")}
+    assert not allows(without, Call("logs:GetLogEvents", log_stream(TASK_LOG_GROUP)))
+
+
+def test_task_log_group_name_cannot_widen_the_read_right(template: dict[str, Any]) -> None:
+    # A wildcard (or an ARN pasted in) would widen the scheduler's read to other groups:
+    # CloudFormation refuses the value (AllowedPattern).
+    pattern = template["Parameters"]["TaskLogGroupName"]["AllowedPattern"]
+    for value in ("/ecs/*", "*", "/ecs/air?low", "arn:aws:logs:us-east-1:1:log-group:x", "/ecs/a:b"):
+        assert not re.fullmatch(pattern, value), value
+    for value in ("", TASK_LOG_GROUP, "/aws/ecs/airflow-prod_1.v2#x"):
+        assert re.fullmatch(pattern, value), value
 
 
 @pytest.mark.parametrize(
@@ -254,6 +292,7 @@ def test_each_function_holds_only_what_it_calls(default: Deployment) -> None:
         "ecs:StopTask",
         "ecs:DescribeTasks",  # a stop request is checked against the task ECS describes
         "ecs:DescribeClusters",  # the FARGATE fallback needs the cluster's default strategy
+        "ecs:DescribeTaskDefinition",  # where a started task's container logs
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
     }
@@ -492,6 +531,7 @@ def test_no_identity_statement_allows_every_resource_except_those_without_resour
         AllowedTaskRoleArns=TASK_ROLE,
         AllowedExecutionRoleArns=EXECUTION_ROLE,
         QueueKmsKeyArn=QUEUE_KEY,
+        TaskLogGroupName=TASK_LOG_GROUP,
     )
     statements = [s for fn in FUNCTION_ROLES for s in rights(deployment, fn)]
     statements += deployment.managed_policy("SchedulerPolicy")

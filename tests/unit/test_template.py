@@ -31,6 +31,7 @@ from ecs_control_plane.settings import ALL_ENV, ControlPlaneSettings
 from ecs_control_plane.store import state_table_definition
 from ecscp.local.cloudformation.rules import broken_rules
 from ecscp.local.cloudformation.translate import translate
+from tests.support.iam_policies import Deployment
 from tests.support.templates import packaged_for_s3
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -572,23 +573,23 @@ def test_outputs_tell_the_operator_what_to_configure(template: Template) -> None
     assert outputs["SchedulerPolicyArn"]["Value"] == {"Ref": "SchedulerPolicy"}
 
 
-def test_airflow_environment_output_is_ready_to_paste(template: Template) -> None:
-    # GIVEN the AirflowEnvironment output, resolved for a deployed stack
-    value = template["Outputs"]["AirflowEnvironment"]["Value"]
-    names = parameter_values(template) | {
-        "RunRequestQueue": "https://sqs.us-east-1.amazonaws.com/1/q",
-        "StateTable": "state-table",
-    }
+@pytest.mark.parametrize("log_group", ["", "/ecs/airflow"], ids=["default", "task-log-group"])
+def test_airflow_environment_output_is_ready_to_paste(template: Template, log_group: str) -> None:
+    # GIVEN the AirflowEnvironment output of a deployed stack, with or without TaskLogGroupName
+    deployment = Deployment(template, TaskLogGroupName=log_group)
 
-    # WHEN it is resolved
-    lines = resolve(value, names).strip().splitlines()
+    # WHEN it is resolved as CloudFormation would
+    lines = deployment.resolve(template["Outputs"]["AirflowEnvironment"]["Value"]).splitlines()
 
-    # THEN it is exactly the executor's settings, one NAME=value per line
+    # THEN it is exactly the executor's settings, one NAME=value per line; the task log group
+    # turns on read_task_logs (its read right is in SchedulerPolicy: test_policies.py)
+    queue = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/RunRequestQueue"
     assert lines == [
         "AIRFLOW__CORE__EXECUTOR=executor_client.EcsControlPlaneExecutor",
-        "AIRFLOW__ECS_CONTROL_PLANE__QUEUE_URL=https://sqs.us-east-1.amazonaws.com/1/q",
-        "AIRFLOW__ECS_CONTROL_PLANE__STATE_TABLE=state-table",
-        "AIRFLOW__ECS_CONTROL_PLANE__REGION_NAME=us-east-1",
+        f"AIRFLOW__ECS_CONTROL_PLANE__QUEUE_URL={queue}",
+        "AIRFLOW__ECS_CONTROL_PLANE__STATE_TABLE=StateTable",
+        f"AIRFLOW__ECS_CONTROL_PLANE__REGION_NAME={REGION}",
+        *(["AIRFLOW__ECS_CONTROL_PLANE__READ_TASK_LOGS=True"] if log_group else []),
     ]
 
 

@@ -62,6 +62,25 @@ SYNC_ATTRIBUTES = (
 RECONCILE_ATTRIBUTES = (*SYNC_ATTRIBUTES, "token_expires_at", "awaiting_request", "start_failed", "alerted")
 #: Index of every submission of a try (``try_key`` is the key without its submission).
 TRY_INDEX = "try_key-created_at-index"
+#: Where an item says its ECS task's Airflow container logs (see ``log_location.py``).
+LOG_ATTRIBUTES = ("log_group", "log_stream", "log_region")
+#: What the executor's ``get_task_log`` reads of each submission of a try (by key, never
+#: ``executor_config``).
+TASK_LOG_ATTRIBUTES = (
+    "key",
+    "owner",
+    "state",
+    "attempt",
+    "task_arn",
+    "reason",
+    "exit_code",
+    "stop_code",
+    "stopped_reason",
+    "start_failed",
+    "created_at",
+    "updated_at",
+    *LOG_ATTRIBUTES,
+)
 
 
 def active_shard(key: str) -> str:
@@ -388,6 +407,12 @@ class TaskStateItem(BaseModel):
     #: Created by an adopting scheduler before the submission's run request arrived: the request
     #: starts it under the adopter (or the reconciler fails it once it is overdue).
     awaiting_request: bool = False
+    #: Where the current ECS task's Airflow container writes its log: the ``awslogs`` stream of
+    #: its task definition, recorded by run_task as it starts the task. None when the task
+    #: definition's container has no ``awslogs`` configuration with a stream prefix.
+    log_group: str | None = None
+    log_stream: str | None = None
+    log_region: str | None = None
     updated_at: int = Field(default_factory=now_ms)
     created_at: int | None = None
     expires_at: int | None = None

@@ -32,6 +32,8 @@ class RunTaskOutcome:
     task_arn: str | None = None
     failure: FailureClass | None = None
     reason: str | None = None
+    #: The revision the task runs (RunTask's answer), when ECS said.
+    task_definition_arn: str | None = None
 
     @property
     def started(self) -> bool:
@@ -66,7 +68,9 @@ class EcsGateway:
             return RunTaskOutcome(failure=FailureClass.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
         tasks = response.get("tasks") or []
         if tasks:
-            return RunTaskOutcome(task_arn=tasks[0]["taskArn"])
+            return RunTaskOutcome(
+                task_arn=tasks[0]["taskArn"], task_definition_arn=tasks[0].get("taskDefinitionArn")
+            )
         failures = response.get("failures") or []
         reasons = "; ".join(
             f"{f.get('reason', '?')}{': ' + f['detail'] if f.get('detail') else ''}" for f in failures

@@ -12,7 +12,8 @@ from enum import Enum
 
 from .contract import FailedStartDetail, RunRequest, TaskState, TaskStateItem, now_ms
 from .ecs_events import Action, EcsTask, Transition, plan_transition, plan_unread_transition
-from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue
+from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue, RunTaskOutcome
+from .log_location import TaskDefinitionLogs, TaskLogLocation
 from .readiness import FALLBACK_LAUNCH_TYPE, CheckError, ReadinessReport, check_readiness, default_placement
 from .retry import FailureClass, transient_delay_seconds
 from .run_task_call import RunTaskConfigError, build_run_task_call, stack_run_task_kwargs
@@ -110,6 +111,12 @@ class ControlPlane:
         self.alerts = alerts
         self.region = region
         self._fallback: tuple[str | None] | None = None
+        #: Where each started task's Airflow container logs (one DescribeTaskDefinition per
+        #: revision per container).
+        self.task_logs = TaskDefinitionLogs(self._describe_task_definition, settings.container_name, region)
+
+    def _describe_task_definition(self, reference: str) -> dict[str, object]:
+        return self.ecs.describe_task_definition(reference)  # the gateway of now: it may be replaced
 
     # -- readiness --------------------------------------------------------------------------------
 
@@ -252,7 +259,7 @@ class ControlPlane:
         )
         outcome = self.ecs.run_task(call)
         if outcome.task_arn is not None:
-            return self._record_start(key, attempt, outcome.task_arn)
+            return self._record_start(key, attempt, outcome.task_arn, self._log_location(outcome, call))
 
         reason = outcome.reason or "unknown RunTask failure"
         if outcome.failure is FailureClass.TRANSIENT:
@@ -280,9 +287,16 @@ class ControlPlane:
             reason = f"task failed to start after {attempt} attempt(s): {reason}"
         return self.fail_start(key, owner, reason, attempt=attempt, only_if_queued=True)
 
-    def _record_start(self, key: str, attempt: int, task_arn: str) -> Result:
+    def _log_location(self, outcome: RunTaskOutcome, call: dict[str, object]) -> TaskLogLocation | None:
+        """Where the started task's Airflow container logs: its revision's, else the call's family."""
+        reference = outcome.task_definition_arn or str(call.get("taskDefinition") or "")
+        return self.task_logs.location(reference, outcome.task_arn or "")
+
+    def _record_start(
+        self, key: str, attempt: int, task_arn: str, log: TaskLogLocation | None = None
+    ) -> Result:
         """Record the started task; a task the item no longer wants is stopped at once."""
-        recorded = self.table.record_started(key, attempt, task_arn)
+        recorded = self.table.record_started(key, attempt, task_arn, log)
         if recorded is None:
             current = self.table.get(key)
             if current is None or current.attempt != attempt or current.task_arn != task_arn:

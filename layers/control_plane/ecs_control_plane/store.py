@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from .contract import (
     ACTIVE_STATES,
+    LOG_ATTRIBUTES,
     InvalidTaskKeyError,
     TaskKey,
     TaskState,
@@ -37,6 +38,7 @@ from .items import (
     UnreadableItemError,
     item_from_dynamodb,
 )
+from .log_location import TaskLogLocation
 from .readiness import READINESS_KEY, ReadinessReport
 from .table_reads import BATCH_GET_LIMIT, StateTableReads
 from .table_schema import (
@@ -147,6 +149,13 @@ class _Update:
         if self.removes:
             parts.append("REMOVE " + ", ".join(self.removes))
         return " ".join(parts)
+
+
+def _set_log(update: _Update, log: TaskLogLocation | None) -> None:
+    """Set (or, with None, remove) where the item's task logs."""
+    update.set("log_group", log.group if log else None)
+    update.set("log_stream", log.stream if log else None)
+    update.set("log_region", log.region if log else None)
 
 
 @dataclass(frozen=True)
@@ -288,12 +297,18 @@ class StateTable(StateTableReads):
         u.values.update({":q": _ser.serialize(TaskState.QUEUED.value), ":a": _ser.serialize(attempt)})
         return self._update(key, u, f"{u.name('state')} = :q AND {u.name('attempt')} = :a")
 
-    def record_started(self, key: str, attempt: int, task_arn: str) -> TaskStateItem | None:
-        """RunTask accepted attempt ``attempt``: STARTING, unless events already moved it on."""
+    def record_started(
+        self, key: str, attempt: int, task_arn: str, log: TaskLogLocation | None = None
+    ) -> TaskStateItem | None:
+        """RunTask accepted attempt ``attempt``: STARTING, unless events already moved it on.
+
+        ``log``: where the task's Airflow container logs (written in the same call).
+        """
         u = _Update()
         u.set("state", TaskState.STARTING.value)
         u.set("task_arn", task_arn)
         u.set("reason", None)
+        _set_log(u, log)
         self._stamp(u, terminal=False)
         u.values.update({":q": _ser.serialize(TaskState.QUEUED.value), ":a": _ser.serialize(attempt)})
         started = self._update(key, u, f"{u.name('state')} = :q AND {u.name('attempt')} = :a")
@@ -303,6 +318,8 @@ class StateTable(StateTableReads):
         # item moved on (another attempt, another task, or over): the caller stops the task.
         u = _Update()
         u.set_if_missing("task_arn", task_arn)
+        if log is not None:
+            _set_log(u, log)
         self._stamp(u, terminal=None)
         u.values.update(
             {
@@ -340,7 +357,7 @@ class StateTable(StateTableReads):
         u.set("state", TaskState.QUEUED.value)
         u.set("attempt", from_attempt + 1)
         u.set("reason", reason)
-        for attr in ("task_arn", "ecs_version", "ecs_last_status", "exit_code"):
+        for attr in ("task_arn", "ecs_version", "ecs_last_status", "exit_code", *LOG_ATTRIBUTES):
             u.set(attr, None)
         for attr in ("stop_code", "stopped_reason"):
             u.set(attr, (changes or {}).get(attr))

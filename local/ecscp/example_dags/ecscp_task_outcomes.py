@@ -1,4 +1,4 @@
-"""Task outcomes that Airflow decides: a failure, an Airflow retry and executor_config.
+"""Task outcomes that Airflow decides: a failure, an Airflow retry, executor_config; and a log.
 
 Expected outcome (the run ends ``failed`` because of ``always_fails``):
 
@@ -8,11 +8,17 @@ Expected outcome (the run ends ``failed`` because of ``always_fails``):
 - ``reads_executor_config``: its ``executor_config`` adds ``ECSCP_EXAMPLE_FLAG`` to the
   container's environment through a ``containerOverrides`` entry; the task fails unless it
   sees the value. State ``success``, try 1, one start.
+- ``logs_while_running``: prints ``LOG_MARKER`` and sleeps 20 s. While it sleeps, its log in
+  the UI (and the REST API's log endpoint) shows its ECS container's log, read by the
+  executor's ``get_task_log`` from the container's CloudWatch Logs stream (the local stack sets
+  ``read_task_logs``). A high ``priority_weight``, so that it starts before the fan-out fills
+  the slots. State ``success``, try 1, one start.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from datetime import timedelta
 
 import pendulum
@@ -20,6 +26,8 @@ from airflow.sdk import dag, get_current_context, task
 
 FLAG_ENV = "ECSCP_EXAMPLE_FLAG"
 FLAG_VALUE = "from-executor-config"
+LOG_MARKER = "ecscp example: a line printed while the task runs"
+LOG_SLEEP_SECONDS = 20
 
 
 @dag(
@@ -57,9 +65,15 @@ def ecscp_task_outcomes() -> None:
             raise RuntimeError(f"{FLAG_ENV}={value!r}: executor_config did not reach the container")
         return value
 
+    @task(priority_weight=100)
+    def logs_while_running() -> None:
+        print(LOG_MARKER, flush=True)
+        time.sleep(LOG_SLEEP_SECONDS)
+
     always_fails()
     passes_on_retry()
     reads_executor_config()
+    logs_while_running()
 
 
 ecscp_task_outcomes()

@@ -36,6 +36,8 @@ from .processes import kill_tree, log_tail, process_tree, terminate, wait_until
 RUN_MARKER_ENV = "ECSCP_LOCAL_RUN_ID"
 
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: The file in ``AIRFLOW_HOME`` that holds the api-server's URL once it was started.
+API_URL_FILE = "api-server.url"
 #: Extra command-line arguments per service.
 _SERVICE_ARGS: dict[str, tuple[str, ...]] = {
     # No log server: it would be one more process and a fixed port (8794) two runs would share;
@@ -144,6 +146,11 @@ class LocalAirflow:
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def api_url_file(self) -> Path:
+        """Where ``start()`` writes the api-server's URL."""
+        return self.home / API_URL_FILE
 
     def worker_environment(self) -> dict[str, str]:
         """What a task process (an ECS container here) needs: no database, no secrets."""
@@ -268,6 +275,8 @@ class LocalAirflow:
             self._spawn(name, [name, *_SERVICE_ARGS.get(name, ())], env) for name in SERVICES
         )
         self._say(f"started {', '.join(SERVICES)}; api-server on {self.api_url}")
+        # For programs watching a run (the e2e tests read the demo's log view through it).
+        self.api_url_file.write_text(self.api_url)
         self._api = AirflowApi(self.api_url)
         self.wait_until(
             lambda: self.api.healthy() is not None,

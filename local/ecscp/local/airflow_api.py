@@ -101,8 +101,12 @@ class AirflowApi:
             self._token = str(response.json()["access_token"])
         return {"Authorization": f"Bearer {self._token}"}
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, url, headers=self._authorized(), **kwargs)
+    def _request(
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> Any:
+        response = self._http.request(
+            method, url, headers={**(headers or {}), **self._authorized()}, **kwargs
+        )
         if response.status_code >= httpx.codes.BAD_REQUEST:
             raise AirflowError(f"{method} {url}: HTTP {response.status_code}: {response.text[:500]}")
         return response.json()
@@ -139,3 +143,21 @@ class AirflowApi:
     def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstance]:
         url = f"/api/v2/dags/{_part(dag_id)}/dagRuns/{_part(run_id)}/taskInstances"
         return [TaskInstance.from_api(item) for item in self._pages(url, "task_instances")]
+
+    def dag_runs(self, dag_id: str) -> list[DagRun]:
+        runs = self._pages(f"/api/v2/dags/{_part(dag_id)}/dagRuns", "dag_runs")
+        return [DagRun(run["dag_id"], run["dag_run_id"], run["state"]) for run in runs]
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
+    ) -> list[dict[str, Any]]:
+        """One try's log as the UI's first read gets it: every structured record (JSON)."""
+        url = (
+            f"/api/v2/dags/{_part(dag_id)}/dagRuns/{_part(run_id)}/taskInstances/{_part(task_id)}"
+            f"/logs/{try_number}"
+        )
+        body = self._request(
+            "GET", url, params={"map_index": map_index}, headers={"Accept": "application/json"}
+        )
+        content: list[dict[str, Any]] = body["content"]
+        return content

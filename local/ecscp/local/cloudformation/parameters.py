@@ -1,9 +1,9 @@
 """Values for the template's parameters, as ``sam deploy --parameter-overrides`` would pass them.
 
 Overrides come first; then a local candidate for each parameter a control-plane template may
-declare, found by its name (case-insensitive): the cluster, network, roles and task definition
-that :mod:`ecscp.local.ecs.setup` created, and the stack's local settings; then the parameter's
-``Default``. A parameter with none of these stops the deploy, naming it.
+declare, found by its name (case-insensitive): the cluster, network, roles, task definition and
+task log group that :mod:`ecscp.local.ecs.setup` created, and the stack's local settings; then
+the parameter's ``Default``. A parameter with none of these stops the deploy, naming it.
 
 Departs from AWS: the values are chosen, not typed in. A candidate is used only if it satisfies
 the parameter's ``AllowedValues`` and ``AllowedPattern``, as CloudFormation would refuse one that
@@ -37,6 +37,8 @@ def _candidates(ecs: EcsSetup, settings: dict[str, str]) -> dict[str, list[str]]
         "assignpublicip": ["false", "DISABLED", "False"],
         "taskrolearn": [ecs.task_role_arn],
         "executionrolearn": [ecs.execution_role_arn],
+        "taskloggroupname": [ecs.log_group],
+        "taskloggroup": [ecs.log_group],
         **{name.lower(): [value] for name, value in settings.items()},
     }
 

@@ -48,6 +48,19 @@ def _time(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=timezone.utc)
 
 
+def _log_configurations(task: Any) -> dict[str, dict[str, Any]]:
+    """Each container's ``logConfiguration`` in the revision ``task`` runs (moto's own record)."""
+    try:
+        definition = task._backend.describe_task_definition(task.task_definition_arn)
+    except Exception:  # noqa: BLE001 - no log configuration is no reason to lose the notice
+        return {}
+    return {
+        str(c.get("name")): dict(c["logConfiguration"])
+        for c in definition.container_definitions
+        if isinstance(c.get("logConfiguration"), dict)
+    }
+
+
 class LocalEcsBackend:
     """The tasks RunTask created, the notices for the host, and the records applied to them."""
 
@@ -101,6 +114,7 @@ class LocalEcsBackend:
                     for o in overrides
                 ],
                 stopped_reason=task.stopped_reason or "",
+                log_configurations=_log_configurations(task) if kind == "run" else {},
             )
         )
         self._changed.notify_all()

@@ -1,10 +1,12 @@
 """One task's container, run as a local process: what Fargate does with the task's command.
 
 The Airflow container's command (the task's ``command`` override) runs in its own process
-group, with the override's environment over the host's Airflow settings, its output in
-``<state dir>/tasks/<n>/container.log``. Where it departs from AWS: no image, no isolation,
-no resource limits: a process on this machine, started with this Python's ``bin`` first on
-``PATH`` so that the command's ``python`` is this environment's.
+group, with the override's environment over the host's Airflow settings, its stdout and
+stderr in one pipe, read by :class:`~.awslogs.ContainerOutput` into
+``<state dir>/tasks/<n>/container.log`` and, with an ``awslogs`` log configuration, into its
+CloudWatch Logs stream. Where it departs from AWS: no image, no isolation, no resource limits:
+a process on this machine, started with this Python's ``bin`` first on ``PATH`` so that the
+command's ``python`` is this environment's.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 from ecscp.local.processes import host_environment
+
+from .awslogs import ContainerOutput, Sink
 
 
 class ContainerStartError(RuntimeError):
@@ -43,9 +47,16 @@ def container_environment(
 
 
 def start_container(
-    workdir: Path, command: list[str], environment: Mapping[str, str], identity: Mapping[str, object]
-) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
-    """Start ``command`` in ``workdir`` (its log and ``task.json`` there); the process and its log."""
+    workdir: Path,
+    command: list[str],
+    environment: Mapping[str, str],
+    identity: Mapping[str, object],
+    *,
+    sink: Sink | None = None,
+    on_output_end: Callable[[], Any] = lambda: None,
+) -> tuple[subprocess.Popen[bytes], ContainerOutput]:
+    """Start ``command`` in ``workdir`` (its log and ``task.json`` there); the process and its
+    output, whose lines also go to ``sink`` (then ``on_output_end`` once the output ended)."""
     if not command:
         raise ContainerStartError("CannotStartContainerError: the task has no command override")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -57,11 +68,12 @@ def start_container(
             cwd=workdir,
             env=dict(environment),
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     except OSError as exc:
         log.close()
         raise ContainerStartError(f"CannotStartContainerError: {type(exc).__name__}: {exc.strerror}") from exc
-    return process, log
+    assert process.stdout is not None
+    return process, ContainerOutput(process.stdout, log, sink, on_output_end).start()

@@ -16,6 +16,10 @@ PENDING, then STOPPED with ``stopCode`` TaskFailedToStart, no ``startedAt`` and 
 
 At most ``max_concurrent`` containers run at once; the others wait in PENDING, as tasks wait
 for capacity on a busy cluster. The workload command is never logged (it carries a token).
+
+Logs: each container's output goes to ``tasks/<n>/container.log`` and, if its task definition
+gives it ``awslogs`` (the notice says), to that stream as it runs (:mod:`.awslogs`, batched, about
+a second behind); its last lines are sent before the task is recorded STOPPED.
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from ecs_control_plane.contract import ATTEMPT_ENV, TASK_KEY_ENV
+from ecs_control_plane.log_location import TaskLogLocation, awslogs_location
 from ecscp.local.endpoint import PrivatePath
 from ecscp.local.processes import signal_group, terminate_tree
 
+from .awslogs import AwsLogsDriver, ContainerOutput
 from .containers import (
     ContainerStartError,
     container_environment,
@@ -52,6 +58,8 @@ INJECTED_PULL_ERROR = (
 ESSENTIAL_EXITED = "Essential container in task exited"
 #: How long one notices request waits in moto for the next RunTask or StopTask.
 NOTICE_WAIT_SECONDS = 5.0
+#: How long an exited container's output may take to end (a child still holding it open).
+OUTPUT_DRAIN_SECONDS = 5.0
 
 
 @dataclass
@@ -67,6 +75,8 @@ class LocalTask:
     command: list[str] = field(repr=False)
     environment: dict[str, str] = field(repr=False)
     fail_start: bool = False
+    #: Where the container's output goes (its awslogs stream), if its task definition says.
+    log_location: TaskLogLocation | None = None
     last_status: str = "PROVISIONING"
     started_at: float | None = None
     stopping_at: float | None = None
@@ -75,7 +85,7 @@ class LocalTask:
     stopped_reason: str | None = None
     exit_code: int | None = None
     process: Any = None
-    log: IO[bytes] | None = None
+    output: ContainerOutput | None = None
     stop_deadline: float | None = None
     killed: bool = False
 
@@ -136,6 +146,7 @@ class EcsHost:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._first_number = 1
+        self.awslogs = AwsLogsDriver(endpoint_url)
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -149,6 +160,7 @@ class EcsHost:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.awslogs.start()
 
     def stop(self) -> None:
         """Stop reacting and kill every container's process tree; idempotent."""
@@ -162,9 +174,10 @@ class EcsHost:
         for task in running:
             terminate_tree(task.process.pid, grace_seconds=3)
         with self._lock:
-            for task in self._tasks.values():
-                if task.log is not None and not task.log.closed:
-                    task.log.close()
+            outputs = [t.output for t in self._tasks.values() if t.output is not None]
+        for output in outputs:
+            output.wait(timeout=1)
+        self.awslogs.stop()
 
     def start_attempts(self) -> dict[str, int]:
         with self._lock:
@@ -254,6 +267,7 @@ class EcsHost:
         environment = dict(override.environment) if override else {}
         key = environment.get(TASK_KEY_ENV)
         attempt_text = environment.get(ATTEMPT_ENV, "")
+        logs = notice.log_configurations.get(self.container_name)
         with self._lock:
             task = LocalTask(
                 number=self._first_number + len(self._tasks),
@@ -264,6 +278,7 @@ class EcsHost:
                 image=notice.image or "image",
                 command=list(override.command) if override else [],
                 environment=environment,
+                log_location=awslogs_location(logs, self.container_name, notice.task_arn, self.region),
             )
             self._tasks[task.arn] = task
             self._starts[key or task.arn] += 1
@@ -315,25 +330,31 @@ class EcsHost:
 
     def _spawn(self, task: LocalTask) -> bool:
         now = time.time()
+        location = task.log_location
         try:
-            task.process, task.log = start_container(
+            task.process, task.output = start_container(
                 self.tasks_dir / str(task.number),
                 task.command,
                 container_environment(self.region, self.task_env, task.environment),
                 {"task_arn": task.arn, "key": task.key, "attempt": task.attempt},
+                sink=self.awslogs.open(location) if location else None,
+                on_output_end=(lambda: self.awslogs.close(location)) if location else lambda: None,
             )
         except ContainerStartError as exc:
             self._end(task, "TaskFailedToStart", str(exc), container_reason=str(exc), pull_stopped_at=now)
             return False
         task.started_at = now
         self._record(task, "RUNNING", pull_stopped_at=now, started_at=now)
-        process = task.process
-        threading.Thread(
-            target=lambda: self._inbox.put(_Exited(task, process.wait())),
-            name=f"ecscp-local-container-{task.number}",
-            daemon=True,
-        ).start()
+        name = f"ecscp-local-container-{task.number}"
+        threading.Thread(target=self._watch, args=(task,), name=name, daemon=True).start()
         return True
+
+    def _watch(self, task: LocalTask) -> None:
+        """Wait for the container's exit, then for its output (log file and stream complete)."""
+        returncode = task.process.wait()
+        if task.output is not None:
+            task.output.wait(OUTPUT_DRAIN_SECONDS)
+        self._inbox.put(_Exited(task, returncode))
 
     def _end(
         self,
@@ -347,8 +368,6 @@ class EcsHost:
     ) -> None:
         task.stop_code, task.stopped_reason, task.exit_code = stop_code, reason, exit_code
         task.stopped_at = time.time()
-        if task.log is not None:
-            task.log.close()
         self._record(
             task,
             "STOPPED",

@@ -11,7 +11,7 @@ Two messages, one per direction, so that both sides validate the same shapes:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -33,7 +33,11 @@ class ContainerOverride(_Message):
 
 
 class TaskNotice(_Message):
-    """RunTask started a task (``run``) or StopTask asked to stop one (``stop``)."""
+    """RunTask started a task (``run``) or StopTask asked to stop one (``stop``).
+
+    ``log_configurations``: each container's ``logConfiguration`` in the task's task definition
+    revision (by container name), which is where the host sends the container's output.
+    """
 
     seq: int
     kind: Literal["run", "stop"]
@@ -44,6 +48,7 @@ class TaskNotice(_Message):
     image: str = ""
     overrides: list[ContainerOverride] = Field(default_factory=list)
     stopped_reason: str = ""
+    log_configurations: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class ContainerState(_Message):

@@ -1,7 +1,8 @@
 """The ECS side that the stack only refers to, created in moto before the deploy.
 
-On a real account the cluster, its network, the task and execution roles and the Airflow task
-definition exist before ``sam deploy``, and the template takes them as parameters
+On a real account the cluster, its network, the task and execution roles, the Airflow task
+definition and the CloudWatch Logs group its container logs to (``awslogs``) exist before
+``sam deploy``, and the template takes them as parameters
 (:mod:`ecscp.local.cloudformation.parameters` finds them here). The benchmarks start their
 tasks into the same setup.
 
@@ -21,6 +22,13 @@ from ecscp.local.endpoint import aws_client
 CONTAINER_NAME = "airflow"
 TASK_FAMILY = "airflow"
 AIRFLOW_IMAGE = "apache/airflow:3.3.2-python3.11"
+#: The awslogs stream prefix of the Airflow container: its streams are ecs/airflow/<task id>.
+LOG_STREAM_PREFIX = "ecs"
+
+
+def task_log_group(cluster_name: str) -> str:
+    """The CloudWatch Logs group the Airflow container of this cluster's tasks logs to."""
+    return f"/ecs/{cluster_name}/{CONTAINER_NAME}"
 
 
 @dataclass(frozen=True)
@@ -36,13 +44,18 @@ class EcsSetup:
     task_role_arn: str
     execution_role_arn: str
     container_name: str = CONTAINER_NAME
+    #: The awslogs group of the Airflow container (template parameter TaskLogGroupName).
+    log_group: str = ""
 
 
 def create_ecs_setup(endpoint_url: str, region: str, cluster_name: str) -> EcsSetup:
-    """Cluster, network, roles and the Airflow task definition, shaped so moto's RunTask works."""
+    """Cluster, network, roles, the Airflow task definition and its log group, shaped so moto's
+    RunTask works."""
     ec2 = aws_client("ec2", endpoint_url, region)
     ecs = aws_client("ecs", endpoint_url, region)
     iam = aws_client("iam", endpoint_url, region)
+    log_group = task_log_group(cluster_name)
+    aws_client("logs", endpoint_url, region).create_log_group(logGroupName=log_group)
     vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": True})
     # moto's awsvpc RunTask fails with HTTP 500 without DNS hostnames.
@@ -82,7 +95,21 @@ def create_ecs_setup(endpoint_url: str, region: str, cluster_name: str) -> EcsSe
         executionRoleArn=execution_role,
         containerDefinitions=[
             # Container-level memory: moto's RunTask fails (HTTP 500) with task-level memory only.
-            {"name": CONTAINER_NAME, "image": AIRFLOW_IMAGE, "essential": True, "memory": 1024}
+            {
+                "name": CONTAINER_NAME,
+                "image": AIRFLOW_IMAGE,
+                "essential": True,
+                "memory": 1024,
+                # As a Fargate task definition logs: the local ECS host writes its output there.
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": log_group,
+                        "awslogs-region": region,
+                        "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                    },
+                },
+            }
         ],
     )["taskDefinition"]
     return EcsSetup(
@@ -94,4 +121,5 @@ def create_ecs_setup(endpoint_url: str, region: str, cluster_name: str) -> EcsSe
         task_definition_arn=task_definition["taskDefinitionArn"],
         task_role_arn=task_role,
         execution_role_arn=execution_role,
+        log_group=log_group,
     )
