@@ -25,6 +25,7 @@ from tests.functional.test_executor import (
     configure,
     encoded,
     make_executor,
+    recorded_id,
     submit,
     task_instance,
     workload,
@@ -59,7 +60,7 @@ def started(plane: MockedControlPlane, task_id: str = "extract", **kwargs: Any) 
     work = workload(task_id, **kwargs)
     submit(make_executor(owner=f"scheduler-{task_id}"), work)
     plane.deliver()
-    return plane.item(encoded(work.ti.key, work.ti.external_executor_id))
+    return plane.item(encoded(work.ti.key, recorded_id(work)))
 
 
 def write(item: Any, *messages: str, at_ms: int | None = None) -> None:
