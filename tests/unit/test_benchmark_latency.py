@@ -13,7 +13,6 @@ from benchmarks.latency import AWS_ONE_REGION, AddedLatency, CallLatency, Latenc
 
 GET_ITEM_MS = 80.0
 #: One call in this test takes well under this without the model (no network: answered in-process).
-BARE_CALL_MS = 40.0
 
 
 class _Raw:
@@ -74,11 +73,11 @@ def test_applied_model_adds_its_latency_to_the_modelled_call_only(hook: AddedLat
     # WHEN each call is made under the model
     with hook.applied(_model()):
         get_item_ms = _wall_ms(get_item)
-        query_ms = _wall_ms(query)
+        query()
 
-    # THEN GetItem's wall time includes the modelled latency, and Query's does not
+    # THEN GetItem's wall time includes the modelled latency; Query was not delayed (one delayed
+    # call in all: counted, since a wall-time upper bound fails on a busy shared machine)
     assert get_item_ms >= GET_ITEM_MS
-    assert query_ms < BARE_CALL_MS
     assert hook.calls == 1
     assert hook.slept_s == pytest.approx(GET_ITEM_MS / 1000)
 
@@ -89,14 +88,12 @@ def test_hook_adds_nothing_unless_applied(hook: AddedLatency) -> None:
     get_item = lambda: client.get_item(TableName="t", Key={"k": {"S": "a"}})  # noqa: E731
 
     # WHEN GetItem is called outside the block
-    before = _wall_ms(get_item)
+    get_item()
     with hook.applied(_model()):
         pass
-    after = _wall_ms(get_item)
+    get_item()
 
-    # THEN nothing was slept
-    assert before < BARE_CALL_MS
-    assert after < BARE_CALL_MS
+    # THEN the hook delayed no call (a count, not a wall time: these machines are shared)
     assert hook.calls == 0
     assert hook.model is None
 
