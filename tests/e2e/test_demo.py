@@ -296,7 +296,12 @@ def test_a_running_tasks_container_log_shows_through_the_api_servers_log_endpoin
     )
     assert "Executing workload" not in task_log.read_text()
     assert LOG_MARKER in task_log.read_text()
-    print(f"container log shown {log.seconds_after_running} s after running, read {log.reads} time(s)")
+    print(f"container log shown {log.seconds_after_running} s after running, read {log.reads} time(s):")
+    print(
+        "\n".join(
+            f"  {r.get('timestamp')} {r.get('logger', '')} {str(r.get('event'))[:160]}" for r in log.content
+        )
+    )
 
 
 def test_task_that_never_starts_raises_an_alert_naming_it(example_demo: DemoRun):

@@ -44,9 +44,13 @@ def airflow_record() -> dict[str, Any]:
     }
 
 
+#: The api-server's settings for these tests (the scheduler's health check is tested elsewhere).
+LOG_VIEW = {cfg.READ_TASK_LOGS: "True", cfg.CHECK_HEALTH_ON_STARTUP: "False"}
+
+
 @pytest.fixture
 def plane(control_plane_aws: MockedControlPlane, monkeypatch: pytest.MonkeyPatch) -> MockedControlPlane:
-    configure(monkeypatch, control_plane_aws, **{cfg.READ_TASK_LOGS: "True"})
+    configure(monkeypatch, control_plane_aws, **LOG_VIEW)
     return control_plane_aws
 
 
@@ -148,7 +152,7 @@ def test_every_submission_of_the_try_is_shown_oldest_first(plane: MockedControlP
 
 def test_a_failed_start_ends_with_its_stop_code_and_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     with mocked_control_plane(monkeypatch, max_attempts=1) as plane:
-        configure(monkeypatch, plane, **{cfg.READ_TASK_LOGS: "True"})
+        configure(monkeypatch, plane, **LOG_VIEW)
         # GIVEN a try whose first submission never started (its image could not be pulled),
         # requeued by the scheduler as a second submission that runs
         failed = started(plane, "flaky", submission="queued-1")
@@ -295,7 +299,7 @@ def test_with_the_option_off_nothing_is_read(
 def test_the_option_on_without_the_table_setting_says_which_setting(
     control_plane_aws: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    configure(monkeypatch, control_plane_aws, **{cfg.READ_TASK_LOGS: "True"})
+    configure(monkeypatch, control_plane_aws, **LOG_VIEW)
     monkeypatch.delenv(cfg.env_name(cfg.STATE_TABLE))
     messages, lines = log_view_executor().get_task_log(task_instance("extract"), 1)
     assert lines == []
