@@ -26,7 +26,7 @@ COMPAT_TESTS := tests/unit tests/functional/test_executor.py tests/functional/te
 	tests/functional/test_readiness.py tests/functional/test_oversize.py \
 	tests/functional/test_scheduler_rights.py tests/functional/test_start_limits.py \
 	tests/functional/test_teams.py tests/functional/test_workload_kinds.py \
-	tests/functional/test_executor_metrics.py \
+	tests/functional/test_executor_metrics.py tests/functional/test_task_logs.py \
 	--ignore=tests/unit/test_packaging.py
 compat_python = $(if $(filter 3.3,$(1)),$(BIN)/python,$(COMPAT_VENV)/$(1)/bin/python)
 compat_stamp = $(if $(filter 3.3,$(1)),$(STAMP),$(COMPAT_VENV)/$(1)/.installed)

@@ -177,6 +177,11 @@ def encoded(key: TaskInstanceKey, submission: str | None = None) -> str:
     ).encode()
 
 
+def encoded_of(work: Any) -> str:
+    """The contract's key of the submission a workload made (by whatever name the test gave it)."""
+    return encoded(work.ti.key, _NAMES[work.ti.id])
+
+
 def recorded_id(work: Any) -> str:
     """The external_executor_id Airflow holds for a workload's task instance: the one it
     pre-assigned, or (Airflow 3.1) the one the executor reported with RUNNING."""

@@ -23,9 +23,8 @@ from executor_client import EcsControlPlaneExecutor, task_logs
 from executor_client import config as cfg
 from tests.functional.test_executor import (
     configure,
-    encoded,
+    encoded_of,
     make_executor,
-    recorded_id,
     submit,
     task_instance,
     workload,
@@ -64,7 +63,7 @@ def started(plane: MockedControlPlane, task_id: str = "extract", **kwargs: Any) 
     work = workload(task_id, **kwargs)
     submit(make_executor(owner=f"scheduler-{task_id}"), work)
     plane.deliver()
-    return plane.item(encoded(work.ti.key, recorded_id(work)))
+    return plane.item(encoded_of(work))
 
 
 def write(item: Any, *messages: str, at_ms: int | None = None) -> None:
