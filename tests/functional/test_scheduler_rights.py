@@ -48,7 +48,6 @@ from tests.functional.test_executor import (
     workload,
 )
 from tests.functional.test_task_logs import started, write
-from tests.support.airflow_release import requires_pre_assigned_ids
 from tests.support.aws import CLUSTER, LOG_GROUP, REGION, MockedControlPlane
 from tests.support.iam_policies import (
     ACCOUNT,
@@ -190,7 +189,6 @@ def test_every_call_a_scheduler_makes_is_one_its_policy_allows(
     assert {"dynamodb:GetItem", "dynamodb:Query"} <= table_calls
 
 
-@requires_pre_assigned_ids  # started() finds the item by the id the scheduler pre-assigned
 def test_every_call_of_the_log_view_is_one_its_policy_allows_with_task_log_group_name(
     plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -295,7 +293,6 @@ def test_a_scheduler_holding_only_its_policy_runs_the_executor(
     assert plane.item(encoded(work.ti.key)).state == TaskState.STARTING
 
 
-@requires_pre_assigned_ids  # started() finds the item by the id the scheduler pre-assigned
 @pytest.mark.parametrize("log_group", [LOG_GROUP, ""], ids=["with-TaskLogGroupName", "without"])
 def test_the_log_view_reads_the_task_logs_only_when_the_stack_grants_it(
     plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch, log_group: str
