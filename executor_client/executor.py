@@ -769,13 +769,4 @@ class EcsControlPlaneExecutor(HealthCheckMixin, AdoptionMixin, BaseExecutor):
 
 
 def _failure_reason(item: TaskStateItem) -> str:
-    parts = [item.reason or "the ECS task failed"]
-    if item.exit_code is not None:
-        parts.append(f"exit code {item.exit_code}")
-    if item.stop_code:
-        parts.append(f"stop code {item.stop_code}")
-    if item.stopped_reason and item.stopped_reason not in parts[0]:
-        parts.append(f"ECS: {item.stopped_reason}")
-    if item.task_arn:
-        parts.append(f"task {item.task_arn}")
-    return "; ".join(parts)
+    return f"{item.outcome()}; task {item.task_arn}" if item.task_arn else item.outcome()

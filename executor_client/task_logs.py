@@ -108,18 +108,6 @@ def _is_denied(exc: ClientError) -> bool:
     return _error_code(exc) in _DENIED or status == 403  # HTTP Forbidden
 
 
-def _outcome(item: TaskStateItem) -> str:
-    """Why a submission failed: reason, exit code, stop code, ECS's stopped reason, in one line."""
-    parts = [item.reason or "the ECS task failed"]
-    if item.exit_code is not None:
-        parts.append(f"exit code {item.exit_code}")
-    if item.stop_code:
-        parts.append(f"stop code {item.stop_code}")
-    if item.stopped_reason and item.stopped_reason not in parts[0]:
-        parts.append(f"ECS: {item.stopped_reason}")
-    return "; ".join(parts)
-
-
 @dataclass
 class _Budget:
     """What one read may still return."""
@@ -320,7 +308,7 @@ class TaskLogs:
             part.messages.append(f"{SOURCE}: {title}: {what}: {self._no_stream(item)}")
         if item.state is TaskState.FAILED:
             ended_ms = max(item.updated_at, stream.last_ms or 0)
-            part.lines.append(_record(ended_ms, f"{title}: {task} failed: {_outcome(item)}", level="error"))
+            part.lines.append(_record(ended_ms, f"{title}: {task} failed: {item.outcome()}", level="error"))
         return part
 
     def _check(self, item: TaskStateItem) -> str:

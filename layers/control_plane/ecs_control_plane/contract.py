@@ -426,6 +426,17 @@ class TaskStateItem(BaseModel):
     def is_terminal(self) -> bool:
         return self.state.is_terminal
 
+    def outcome(self) -> str:
+        """Why this try failed, in one line: reason, exit code, stop code, ECS's stopped reason."""
+        parts = [self.reason or "the ECS task failed"]
+        if self.exit_code is not None:
+            parts.append(f"exit code {self.exit_code}")
+        if self.stop_code:
+            parts.append(f"stop code {self.stop_code}")
+        if self.stopped_reason and self.stopped_reason not in parts[0]:
+            parts.append(f"ECS: {self.stopped_reason}")
+        return "; ".join(parts)
+
 
 # ---------------------------------------------------------------------------------------------
 # Failed-start event (EventBridge)
