@@ -28,13 +28,15 @@ COMPAT_TESTS := tests/unit tests/functional/test_executor.py tests/functional/te
 	tests/functional/test_teams.py tests/functional/test_workload_kinds.py \
 	tests/functional/test_executor_metrics.py tests/functional/test_task_logs.py \
 	--ignore=tests/unit/test_packaging.py
+# An editable install writes its egg-info into the source tree: one environment at a time.
+EDITABLE_LOCK := .editable-install.lock
 compat_python = $(if $(filter 3.3,$(1)),$(BIN)/python,$(COMPAT_VENV)/$(1)/bin/python)
 compat_stamp = $(if $(filter 3.3,$(1)),$(STAMP),$(COMPAT_VENV)/$(1)/.installed)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
 
-.PHONY: help venv sam-tools security-tools lint typecheck validate security build test test-compat unit functional e2e demo bench deploy clean
+.PHONY: help venv sam-tools security-tools lint typecheck validate security build test-ready test test-compat unit functional e2e demo bench deploy clean
 
 help:
 	@echo "make demo    - set up, start the local stack and Airflow, run the example DAGs"
@@ -45,7 +47,8 @@ help:
 $(STAMP): pyproject.toml local/pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]' -e ./local
+	flock $(EDITABLE_LOCK) $(BIN)/python -m pip install --quiet -c requirements/constraints.txt \
+		-e '.[dev]' -e ./local
 	touch $@
 
 $(SAM_STAMP): requirements/sam.txt
@@ -67,7 +70,7 @@ $(COMPAT_VENV)/%/.installed: pyproject.toml local/pyproject.toml requirements/co
 	$(PYTHON) -m venv $(COMPAT_VENV)/$*
 	$(COMPAT_VENV)/$*/bin/python -m pip install --quiet --upgrade pip
 	$(COMPAT_VENV)/$*/bin/python -m pip install --quiet -r requirements/compat/airflow-$*.txt
-	flock $(COMPAT_VENV)/.editable.lock $(COMPAT_VENV)/$*/bin/python -m pip install --quiet \
+	flock $(EDITABLE_LOCK) $(COMPAT_VENV)/$*/bin/python -m pip install --quiet \
 		-c requirements/compat/airflow-$*.txt -e '.[dev]' -e ./local
 	touch $@
 
@@ -113,7 +116,13 @@ functional: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-test: lint typecheck validate security build
+# Everything the tests need, two jobs at a time: the other releases' environments are made while
+# the checks run (pip waits on the network, the checks on the CPU).
+test-ready: lint typecheck validate security build \
+	$(foreach r,$(filter-out 3.3,$(COMPAT_RELEASES)),$(call compat_stamp,$(r)))
+
+test:
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-ready PYTHON="$(PYTHON)"
 	$(BIN)/pytest $(PYTEST_ARGS)
 	@# The whole suite just ran on 3.3 (.venv): the other releases' runs are what is left.
 	$(if $(filter-out 3.3,$(COMPAT_RELEASES)),@$(MAKE) --no-print-directory test-compat \
@@ -144,4 +153,4 @@ deploy: build
 	$(SAM) deploy --guided
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) .tools .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(EDITABLE_LOCK) .tools .aws-sam .mypy_cache .ruff_cache .pytest_cache
