@@ -47,6 +47,7 @@ from .table_schema import (
     VERSION_ATTRIBUTES,
     state_table_definition,
 )
+from .wire_items import read_items_off_the_wire
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -171,6 +172,7 @@ class StateTable(StateTableReads):
 
     def __init__(self, client: DynamoDBClient, table_name: str, retention_days: int = 7) -> None:
         self._client = client
+        read_items_off_the_wire(client)
         self.table_name = table_name
         self._retention_s = retention_days * 86400
 
