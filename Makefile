@@ -92,7 +92,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/control_plane/ecs_control_plane functions executor_client local/ecscp benchmarks
+	$(BIN)/mypy layers/control_plane/ecs_control_plane functions executor_client local/ecscp benchmarks image
 
 validate: $(SAM_STAMP)
 	$(SAM) validate --lint --region $(REGION)
