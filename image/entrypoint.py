@@ -200,7 +200,8 @@ def _failure(error: Exception, location: S3Location, action: str) -> DagSyncErro
         code = str(error.response.get("Error", {}).get("Code", ""))
         if code == "NoSuchBucket":
             return DagSyncError(
-                f"cannot sync DAGs from {location.uri}: bucket {location.bucket!r} does not exist"
+                f"cannot sync DAGs from {location.uri}: bucket {location.bucket!r} does not exist "
+                f"(the task definition's {S3_URI_ENV} names it)"
             )
         if code in DENIED_CODES:
             return DagSyncError(

@@ -224,7 +224,7 @@ def test_a_missing_bucket_stops_the_container_before_the_command(
     assert main == 1
     assert become.calls == []
     assert "s3://no-such-bucket/dags/" in caplog.text
-    assert "does not exist" in caplog.text
+    assert "bucket 'no-such-bucket' does not exist (the task definition's DAGS_S3_URI" in caplog.text
 
 
 def test_an_unparsable_uri_stops_the_container_with_the_variable_named(
