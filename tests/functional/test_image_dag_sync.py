@@ -64,7 +64,15 @@ def test_an_s3_uri_names_a_bucket_and_a_folder_prefix(uri: str, bucket: str, pre
 
 
 @pytest.mark.parametrize(
-    "uri", ["https://airflow-dags/dags", "airflow-dags/dags", "s3://", "s3:///dags", "s3://airflow-dags//x"]
+    "uri",
+    [
+        "https://airflow-dags/dags",
+        "airflow-dags/dags",
+        "s3://",
+        "s3:///dags",
+        "s3://airflow dags/dags",
+        "s3://airflow-dags//x",
+    ],
 )
 def test_what_is_no_s3_folder_uri_is_refused(uri: str) -> None:
     with pytest.raises(DagSyncError, match="DAGS_S3_URI"):
@@ -211,6 +219,20 @@ def test_without_an_s3_uri_the_entrypoint_touches_no_aws_and_runs_the_command() 
 
     assert main == 0
     assert become.calls == [("/entrypoint", ["/entrypoint", "version"])]
+
+
+def test_a_prefix_with_no_file_warns_that_the_dag_folder_is_empty(
+    s3, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    become = Exec()
+    env = {"DAGS_S3_URI": f"s3://{BUCKET}/typo", "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path)}
+
+    with caplog.at_level(logging.INFO, logger="dag-sync"):
+        main = entrypoint.main(["version"], env, s3_client=lambda: s3, exec_command=become)
+
+    assert main == 0
+    assert f"s3://{BUCKET}/typo/ holds no file: the DAG folder {tmp_path} is empty" in caplog.text
+    assert f"s3://{BUCKET}/typo/ -> {tmp_path}: 0 downloaded, 0 unchanged" in caplog.text
 
 
 def test_a_missing_bucket_stops_the_container_before_the_command(
