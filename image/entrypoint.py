@@ -35,8 +35,6 @@ BASE_ENTRYPOINT = "/entrypoint"
 PARTIAL_PREFIX = ".dag-sync-"
 #: Read and write for owner and group, as under the base image's umask 0002 (any UID of group 0).
 FILE_MODE = 0o664
-#: The codes S3 answers when the caller may not read: the task role lacks a permission.
-DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "403"})
 
 logger = logging.getLogger("dag-sync")
 
@@ -203,7 +201,7 @@ def _failure(error: Exception, location: S3Location, action: str) -> DagSyncErro
                 f"cannot sync DAGs from {location.uri}: bucket {location.bucket!r} does not exist "
                 f"(the task definition's {S3_URI_ENV} names it)"
             )
-        if code in DENIED_CODES:
+        if code == "AccessDenied":  # the task role lacks a permission (or has none)
             return DagSyncError(
                 f"cannot sync DAGs from {location.uri}: access denied {action}: {role} needs "
                 f"s3:ListBucket on arn:aws:s3:::{location.bucket} and s3:GetObject on "
