@@ -337,3 +337,35 @@ def explain(
         typer.echo(json.dumps(result.to_json(), indent=2))
     else:
         explain_command.render(result, _output_console())
+
+
+@app.command()
+def doctor(
+    *,
+    stack: StackOption = None,
+    local: LocalOption = False,
+    state_dir: StateDirOption = None,
+    region: RegionOption = None,
+    profile: ProfileOption = None,
+    scheduler_role: Annotated[
+        str | None,
+        typer.Option(help="Check that the scheduler policy is attached to this role (name or ARN)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a deployed stack end to end; each problem comes with its fix.
+
+    Exit status: 0 nothing failed (warnings allowed), 1 a check failed, 2 the stack cannot be found.
+    """
+    from ecscp.operations import doctor as doctor_command  # noqa: PLC0415 (lazy: keeps --help fast)
+    from ecscp.operations.doctor_facts import gather  # noqa: PLC0415 (lazy: keeps --help fast)
+
+    found = _find_stack(stack, local, state_dir, region, profile)
+    facts = gather(found, scheduler_role)
+    checks = doctor_command.diagnose(facts)
+    if as_json:
+        document = {"stack": found.name, "checks": [c.to_json() for c in checks]}
+        typer.echo(json.dumps(document | {"failed": doctor_command.failed(checks)}, indent=2))
+    else:
+        doctor_command.render(facts, checks, _output_console())
+    raise typer.Exit(code=1 if doctor_command.failed(checks) else 0)
