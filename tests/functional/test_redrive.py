@@ -100,3 +100,10 @@ def test_a_message_the_destination_refuses_stays_in_the_dead_letter_queue(queues
     assert result.messages == []
     assert len(result.failures) == 1
     assert len(queues.drain(queues.dlq)) == 1
+
+
+def test_a_queue_is_never_redriven_into_itself(queues: Queues) -> None:
+    queues.dead_letters(1)
+    with pytest.raises(ValueError, match="into itself"):
+        queues.move(to=queues.dlq)
+    assert len(queues.drain(queues.dlq)) == 1

@@ -14,7 +14,6 @@ from enum import Enum
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from ecs_control_plane.readiness import ReadinessReport
 from ecs_control_plane.settings import ENV_CLUSTER, ENV_CONTAINER_NAME, ENV_TASK_DEFINITION
@@ -304,13 +303,13 @@ _STYLE = {Verdict.OK: "green", Verdict.WARN: "yellow", Verdict.FAIL: "bold red"}
 
 
 def render(facts: DoctorFacts, checks: list[Check], console: Console) -> None:
+    """One line per check and the fix under it, never wrapped: a fix is a command to paste."""
     console.print(f"[bold]{facts.stack_name}[/] ({facts.region})")
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("", "check", "detail", "fix"):
-        table.add_column(column, overflow="fold")
     for c in checks:
-        table.add_row(f"[{_STYLE[c.verdict]}]{c.verdict.value}[/]", c.name, c.detail, c.fix)
-    console.print(table)
+        console.print(f"[{_STYLE[c.verdict]}]{c.verdict.value:<4}[/] {c.name}: ", end="")
+        console.print(c.detail, markup=False, soft_wrap=True)
+        if c.fix and c.verdict is not Verdict.OK:
+            console.print(f"     fix: {c.fix}", markup=False, soft_wrap=True)
     fails = sum(c.verdict is Verdict.FAIL for c in checks)
     warns = sum(c.verdict is Verdict.WARN for c in checks)
     console.print(f"{fails} failed, {warns} warnings, {len(checks) - fails - warns} OK")

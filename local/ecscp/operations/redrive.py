@@ -83,6 +83,8 @@ class Destination(Protocol):
     """Where dead letters go back to."""
 
     name: str
+    #: The queue it sends to (None: not a queue).
+    queue_url: str | None
 
     def deliver(self, letters: list[DeadLetter]) -> tuple[list[DeadLetter], list[str]]:
         """(letters delivered, why each of the others was not)."""
@@ -93,7 +95,8 @@ class QueueDestination:
     """An SQS queue: the run-request queue, or a local rule target's delivery queue."""
 
     def __init__(self, sqs: Any, queue_url: str, name: str) -> None:
-        self._sqs, self._url, self.name = sqs, queue_url, name
+        self._sqs, self.name = sqs, name
+        self.queue_url: str | None = queue_url
 
     def deliver(self, letters: list[DeadLetter]) -> tuple[list[DeadLetter], list[str]]:
         entries = []
@@ -103,7 +106,7 @@ class QueueDestination:
                 entry["MessageAttributes"] = letter.message_attributes
             entries.append(entry)
         try:
-            response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
+            response = self._sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
         except (ClientError, BotoCoreError) as exc:
             return [], [f"{letter.message_id}: {exc}" for letter in letters]
         sent = [letters[int(s["Id"])] for s in response.get("Successful", [])]
@@ -119,6 +122,7 @@ class FunctionDestination:
 
     def __init__(self, lam: Any, function_name: str) -> None:
         self._lambda, self.name = lam, function_name
+        self.queue_url: str | None = None
 
     def deliver(self, letters: list[DeadLetter]) -> tuple[list[DeadLetter], list[str]]:
         sent: list[DeadLetter] = []
@@ -195,7 +199,13 @@ def redrive(
     dry_run: bool = False,
     on_progress: Callable[[int], None] = lambda _n: None,
 ) -> RedriveResult:
-    """Move (or list) up to ``max_messages`` dead letters, in batches of ten."""
+    """Move (or list) up to ``max_messages`` dead letters, in batches of ten.
+
+    Refuses a destination that is the source queue: every message sent back would be received
+    again as a new one, for ever.
+    """
+    if destination.queue_url == source_url:
+        raise ValueError(f"{source_url} would be redriven into itself")
     result = RedriveResult(source_url, destination.name, dry_run)
     seen: set[str] = set()
     #: Received but not moved (listed, or refused): released at the end, visible again at once.
