@@ -64,6 +64,7 @@ def test_json_report_names_states_and_notes_an_adoption_waiting_for_its_request(
     assert document["by_state"] == {"QUEUED": 1, "STARTING": 0, "RUNNING": 0}
     assert document["tries"][0]["state"] == "QUEUED"
     assert document["tries"][0]["age_seconds"] == 5
+    assert document["tries"][0]["owner"] == "scheduler-a"
     assert "adopted" in document["tries"][0]["note"]
 
 

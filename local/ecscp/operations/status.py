@@ -51,6 +51,7 @@ class InFlightTry:
     """One row of the status table."""
 
     key: str
+    owner: str
     state: TaskState
     attempt: int
     task_id: str
@@ -62,6 +63,7 @@ class InFlightTry:
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
+            "owner": self.owner,
             "state": self.state.value,
             "attempt": self.attempt,
             "task_id": self.task_id or None,
@@ -110,6 +112,7 @@ def status_report(
     rows = [
         InFlightTry(
             key=i.key,
+            owner=i.owner,
             state=i.state,
             attempt=i.attempt,
             task_id=task_id(i.task_arn),
@@ -140,10 +143,12 @@ def render(report: StatusReport, console: Console) -> None:
     if not report.tries:
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("key", "state", "attempt", "ECS task", "unchanged for", "reason"):
+    for column in ("key", "state", "attempt", "ECS task", "unchanged for", "owner", "reason"):
         table.add_column(column, overflow="fold")
     for row in report.tries:
-        table.add_row(row.key, row.state.value, str(row.attempt), row.task_id, duration(row.age_ms), row.note)
+        table.add_row(
+            row.key, row.state.value, str(row.attempt), row.task_id, duration(row.age_ms), row.owner, row.note
+        )
     console.print(table)
     if len(report.tries) < report.in_flight:
         console.print(f"(the {len(report.tries)} oldest of {report.in_flight}; --limit shows more)")
