@@ -133,6 +133,7 @@ def test_doctor_passes_on_a_healthy_stack_and_names_a_disabled_rule_with_its_fix
     assert broken.exit_code == 1
     assert f"FAIL rule {TASK_STATE_RULE}: {rule} is DISABLED" in broken.output
     assert f"fix: aws events enable-rule --name {rule}\n" in broken.output
+    assert f"--endpoint-url {stack.endpoint_url}" in broken.output
 
 
 def test_redrive_moves_a_dead_run_request_back_and_a_dry_run_moves_nothing(stack: LocalStack) -> None:

@@ -65,6 +65,8 @@ class DoctorFacts:
     stack_status: str
     status_reason: str = ""
     region: str = ""
+    #: The local stack's endpoint (the fixes' aws commands need it); None on AWS.
+    endpoint_url: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     #: Rule logical id -> (rule name, its State); name None when the stack has no such rule.
     rules: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
@@ -313,3 +315,5 @@ def render(facts: DoctorFacts, checks: list[Check], console: Console) -> None:
     fails = sum(c.verdict is Verdict.FAIL for c in checks)
     warns = sum(c.verdict is Verdict.WARN for c in checks)
     console.print(f"{fails} failed, {warns} warnings, {len(checks) - fails - warns} OK")
+    if facts.endpoint_url and fails + warns:
+        console.print(f"(the local stack: run the aws commands with --endpoint-url {facts.endpoint_url})")

@@ -46,6 +46,7 @@ def gather(stack: ControlPlaneStack, scheduler_role: str | None = None) -> Docto
         stack_status=stack.status,
         status_reason=stack.status_reason,
         region=stack.region,
+        endpoint_url=stack.endpoint_url,
         outputs=dict(stack.outputs),
         reconciler_name=stack.resource(RECONCILER_FUNCTION),
         scheduler_role=role_name(scheduler_role) if scheduler_role else None,
