@@ -55,6 +55,13 @@ def test_a_healthy_stack_passes_every_check() -> None:
     assert not failed(checks)
 
 
+def test_the_readiness_record_says_how_old_it_is() -> None:
+    facts = healthy(
+        readiness=ReadinessReport(control_plane="ecscp-prod", checked_at=1_000_000), now=1_185_000
+    )
+    assert verdicts(facts)["readiness record"][1].startswith("ready (checked 3m05s ago)")
+
+
 def test_a_disabled_rule_fails_naming_the_rule_and_how_to_enable_it() -> None:
     # GIVEN the task-state rule disabled
     facts = healthy()

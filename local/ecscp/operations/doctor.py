@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ecs_control_plane.contract import now_ms
 from ecs_control_plane.readiness import ReadinessReport
 from ecs_control_plane.settings import ENV_CLUSTER, ENV_CONTAINER_NAME, ENV_TASK_DEFINITION
 
@@ -24,6 +25,7 @@ from .stack import (
     REQUIRED_OUTPUTS,
     TASK_STATE_RULE,
 )
+from .status import duration
 
 #: The DLQ outputs, and what redrives each.
 DEAD_LETTER_QUEUES = {
@@ -88,6 +90,8 @@ class DoctorFacts:
     scheduler_role: str | None = None
     #: Fact name -> why it could not be read.
     errors: dict[str, str] = field(default_factory=dict)
+    #: When the facts were read (epoch ms).
+    now: int = field(default_factory=now_ms)
 
 
 def _unread(name: str, facts: DoctorFacts, fact: str) -> Check | None:
@@ -233,7 +237,8 @@ def check_readiness(facts: DoctorFacts) -> list[Check]:
             Check(name, Verdict.FAIL, str(p), f"fix stack parameter {p.parameter}, deploy, then {invoke}")
             for p in report.problems
         ]
-    return [Check(name, Verdict.OK, "ready (schedulers' health checks pass)")]
+    age = duration(facts.now - report.checked_at)
+    return [Check(name, Verdict.OK, f"ready (checked {age} ago): schedulers' health checks pass")]
 
 
 def check_dead_letters(facts: DoctorFacts) -> list[Check]:
