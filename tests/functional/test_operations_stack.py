@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import boto3
 import pytest
 from moto import mock_aws
+from typer.testing import CliRunner
 
+from ecscp.cli import app
 from ecscp.operations.stack import OperationsError, find_stack
 
 
@@ -42,3 +47,24 @@ def test_no_credentials_says_where_they_come_from(monkeypatch: pytest.MonkeyPatc
 def test_an_unknown_profile_is_named() -> None:
     with pytest.raises(OperationsError, match="AWS profile"):
         find_stack("prod", region="eu-west-1", profile="no-such-profile")
+
+
+def test_a_read_aws_refuses_is_reported_not_raised() -> None:
+    # GIVEN a stack whose state table is gone
+    template = {
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"StateTableName": {"Value": "deleted-table"}, "ControlPlaneId": {"Value": "ecscp-prod"}},
+    }
+    with mock_aws():
+        boto3.client("cloudformation", region_name="eu-west-1").create_stack(
+            StackName="prod", TemplateBody=json.dumps(template)
+        )
+
+        # WHEN status reads it
+        result = CliRunner().invoke(app, ["status", "--stack", "prod", "--region", "eu-west-1"])
+
+    # THEN the command says what AWS refused, with exit status 2 and no traceback
+    assert result.exit_code == 2
+    assert "AWS refused" in result.output
+    assert "ResourceNotFoundException" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

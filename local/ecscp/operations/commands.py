@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from ecscp.operations.stack import ControlPlaneStack
 
 _Command = TypeVar("_Command", bound=Callable[..., None])
 _COMMANDS: list[Callable[..., None]] = []
@@ -50,7 +54,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 
 def _find_stack(
     stack: str | None, local: bool, state_dir: Path | None, region: str | None, profile: str | None
-) -> Any:
+) -> ControlPlaneStack:
     """The stack the options name (exactly one of --stack and --local); exit 2 if it cannot be found."""
     from ecscp.operations.stack import OperationsError, find_local, find_stack  # noqa: PLC0415 (lazy)
 
@@ -64,6 +68,23 @@ def _find_stack(
         return find_local(state_dir) if local else find_stack(str(stack), region=region, profile=profile)
     except OperationsError as exc:
         Console(stderr=True).print(Text(str(exc), style="red"))
+        raise typer.Exit(code=2) from None
+
+
+@contextmanager
+def _stops_on_refusal() -> Iterator[None]:
+    """Exit 2 with the reason, never a traceback, when the stack or AWS refuses what is asked."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 (lazy)
+
+    from ecscp.operations.stack import OperationsError  # noqa: PLC0415 (lazy)
+
+    try:
+        yield
+    except (OperationsError, ValueError) as exc:
+        Console(stderr=True).print(Text(str(exc), style="red"))
+        raise typer.Exit(code=2) from None
+    except (ClientError, BotoCoreError) as exc:
+        Console(stderr=True).print(Text(f"AWS refused: {exc}", style="red"))
         raise typer.Exit(code=2) from None
 
 
@@ -87,7 +108,8 @@ def status(
     from ecscp.operations import status as status_command  # noqa: PLC0415 (lazy: keeps --help fast)
 
     found = _find_stack(stack, local, state_dir, region, profile)
-    report = status_command.current_status(found, limit)
+    with _stops_on_refusal():
+        report = status_command.current_status(found, limit)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -110,14 +132,10 @@ def explain(
     Exit status: 0 explained, 2 the stack or the task cannot be found.
     """
     from ecscp.operations import explain as explain_command  # noqa: PLC0415 (lazy: keeps --help fast)
-    from ecscp.operations.stack import OperationsError  # noqa: PLC0415 (lazy: keeps --help fast)
 
     found = _find_stack(stack, local, state_dir, region, profile)
-    try:
+    with _stops_on_refusal():
         result = explain_command.explain(found, explain_command.parse_target(key_or_task))
-    except OperationsError as exc:
-        Console(stderr=True).print(Text(str(exc), style="red"))
-        raise typer.Exit(code=2) from None
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
     else:
@@ -183,21 +201,17 @@ def redrive(
     from rich.progress import Progress  # noqa: PLC0415 (lazy: keeps --help fast)
 
     from ecscp.operations import redrive as redrive_command  # noqa: PLC0415 (lazy: keeps --help fast)
-    from ecscp.operations.stack import OperationsError  # noqa: PLC0415 (lazy: keeps --help fast)
 
     found = _find_stack(stack, local, state_dir, region, profile)
     errors = Console(stderr=True, highlight=False)
-    try:
+    with _stops_on_refusal():
         way = redrive_command.route(found, task_events=task_events)
-    except OperationsError as exc:
-        errors.print(Text(str(exc), style="red"))
-        raise typer.Exit(code=2) from None
-    sqs = found.client("sqs")
-    total = redrive_command.queue_depth(sqs, way.source_url)
+        sqs = found.client("sqs")
+        total = redrive_command.queue_depth(sqs, way.source_url)
     if max_messages is not None:
         total = min(total, max_messages)
     verb = "Listing" if dry_run else "Moving"
-    with Progress(console=errors, transient=as_json) as progress:
+    with _stops_on_refusal(), Progress(console=errors, transient=as_json) as progress:
         bar = progress.add_task(f"{verb} dead letters to {way.destination.name}", total=total or None)
         result = redrive_command.redrive(
             sqs,
