@@ -18,15 +18,18 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from ecscp.operations.commands import register_operator_commands
+
 app = typer.Typer(
     name="ecscp",
-    help="Airflow ECS control plane: a local stack and an end-to-end demo.",
+    help="Airflow ECS control plane: operate a stack, run one locally, demonstrate it end to end.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
 local_app = typer.Typer(help="Run the control plane on this machine (moto, local Lambda and ECS).")
 app.add_typer(local_app, name="local")
+register_operator_commands(app)
 
 
 def _name_values(items: list[str] | None, option: str) -> dict[str, str]:

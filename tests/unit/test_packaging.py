@@ -96,6 +96,7 @@ def test_local_distribution_carries_the_stack_its_moto_patches_the_demo_dags_and
     names = local.namelist()
     assert _top_level(local) == {"ecscp"}
     assert "ecscp/local/stack.py" in names
+    assert "ecscp/operations/doctor.py" in names
     assert "ecscp/local/moto_patches/ecs_stop_task.py" in names
     assert any(n.startswith("ecscp/example_dags/") and n.endswith(".py") for n in names)
     assert "ecscp = ecscp.cli:app" in _metadata(local, "entry_points.txt")

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import json
 import logging
+import os
 import shlex
 import signal
 import subprocess
@@ -37,6 +38,7 @@ from ecs_control_plane.store import StateTable
 
 from .cloudformation import DeployError
 from .cloudformation.deployer import Deployment, StackDeployer
+from .discovery import DISCOVERY_FILE, LocalStackDiscovery, remove_if_ours, user_discovery_path
 from .ecs.host import EcsHost
 from .ecs.setup import EcsSetup
 from .endpoint import FAKE_CREDENTIALS_ENV, aws_client
@@ -149,6 +151,7 @@ class LocalStack:
             self._check_readiness()
             self._start_workers()
             self._start_host()
+            self.discovery.write(self.discovery_path)
         except BaseException:
             self.stop()
             raise
@@ -162,6 +165,8 @@ class LocalStack:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.endpoint_url:
+            remove_if_ours(self.discovery_path, self.discovery)
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
         if self._supervisor is not None and self._supervisor is not threading.current_thread():
@@ -286,6 +291,22 @@ class LocalStack:
     # -- reading the stack ----------------------------------------------------------------------
 
     @property
+    def discovery_path(self) -> Path:
+        """Where the running stack says how to reach it (``ecscp ... --local --state-dir``)."""
+        return self.config.state_dir / DISCOVERY_FILE
+
+    @property
+    def discovery(self) -> LocalStackDiscovery:
+        """How operator commands reach this stack (see :mod:`ecscp.local.discovery`)."""
+        return LocalStackDiscovery(
+            endpoint_url=self.endpoint_url,
+            stack_name=self.config.stack_name,
+            region=self.config.region,
+            state_dir=self.config.state_dir,
+            pid=os.getpid(),
+        )
+
+    @property
     def ecs(self) -> EcsSetup:
         """The cluster, network and task definition the stack runs tasks with."""
         if self.deployment is None:
@@ -377,7 +398,10 @@ def run_forever(config: LocalStackConfig, console: Console | None = None) -> boo
             return False
         if stack.readiness is not None and not stack.readiness.ready:
             out.print(f"[bold red]Started anyway; it cannot run tasks:[/] {stack.readiness.summary()}")
+        user_file = user_discovery_path()
+        stack.discovery.write(user_file)
         out.print(f"[bold green]Local stack up[/] at {stack.endpoint_url} (stack {config.stack_name})")
+        out.print(f"Operator commands find it with --local (see {user_file})")
         out.print(f"Logs: {stack.logs_dir}   Task logs: {config.state_dir / 'tasks'}")
         out.print("Use it from an Airflow scheduler with:")
         for name, value in stack.airflow_environment().items():
@@ -389,6 +413,8 @@ def run_forever(config: LocalStackConfig, console: Console | None = None) -> boo
     except KeyboardInterrupt:
         out.print("Stopping the local stack...")
     finally:
+        if stack.endpoint_url:
+            remove_if_ours(user_discovery_path(), stack.discovery)
         stack.stop()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)

@@ -1,0 +1,109 @@
+"""``ecscp redrive``'s loop on moto's SQS: what moves, what stays, and what a dry run leaves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from ecscp.operations.redrive import QueueDestination, describe_run_request, redrive
+from tests.support.requests import run_request, task_key
+
+
+class Queues:
+    def __init__(self) -> None:
+        self.sqs: Any = boto3.client("sqs", region_name="us-east-1")
+        self.dlq = self.sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        self.queue = self.sqs.create_queue(QueueName="run-requests")["QueueUrl"]
+
+    def dead_letters(self, count: int) -> list[str]:
+        bodies = [run_request(task_key(f"t{i}")).model_dump_json() for i in range(count)]
+        for body in bodies:
+            self.sqs.send_message(
+                QueueUrl=self.dlq,
+                MessageBody=body,
+                MessageAttributes={"origin": {"DataType": "String", "StringValue": "executor"}},
+            )
+        return bodies
+
+    def drain(self, url: str) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while batch := self.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+        ).get("Messages"):
+            messages += batch
+        return messages
+
+    def move(self, **options: Any) -> Any:
+        destination = QueueDestination(self.sqs, options.pop("to", self.queue), "the run-request queue")
+        return redrive(self.sqs, self.dlq, destination, describe=describe_run_request, **options)
+
+
+@pytest.fixture
+def queues() -> Iterator[Queues]:
+    with mock_aws():
+        yield Queues()
+
+
+def test_dead_letters_move_back_with_their_bodies_and_attributes(queues: Queues) -> None:
+    # GIVEN three run requests in the dead-letter queue
+    bodies = queues.dead_letters(3)
+    moved: list[int] = []
+
+    # WHEN they are redriven
+    result = queues.move(on_progress=moved.append)
+
+    # THEN each is on the run-request queue as it was, and the dead-letter queue is empty
+    arrived = queues.drain(queues.queue)
+    assert sorted(m["Body"] for m in arrived) == sorted(bodies)
+    assert {m["MessageAttributes"]["origin"]["StringValue"] for m in arrived} == {"executor"}
+    assert queues.drain(queues.dlq) == []
+    assert len(result.messages) == sum(moved) == 3
+    assert not result.failures
+
+
+def test_a_dry_run_lists_every_message_and_leaves_each_visible_where_it_was(queues: Queues) -> None:
+    # GIVEN two dead letters
+    queues.dead_letters(2)
+
+    # WHEN a dry run lists them
+    result = queues.move(dry_run=True)
+
+    # THEN it names both, moved nothing, and both can be received again at once
+    assert sorted(what for _, what in result.messages) == sorted(
+        f"run {task_key(f't{i}')} attempt 1 owner scheduler-a" for i in range(2)
+    )
+    assert queues.drain(queues.queue) == []
+    assert len(queues.drain(queues.dlq)) == 2
+
+
+def test_max_moves_no_more_than_asked(queues: Queues) -> None:
+    queues.dead_letters(5)
+    result = queues.move(max_messages=2)
+    assert len(result.messages) == 2
+    assert len(queues.drain(queues.queue)) == 2
+    assert len(queues.drain(queues.dlq)) == 3
+
+
+def test_a_message_the_destination_refuses_stays_in_the_dead_letter_queue(queues: Queues) -> None:
+    # GIVEN a dead letter and a destination queue that does not exist
+    queues.dead_letters(1)
+    missing = queues.queue.replace("run-requests", "gone")
+
+    # WHEN it is redriven there
+    result = queues.move(to=missing)
+
+    # THEN nothing was deleted: the failure is reported and the message is still a dead letter
+    assert result.messages == []
+    assert len(result.failures) == 1
+    assert len(queues.drain(queues.dlq)) == 1
+
+
+def test_a_queue_is_never_redriven_into_itself(queues: Queues) -> None:
+    queues.dead_letters(1)
+    with pytest.raises(ValueError, match="into itself"):
+        queues.move(to=queues.dlq)
+    assert len(queues.drain(queues.dlq)) == 1
