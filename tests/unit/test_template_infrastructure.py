@@ -258,9 +258,12 @@ def test_the_execution_role_pulls_from_this_account_and_logs_to_the_task_log_gro
 
 def test_the_task_role_reads_and_writes_the_s3_remote_log_folder_only(template: dict[str, Any]) -> None:
     # GIVEN the task role with an S3 remote log folder and an operator's managed policy
-    policy = f"arn:aws:iam::{ACCOUNT}:policy/dag-rights"
+    policies = [f"arn:aws:iam::{ACCOUNT}:policy/dag-rights", "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]
     deployment = Deployment(
-        template, **INFRASTRUCTURE, RemoteBaseLogFolder="s3://logs/airflow/prod", TaskRolePolicyArns=policy
+        template,
+        **INFRASTRUCTURE,
+        RemoteBaseLogFolder="s3://logs/airflow/prod",
+        TaskRolePolicyArns=",".join(policies),
     )
     role = deployment.properties("AirflowTaskRole")
     statements = [
@@ -278,7 +281,7 @@ def test_the_task_role_reads_and_writes_the_s3_remote_log_folder_only(template: 
     assert allows(statements, Call("s3:ListBucket", "arn:aws:s3:::logs"))
     assert not allows(statements, Call("s3:ListBucket", "arn:aws:s3:::other"))
     # AND carries the operator's managed policies
-    assert role["ManagedPolicyArns"] == [policy]
+    assert role["ManagedPolicyArns"] == policies
 
 
 def test_the_task_role_has_no_rights_of_its_own_without_an_s3_folder_or_policies(created: Deployment) -> None:
