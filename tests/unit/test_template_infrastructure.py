@@ -51,6 +51,8 @@ CREATED = {
     "AirflowTaskLogGroup": "AWS::Logs::LogGroup",
     "PassTheCreatedRoles": "AWS::IAM::Policy",
 }
+#: The conditions of the optional infrastructure's resources.
+INFRASTRUCTURE_CONDITIONS = {"CreatesCluster", "CreatesTaskDefinition", "HasS3RemoteLogs"}
 CREATED_FAMILY = CONTROL_PLANE_ID
 TO_ECS = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
 IN_CLUSTER = {"ecs:cluster": CLUSTER_ARN}
@@ -114,11 +116,9 @@ def test_each_shape_translates_and_creates_only_the_resources_it_asks_for(
 
     # THEN exactly the asked-for optional resources are created, beside the control plane itself
     optional = {
-        lid
-        for lid, r in template["Resources"].items()
-        if r.get("Condition") and lid in CREATED | {"AirflowTaskRemoteLogs": ""}
+        lid for lid, r in translated["Resources"].items() if r.get("Condition") in INFRASTRUCTURE_CONDITIONS
     }
-    assert {lid: active[lid] for lid in optional if lid in active} == expected
+    assert {lid: rtype for lid, rtype in active.items() if lid in optional} == expected
     assert {"RunTaskFunction", "StateTable", "SchedulerPolicy"} <= set(active)
     assert broken_rules(template, given) == []
 
