@@ -71,9 +71,9 @@ def created(template: dict[str, Any]) -> Deployment:
 
 
 def values(template: dict[str, Any], **parameters: str) -> dict[str, str]:
-    """Every parameter's value for a deployment: the defaults, the required ones, these."""
-    defaults = {name: str(p["Default"]) for name, p in template["Parameters"].items() if "Default" in p}
-    return defaults | REQUIRED | parameters
+    """Every parameter's value for a deployment (defaults, the required ones, these), as checked
+    against the parameters' patterns."""
+    return Deployment(template, **parameters).parameters
 
 
 def run_task_rights(deployment: Deployment) -> list[dict[str, Any]]:
