@@ -110,6 +110,10 @@ class LocalTask:
         }
 
 
+#: What ``tasks/<n>/task.json`` says of its task: which one, and where ECS ran it.
+_IDENTITY = ("task_arn", "key", "attempt", "cluster_arn", "task_definition_arn")
+
+
 @dataclass(frozen=True)
 class _Exited:
     task: LocalTask
@@ -347,13 +351,7 @@ class EcsHost:
                 self.tasks_dir / str(task.number),
                 task.command,
                 container_environment(self.region, self.task_env, task.environment),
-                {
-                    "task_arn": task.arn,
-                    "key": task.key,
-                    "attempt": task.attempt,
-                    "cluster_arn": task.cluster_arn,
-                    "task_definition_arn": task.task_definition_arn,
-                },
+                {name: task.summary()[name] for name in _IDENTITY},
                 sink=self.awslogs.open(location) if location else None,
                 on_output_end=(lambda: self.awslogs.close(location)) if location else lambda: None,
             )
