@@ -100,6 +100,7 @@ def local_up(
 
 @app.command()
 def demo(
+    *,
     dags: Annotated[
         Path | None,
         typer.Option(
@@ -123,6 +124,10 @@ def demo(
     keep_state: Annotated[
         bool, typer.Option(help="Keep the temporary state directory (always kept when the demo fails).")
     ] = False,
+    create_infrastructure: Annotated[
+        bool,
+        typer.Option(help="Let the stack create the ECS cluster and task definition (CreateCluster, Image)."),
+    ] = False,
 ) -> None:
     """Start the local stack and Airflow 3, run every DAG once, show how each task ended.
 
@@ -141,6 +146,7 @@ def demo(
             timeout=timeout,
             state_dir=state_dir,
             keep_state=keep_state,
+            create_infrastructure=create_infrastructure,
             console=progress,
         )
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ from rich.table import Table
 from ecs_control_plane.contract import TaskKey
 from ecscp.local.airflow import LocalAirflow
 from ecscp.local.airflow_api import TERMINAL_RUN_STATES, AirflowError, DagRun, TaskInstance
+from ecscp.local.ecs.setup import AIRFLOW_IMAGE
 from ecscp.local.processes import interrupts_deferred
 from ecscp.project import PROJECT_ROOT
 
@@ -39,6 +40,8 @@ EXIT_TIMED_OUT = 2
 EXIT_INTERRUPTED = 130
 
 _POLL_SECONDS = 2.0
+#: What the created task definition's container environment carries (template ExecutionApiServerUrl).
+EXECUTION_API_URL_ENV = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 _ALERT_WAIT_SECONDS = 15.0
 
 
@@ -186,9 +189,14 @@ def run_demo(
     timeout: float = 600.0,
     state_dir: Path | None = None,
     keep_state: bool = False,
+    create_infrastructure: bool = False,
     console: Console | None = None,
 ) -> DemoResult:
     """Start everything, run each DAG in ``dags_folder`` once, stop everything, report.
+
+    ``create_infrastructure``: the stack creates the ECS cluster and the Airflow task definition
+    itself (template parameters ``CreateCluster``, ``Image``, ``ExecutionApiServerUrl``), and the
+    containers get the execution API URL from that task definition only.
 
     Never raises for a failed demo (the result says what went wrong), except on Ctrl-C,
     which still stops every process first.
@@ -204,6 +212,9 @@ def run_demo(
         state_dir=state / "stack",
         task_env=airflow.worker_environment(),
     )
+    if create_infrastructure:
+        stack_config.parameters = stack_infrastructure(airflow.execution_api_url)
+        stack_config.task_env.pop(EXECUTION_API_URL_ENV)
     stack = LocalStack(stack_config)
     try:
         _drive(airflow, stack, clock, result)
@@ -230,6 +241,11 @@ def run_demo(
         else:
             clock.say(f"state and logs kept in {state}")
     return result
+
+
+def stack_infrastructure(execution_api_url: str) -> dict[str, str]:
+    """Template parameters with which the stack creates its own cluster and task definition."""
+    return {"CreateCluster": "true", "Image": AIRFLOW_IMAGE, "ExecutionApiServerUrl": execution_api_url}
 
 
 def _drive(airflow: LocalAirflow, stack: LocalStack, clock: _Clock, result: DemoResult) -> None:

@@ -8,6 +8,7 @@ put back after each test (the ``patched`` fixture), so no other test sees them.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -43,9 +44,11 @@ from ecscp.local.moto_patches import (
     dynamodb_expressions_parsed_once,
     dynamodb_item_copies,
     dynamodb_item_results,
+    ecs_cloudformation_properties,
     ecs_describe_tasks_lookup,
     ecs_run_task_client_token,
     ecs_stop_task,
+    ecs_task_level_memory,
     ecs_task_lifecycle,
     events_default_input_account,
     events_schedule_and_disabled_rules,
@@ -203,6 +206,101 @@ def test_ecs_describe_tasks_lookup(patched: Apply) -> None:
         assert [t["taskArn"] for t in ecs.describe(task_id)] == [arn]
         other = ecs.run()
         assert {t["taskArn"] for t in ecs.describe(arn, other.rsplit("/", 1)[-1])} == {arn, other}
+
+
+_CLUSTER_AND_TASK_DEFINITION = {
+    "Resources": {
+        "Cluster": {
+            "Type": "AWS::ECS::Cluster",
+            "Properties": {
+                "ClusterName": "fargate",
+                "CapacityProviders": ["FARGATE", "FARGATE_SPOT"],
+                "DefaultCapacityProviderStrategy": [{"CapacityProvider": "FARGATE", "Weight": 1}],
+                "ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}],
+            },
+        },
+        "TaskDefinition": {
+            "Type": "AWS::ECS::TaskDefinition",
+            "Properties": {
+                "Family": "airflow",
+                "RequiresCompatibilities": ["FARGATE"],
+                "NetworkMode": "awsvpc",
+                "Cpu": "1024",
+                "Memory": "2048",
+                "TaskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/task",
+                "ExecutionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/execution",
+                "ContainerDefinitions": [
+                    {"Name": "airflow", "Image": "airflow", "Environment": [{"Name": "A", "Value": "1"}]}
+                ],
+            },
+        },
+    }
+}
+
+
+def _created_cluster_and_task_definition(stack: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName=stack, TemplateBody=json.dumps(_CLUSTER_AND_TASK_DEFINITION)
+    )
+    ecs = boto3.client("ecs", region_name=REGION)
+    (cluster,) = ecs.describe_clusters(clusters=["fargate"], include=["SETTINGS"])["clusters"]
+    definition = ecs.describe_task_definition(taskDefinition="airflow")["taskDefinition"]
+    return cluster, definition
+
+
+def test_ecs_cloudformation_properties(patched: Apply) -> None:
+    with mock_aws():
+        # GIVEN moto as released WHEN a stack creates a Fargate cluster and task definition
+        # THEN the cluster has no capacity providers and the task definition is EC2's, roleless
+        cluster, definition = _created_cluster_and_task_definition("released")
+        assert not cluster.get("capacityProviders")
+        assert not cluster.get("defaultCapacityProviderStrategy")
+        assert (definition["networkMode"], definition["compatibilities"]) == ("bridge", ["EC2"])
+        assert "taskRoleArn" not in definition
+        assert "cpu" not in definition
+
+        # GIVEN the patch THEN both carry every property, as CloudFormation passes them to ECS
+        patched(ecs_cloudformation_properties)
+        cluster, definition = _created_cluster_and_task_definition("patched")
+        assert cluster["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+        assert cluster["defaultCapacityProviderStrategy"] == [{"capacityProvider": "FARGATE", "weight": 1}]
+        assert {"name": "containerInsights", "value": "enabled"} in cluster["settings"]
+        assert definition["networkMode"] == "awsvpc"
+        assert "FARGATE" in definition["compatibilities"]
+        assert (definition["cpu"], definition["memory"]) == ("1024", "2048")
+        assert definition["taskRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/task"
+        assert definition["executionRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/execution"
+        (container,) = definition["containerDefinitions"]
+        assert (container["name"], container["environment"]) == ("airflow", [{"name": "A", "value": "1"}])
+
+
+def test_ecs_task_level_memory(patched: Apply) -> None:
+    with mock_aws():
+        # GIVEN a Fargate task definition with memory at task level only, as Fargate's usually are
+        ecs = Ecs()
+        ecs.client.register_task_definition(
+            family="task-level",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="1024",
+            memory="2048",
+            containerDefinitions=[{"name": CONTAINER, "image": "airflow", "essential": True}],
+        )
+        run = functools.partial(
+            ecs.client.run_task,
+            cluster=CLUSTER,
+            taskDefinition="task-level",
+            launchType="FARGATE",
+            networkConfiguration=ecs.network,
+        )
+        # WHEN moto as released runs it THEN RunTask fails (HTTP 500: a TypeError adding memories)
+        with pytest.raises(TypeError):
+            run()
+
+        # GIVEN the patch THEN it starts, as on AWS
+        patched(ecs_task_level_memory)
+        (task,) = run()["tasks"]
+        assert task["taskDefinitionArn"].endswith("task-definition/task-level:1")
 
 
 # --- EventBridge -------------------------------------------------------------------------------

@@ -70,9 +70,13 @@ def stack_settings(parameters: dict[str, str]) -> ControlPlaneSettings:
     document = yaml_parse(TEMPLATE.read_text())
     defaults = {name: str(body.get("Default", "")) for name, body in document["Parameters"].items()}
     variables = document["Globals"]["Function"]["Environment"]["Variables"]
+    # Without the optional infrastructure (CreatesTaskDefinition...), an Fn::If gives its else value.
+    refs = {
+        var: v["Fn::If"][2] if isinstance(v, dict) and "Fn::If" in v else v for var, v in variables.items()
+    }
     env = {
         var: parameters.get(ref["Ref"], defaults.get(ref["Ref"], "x"))
-        for var, ref in variables.items()
+        for var, ref in refs.items()
         if isinstance(ref, dict) and "Ref" in ref
     }
     env["ECSCP_CONTROL_PLANE_ID"] = "ecscp-test"

@@ -87,6 +87,9 @@ def resolve(value: Any, names: dict[str, str]) -> str:
         return names.get(value["Ref"], f"<{value['Ref']}>")
     if isinstance(value, dict) and "Fn::Sub" in value:
         return re.sub(r"\$\{([^}]+)\}", lambda m: names.get(m.group(1), f"<{m.group(1)}>"), value["Fn::Sub"])
+    if isinstance(value, dict) and "Fn::If" in value:
+        # The defaults create no optional infrastructure (CreatesTaskDefinition...): the else value.
+        return resolve(value["Fn::If"][2], names)
     raise AssertionError(f"unexpected intrinsic in an environment variable: {value!r}")
 
 

@@ -1,8 +1,10 @@
 """``sam deploy`` of the project's template into moto, and the deployment the local stack runs.
 
 :class:`StackDeployer` takes the steps of :mod:`ecscp.local.cloudformation` in order: the ECS
-setup, packaging, parameters, ``Rules``, translation, ``create_stack``, the fix-ups, and the
-function specs read back. :class:`Deployment` is what it hands to the local stack.
+setup (without what the template's ``CreateCluster`` and ``Image`` parameters make the stack
+create, read back after the create), packaging, parameters, ``Rules``, translation,
+``create_stack``, the fix-ups, and the function specs read back. :class:`Deployment` is what it
+hands to the local stack.
 
 Departs from AWS: one CreateStack call, which moto completes before it returns (``sam deploy``
 goes through a change set and waits); a stack that is not ``CREATE_COMPLETE`` right after it
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ecscp.local.ecs.setup import EcsSetup, create_ecs_setup
+from ecscp.local.ecs.setup import EcsSetup, create_ecs_setup, with_stack_resources
 from ecscp.local.endpoint import aws_client
 from ecscp.local.spec import FunctionSpec
 
@@ -33,7 +35,7 @@ from .translate import translate
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation.client import CloudFormationClient
 
-_SERVICES = ("s3", "cloudformation", "lambda", "events", "sqs", "sns", "dynamodb", "iam", "cloudwatch")
+_SERVICES = ("s3", "cloudformation", "lambda", "events", "sqs", "sns", "dynamodb", "iam", "cloudwatch", "sts")
 
 
 @dataclass
@@ -77,7 +79,14 @@ class StackDeployer:
     ) -> Deployment:
         sam = load_sam_template(template_path)
         dirs = local_dirs(sam, template_path.parent)
-        ecs = create_ecs_setup(self.endpoint_url, self.region, cluster_name)
+        # The template's optional infrastructure: what the stack creates is not created before it.
+        ecs = create_ecs_setup(
+            self.endpoint_url,
+            self.region,
+            cluster_name,
+            cluster=overrides.get("CreateCluster") != "true",
+            task_definition=not overrides.get("Image"),
+        )
         parameters = parameter_values(sam, ecs, settings, overrides)
         if broken := broken_rules(sam, parameters):
             raise DeployError("the template's rules refuse these parameters: " + "; ".join(broken))
@@ -99,6 +108,7 @@ class StackDeployer:
             )
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         resources = _stack_resources(cfn, stack_name)
+        ecs = with_stack_resources(ecs, self.endpoint_url, self.region, resources)
         physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
         active = active_logical_ids(translated, parameters)
         skipped = {lid: rtype for lid, rtype in active.items() if lid not in physical}
@@ -108,7 +118,7 @@ class StackDeployer:
             physical,
             self._client,
             region=self.region,
-            account=ecs.cluster_arn.split(":")[4],
+            account=self._client["sts"].get_caller_identity()["Account"],
             stack_name=stack_name,
         )
         fixups = apply_skipped_properties(translated, physical, self._client["dynamodb"])

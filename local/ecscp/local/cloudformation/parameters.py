@@ -2,7 +2,8 @@
 
 Overrides come first; then a local candidate for each parameter a control-plane template may
 declare, found by its name (case-insensitive): the cluster, network, roles, task definition and
-task log group that :mod:`ecscp.local.ecs.setup` created, and the stack's local settings; then
+task log group that :mod:`ecscp.local.ecs.setup` created (empty where the template's
+optional infrastructure leaves them to the stack), and the stack's local settings; then
 the parameter's ``Default``. A parameter with none of these stops the deploy, naming it.
 
 Departs from AWS: the values are chosen, not typed in. A candidate is used only if it satisfies

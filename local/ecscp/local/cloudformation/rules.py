@@ -8,8 +8,9 @@ item as a null (a policy statement left out becomes a malformed policy document)
 resources their ``Condition`` leaves in the stack.
 
 Departs from AWS: a small evaluator of ``Fn::Equals``, ``Fn::Not``, ``Fn::And``, ``Fn::Or`` and
-``Condition`` over literals and parameter ``Ref``s. Anything else (``Fn::Contains``, pseudo
-parameters...) is undecided: such a rule is left alone, such a condition is left for moto.
+``Condition`` over literals, parameter ``Ref``s and an ``Fn::Select`` of their ``Fn::Split``.
+Anything else (``Fn::Contains``, pseudo parameters...) is undecided: such a rule is left alone,
+such a condition is left for moto.
 """
 
 from __future__ import annotations
@@ -63,7 +64,23 @@ def _value(arg: Any, parameters: dict[str, str]) -> str | None:
         return arg
     if isinstance(arg, dict) and set(arg) == {"Ref"}:
         return parameters.get(arg["Ref"])
+    if isinstance(arg, dict) and set(arg) == {"Fn::Select"}:
+        return _selected(arg["Fn::Select"], parameters)
     return None
+
+
+def _selected(args: Any, parameters: dict[str, str]) -> str | None:
+    """``Fn::Select`` of an ``Fn::Split`` (a parameter's scheme, say); None if out of range."""
+    index, items = args
+    if not (isinstance(items, dict) and set(items) == {"Fn::Split"}):
+        return None
+    separator, text = items["Fn::Split"]
+    value = _value(text, parameters)
+    if value is None or not isinstance(separator, str):
+        return None
+    parts = value.split(separator)
+    position = int(index)
+    return parts[position] if 0 <= position < len(parts) else None
 
 
 def broken_rules(template: dict[str, Any], parameters: dict[str, str]) -> list[str]:

@@ -48,16 +48,29 @@ def _time(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=timezone.utc)
 
 
-def _log_configurations(task: Any) -> dict[str, dict[str, Any]]:
-    """Each container's ``logConfiguration`` in the revision ``task`` runs (moto's own record)."""
+def _definition_containers(task: Any) -> list[dict[str, Any]]:
+    """The container definitions of the revision ``task`` runs (moto's own record)."""
     try:
         definition = task._backend.describe_task_definition(task.task_definition_arn)
-    except Exception:  # noqa: BLE001 - no log configuration is no reason to lose the notice
-        return {}
+    except Exception:  # noqa: BLE001 - no definition is no reason to lose the notice
+        return []
+    return list(definition.container_definitions)
+
+
+def _log_configurations(containers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each container's ``logConfiguration``, by container name."""
     return {
         str(c.get("name")): dict(c["logConfiguration"])
-        for c in definition.container_definitions
+        for c in containers
         if isinstance(c.get("logConfiguration"), dict)
+    }
+
+
+def _environments(containers: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Each container's ``environment``, by container name: ECS passes it, under the override's."""
+    return {
+        str(c.get("name")): {str(e["name"]): str(e.get("value", "")) for e in c.get("environment") or []}
+        for c in containers
     }
 
 
@@ -96,12 +109,14 @@ class LocalEcsBackend:
         self._seq += 1
         overrides = (task.overrides or {}).get("containerOverrides") or []
         created = getattr(task, "created_at", None)  # set by the lifecycle patch
+        containers = _definition_containers(task) if kind == "run" else []
         self._notices.append(
             TaskNotice(
                 seq=self._seq,
                 kind=kind,
                 task_arn=task.task_arn,
                 cluster_arn=task.cluster_arn,
+                task_definition_arn=task.task_definition_arn or "",
                 started_by=task.started_by or "",
                 created_at=created.timestamp() if created else time.time(),
                 image=next((c.image for c in task.containers if getattr(c, "image", None)), ""),
@@ -114,7 +129,8 @@ class LocalEcsBackend:
                     for o in overrides
                 ],
                 stopped_reason=task.stopped_reason or "",
-                log_configurations=_log_configurations(task) if kind == "run" else {},
+                log_configurations=_log_configurations(containers),
+                environments=_environments(containers),
             )
         )
         self._changed.notify_all()

@@ -2,7 +2,8 @@
 
 It reacts to RunTask and StopTask (the notices moto's ECS queues, :mod:`.backend`, which the
 host long-polls: it never lists or describes tasks) and to its containers' exits. For each task it
-records PENDING (pulling), RUNNING (the command runs, :mod:`.containers`) and STOPPED, each change
+records PENDING (pulling), RUNNING (the override's command runs, with the task definition's
+environment under the override's, :mod:`.containers`; the image is never run) and STOPPED, each change
 once, as a :class:`~.records.TaskStateRecord` that moto applies to its task and turns into the
 ``ECS Task State Change`` event. PROVISIONING and the desired-STOPPED change are moto's own (at
 RunTask and StopTask), as on AWS.
@@ -68,6 +69,9 @@ class LocalTask:
 
     number: int
     arn: str
+    #: Where ECS runs it: the cluster and the task definition revision RunTask named.
+    cluster_arn: str
+    task_definition_arn: str
     key: str | None
     attempt: int | None
     created_at: float
@@ -94,6 +98,8 @@ class LocalTask:
             "key": self.key,
             "attempt": self.attempt,
             "task_arn": self.arn,
+            "cluster_arn": self.cluster_arn,
+            "task_definition_arn": self.task_definition_arn,
             "last_status": self.last_status,
             "exit_code": self.exit_code,
             "stop_code": self.stop_code,
@@ -102,6 +108,10 @@ class LocalTask:
             "started_at": self.started_at,
             "stopped_at": self.stopped_at,
         }
+
+
+#: What ``tasks/<n>/task.json`` says of its task: which one, and where ECS ran it.
+_IDENTITY = ("task_arn", "key", "attempt", "cluster_arn", "task_definition_arn")
 
 
 @dataclass(frozen=True)
@@ -264,7 +274,10 @@ class EcsHost:
         if not self._mine(notice) or notice.task_arn in self._tasks:
             return
         override = next((o for o in notice.overrides if o.name == self.container_name), None)
-        environment = dict(override.environment) if override else {}
+        # As ECS: the task definition's environment, then the override's over it.
+        environment = notice.environments.get(self.container_name, {}) | (
+            override.environment if override else {}
+        )
         key = environment.get(TASK_KEY_ENV)
         attempt_text = environment.get(ATTEMPT_ENV, "")
         logs = notice.log_configurations.get(self.container_name)
@@ -272,6 +285,8 @@ class EcsHost:
             task = LocalTask(
                 number=self._first_number + len(self._tasks),
                 arn=notice.task_arn,
+                cluster_arn=notice.cluster_arn,
+                task_definition_arn=notice.task_definition_arn,
                 key=key,
                 attempt=int(attempt_text) if attempt_text.isdigit() else None,
                 created_at=notice.created_at,
@@ -336,7 +351,7 @@ class EcsHost:
                 self.tasks_dir / str(task.number),
                 task.command,
                 container_environment(self.region, self.task_env, task.environment),
-                {"task_arn": task.arn, "key": task.key, "attempt": task.attempt},
+                {name: task.summary()[name] for name in _IDENTITY},
                 sink=self.awslogs.open(location) if location else None,
                 on_output_end=(lambda: self.awslogs.close(location)) if location else lambda: None,
             )

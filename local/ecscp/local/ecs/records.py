@@ -36,19 +36,22 @@ class TaskNotice(_Message):
     """RunTask started a task (``run``) or StopTask asked to stop one (``stop``).
 
     ``log_configurations``: each container's ``logConfiguration`` in the task's task definition
-    revision (by container name), which is where the host sends the container's output.
+    revision (by container name), which is where the host sends the container's output;
+    ``environments``: each container's ``environment`` there, which the override's extends.
     """
 
     seq: int
     kind: Literal["run", "stop"]
     task_arn: str
     cluster_arn: str
+    task_definition_arn: str = ""
     started_by: str = ""
     created_at: float
     image: str = ""
     overrides: list[ContainerOverride] = Field(default_factory=list)
     stopped_reason: str = ""
     log_configurations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    environments: dict[str, dict[str, str]] = Field(default_factory=dict, repr=False)
 
 
 class ContainerState(_Message):

@@ -4,7 +4,10 @@ On a real account the cluster, its network, the task and execution roles, the Ai
 definition and the CloudWatch Logs group its container logs to (``awslogs``) exist before
 ``sam deploy``, and the template takes them as parameters
 (:mod:`ecscp.local.cloudformation.parameters` finds them here). The benchmarks start their
-tasks into the same setup.
+tasks into the same setup. With the template's optional infrastructure on (``CreateCluster``,
+``Image``) the stack creates the cluster, or the task definition with its roles and log group,
+itself: only the rest is created here, and :func:`with_stack_resources` reads back what the stack
+created.
 
 Departs from AWS: shaped for what moto's RunTask needs (DNS hostnames on the VPC and
 container-level memory, without which RunTask fails with HTTP 500); one subnet and one security
@@ -14,7 +17,8 @@ group; nothing is pulled or run here: the local ECS host runs the containers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ecscp.local.endpoint import aws_client
 
@@ -48,14 +52,20 @@ class EcsSetup:
     log_group: str = ""
 
 
-def create_ecs_setup(endpoint_url: str, region: str, cluster_name: str) -> EcsSetup:
-    """Cluster, network, roles, the Airflow task definition and its log group, shaped so moto's
-    RunTask works."""
+def create_ecs_setup(
+    endpoint_url: str,
+    region: str,
+    cluster_name: str,
+    *,
+    cluster: bool = True,
+    task_definition: bool = True,
+) -> EcsSetup:
+    """Network, and unless the stack creates them the cluster (``cluster``) and the Airflow task
+    definition with its roles and log group (``task_definition``), shaped so moto's RunTask works.
+
+    What is left to the stack is empty in the setup until :func:`with_stack_resources`.
+    """
     ec2 = aws_client("ec2", endpoint_url, region)
-    ecs = aws_client("ecs", endpoint_url, region)
-    iam = aws_client("iam", endpoint_url, region)
-    log_group = task_log_group(cluster_name)
-    aws_client("logs", endpoint_url, region).create_log_group(logGroupName=log_group)
     vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": True})
     # moto's awsvpc RunTask fails with HTTP 500 without DNS hostnames.
@@ -66,7 +76,33 @@ def create_ecs_setup(endpoint_url: str, region: str, cluster_name: str) -> EcsSe
     group_id = ec2.create_security_group(
         GroupName=f"{cluster_name}-tasks", Description="Airflow tasks (local)", VpcId=vpc_id
     )["GroupId"]
-    cluster_arn = ecs.create_cluster(clusterName=cluster_name)["cluster"]["clusterArn"]
+    network = EcsSetup(
+        cluster_name=cluster_name,
+        cluster_arn="",
+        subnet_id=subnet_id,
+        security_group_id=group_id,
+        task_definition="",
+        task_definition_arn="",
+        task_role_arn="",
+        execution_role_arn="",
+    )
+    ecs = aws_client("ecs", endpoint_url, region)
+    if cluster:
+        network = replace(
+            network, cluster_arn=ecs.create_cluster(clusterName=cluster_name)["cluster"]["clusterArn"]
+        )
+    if not task_definition:
+        return network
+    return _create_task_definition(network, endpoint_url, region)
+
+
+def _create_task_definition(setup: EcsSetup, endpoint_url: str, region: str) -> EcsSetup:
+    """The Airflow task definition, its roles and its log group, as an account has them."""
+    cluster_name = setup.cluster_name
+    ecs = aws_client("ecs", endpoint_url, region)
+    iam = aws_client("iam", endpoint_url, region)
+    log_group = task_log_group(cluster_name)
+    aws_client("logs", endpoint_url, region).create_log_group(logGroupName=log_group)
     trust = json.dumps(
         {
             "Version": "2012-10-17",
@@ -112,14 +148,41 @@ def create_ecs_setup(endpoint_url: str, region: str, cluster_name: str) -> EcsSe
             }
         ],
     )["taskDefinition"]
-    return EcsSetup(
-        cluster_name=cluster_name,
-        cluster_arn=cluster_arn,
-        subnet_id=subnet_id,
-        security_group_id=group_id,
+    return replace(
+        setup,
         task_definition=TASK_FAMILY,
         task_definition_arn=task_definition["taskDefinitionArn"],
         task_role_arn=task_role,
         execution_role_arn=execution_role,
         log_group=log_group,
     )
+
+
+def with_stack_resources(
+    setup: EcsSetup, endpoint_url: str, region: str, resources: list[dict[str, Any]]
+) -> EcsSetup:
+    """The setup completed with the ECS cluster and task definition the stack itself created.
+
+    ``resources``: the stack's resource summaries. The task definition's roles, Airflow container
+    and awslogs group are read from ECS, as the readiness check reads them.
+    """
+    ecs = aws_client("ecs", endpoint_url, region)
+    for resource in resources:
+        physical = str(resource.get("PhysicalResourceId") or "")
+        if resource["ResourceType"] == "AWS::ECS::Cluster" and physical:
+            (cluster,) = ecs.describe_clusters(clusters=[physical])["clusters"]
+            setup = replace(setup, cluster_name=cluster["clusterName"], cluster_arn=cluster["clusterArn"])
+        elif resource["ResourceType"] == "AWS::ECS::TaskDefinition" and physical:
+            definition = ecs.describe_task_definition(taskDefinition=physical)["taskDefinition"]
+            (container, *_) = definition["containerDefinitions"]
+            options = (container.get("logConfiguration") or {}).get("options") or {}
+            setup = replace(
+                setup,
+                task_definition=definition["family"],
+                task_definition_arn=definition["taskDefinitionArn"],
+                task_role_arn=definition.get("taskRoleArn", ""),
+                execution_role_arn=definition.get("executionRoleArn", ""),
+                container_name=container["name"],
+                log_group=options.get("awslogs-group", ""),
+            )
+    return setup

@@ -24,6 +24,9 @@ it serves; the benchmarks' moto applies only the two cost fixes):
 12. :mod:`.ecs_run_task_client_token`: RunTask honours ``clientToken``.
 13. :mod:`.ecs_stop_task`: StopTask asks for a stop; the host stops the container.
 14. :mod:`.ecs_describe_tasks_lookup`: DescribeTasks matches by ARN or id, by set look-up.
+15. :mod:`.ecs_cloudformation_properties`: CloudFormation's ECS clusters and task definitions
+    get every property (capacity providers, network mode, compatibilities, cpu, roles).
+16. :mod:`.ecs_task_level_memory`: RunTask starts a task definition with task-level memory only.
 
 The order matters only for 3 and 4, which both wrap ``Rule.send_to_targets``.
 """
@@ -36,9 +39,11 @@ from . import (
     dynamodb_expressions_parsed_once,
     dynamodb_item_copies,
     dynamodb_item_results,
+    ecs_cloudformation_properties,
     ecs_describe_tasks_lookup,
     ecs_run_task_client_token,
     ecs_stop_task,
+    ecs_task_level_memory,
     ecs_task_lifecycle,
     events_default_input_account,
     events_schedule_and_disabled_rules,
@@ -63,6 +68,8 @@ PATCHES = (
     ecs_run_task_client_token,
     ecs_stop_task,
     ecs_describe_tasks_lookup,
+    ecs_cloudformation_properties,
+    ecs_task_level_memory,
 )
 
 
