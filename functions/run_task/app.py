@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecs_control_plane.contract import MalformedRequestError, RunRequest
+from ecs_control_plane.results import RetryLater
 from ecs_control_plane.runtime import control_plane
-from ecs_control_plane.services import RetryLater
 from ecs_control_plane.tracing import capture_lambda_handler
 
 logger = Logger()

@@ -7,7 +7,6 @@ the adapters they are given.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from enum import Enum
 
 from .contract import FailedStartDetail, RunRequest, TaskState, TaskStateItem, now_ms
@@ -15,59 +14,13 @@ from .ecs_events import Action, EcsTask, Transition, plan_transition, plan_unrea
 from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue, RunTaskOutcome
 from .log_location import TaskDefinitionLogs, TaskLogLocation
 from .readiness import FALLBACK_LAUNCH_TYPE, CheckError, ReadinessReport, check_readiness, default_placement
+from .results import Outcome, ReconcileReport, Result, RetryLater
 from .retry import FailureClass, transient_delay_seconds
 from .run_task_call import RunTaskConfigError, build_run_task_call, stack_run_task_kwargs
 from .settings import ControlPlaneSettings
 from .store import ItemTooLargeError, NotApplied, StateTable
 
 logger = logging.getLogger(__name__)
-
-
-class RetryLater(Exception):  # noqa: N818 - it is a signal, not an error
-    """Leave the message on the queue and look at it again after ``delay_seconds``."""
-
-    def __init__(self, reason: str, delay_seconds: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.delay_seconds = delay_seconds
-
-
-class Outcome(str, Enum):
-    STARTED = "STARTED"
-    DUPLICATE = "DUPLICATE"
-    DROPPED = "DROPPED"
-    FAILED = "FAILED"
-    STOP_SENT = "STOP_SENT"
-    STOP_RECORDED = "STOP_RECORDED"
-    ADOPTED = "ADOPTED"
-    APPLIED = "APPLIED"
-    IGNORED = "IGNORED"
-    RETRY_QUEUED = "RETRY_QUEUED"
-    THROTTLED = "THROTTLED"
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    key: str
-    reason: str | None = None
-    task_arn: str | None = None
-    attempt: int | None = None
-
-
-@dataclass
-class ReconcileReport:
-    """What one reconciler run found and did."""
-
-    examined: int = 0
-    repaired: int = 0
-    lost: int = 0
-    timed_out: int = 0
-    orphans_stopped: int = 0
-    alerts_resent: int = 0
-    #: Problems the readiness check found in the stack's settings (0: it can run tasks).
-    settings_problems: int = 0
-    errors: int = 0
 
 
 class _Plan(str, Enum):
