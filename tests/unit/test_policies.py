@@ -23,7 +23,7 @@ from ecs_control_plane.contract import (
     OWNER_INDEX,
     TRY_INDEX,
 )
-from ecs_control_plane.results import ReconcileReport
+from ecs_control_plane.services import ReconcileReport
 from ecscp.local.cloudformation.translate import translate
 from tests.support.iam_policies import (
     ACCOUNT,
