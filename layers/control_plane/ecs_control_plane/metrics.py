@@ -59,12 +59,11 @@ def publish_result(metrics: Metrics, prefix: str, result: Result) -> None:
             name=SUBMIT_TO_RUNNING, unit=MetricUnit.Milliseconds, value=result.submit_to_running_ms
         )
     if result.start_failure is not None:
-        # A record of its own: the class is a dimension of this metric, not of the batch's others.
+        # A record of its own: the class is a dimension of this metric, not of the batch's others
+        # (single_metric adds the service dimension from POWERTOOLS_SERVICE_NAME, as Metrics does).
         with single_metric(
             name=START_FAILURES, unit=MetricUnit.Count, value=1, namespace=metrics.namespace
         ) as metric:
-            if False:
-                metric.add_dimension(name=SERVICE, value=str(metrics.service))
             metric.add_dimension(name=FAILURE_CLASS, value=result.start_failure.value)
 
 
