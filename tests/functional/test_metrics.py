@@ -105,6 +105,7 @@ def test_failed_run_task_call_counts_a_start_failure_of_its_class(
     assert [(m.value, m.unit, m.dimensions) for m in failures] == [
         (1.0, "Count", {**SERVICE_DIMENSION, FAILURE_CLASS: failure.value})
     ]
+    assert failures[0].namespace == os.environ["POWERTOOLS_METRICS_NAMESPACE"]
     # AND the request's outcome is counted as before, without the class (its alarms stay as they are)
     counted = named(out, metric_name(RUN_REQUEST, outcome.value))
     assert [(m.value, m.dimensions) for m in counted] == [(1.0, SERVICE_DIMENSION)]
