@@ -15,8 +15,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecs_control_plane.contract import MalformedRequestError, RunRequest
+from ecs_control_plane.metrics import (
+    MALFORMED_RUN_REQUESTS,
+    RUN_REQUEST,
+    RUN_REQUEST_ERRORS,
+    RUN_TASK_RETRIES_LATER,
+    publish_result,
+)
+from ecs_control_plane.results import RetryLater
 from ecs_control_plane.runtime import control_plane
-from ecs_control_plane.services import RetryLater
 from ecs_control_plane.tracing import capture_lambda_handler
 
 logger = Logger()
@@ -31,7 +38,7 @@ def record_handler(record: SQSRecord) -> None:
     try:
         request = RunRequest.from_message(record.body)
     except MalformedRequestError as exc:
-        metrics.add_metric(name="MalformedRunRequests", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=MALFORMED_RUN_REQUESTS, unit=MetricUnit.Count, value=1)
         if exc.key:
             plane.fail_malformed(exc.key, exc.owner, exc.reason)
         logger.error("malformed run request", extra={"message_id": record.message_id, "reason": exc.reason})
@@ -40,19 +47,17 @@ def record_handler(record: SQSRecord) -> None:
     try:
         result = plane.handle_request(request, receive_count=int(record.attributes.approximate_receive_count))
     except RetryLater as later:
-        metrics.add_metric(name="RunTaskRetriesLater", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=RUN_TASK_RETRIES_LATER, unit=MetricUnit.Count, value=1)
         plane.queue.delay_redelivery(record.receipt_handle, later.delay_seconds)
         raise
     except Exception as exc:
         # Type and message only: a traceback's locals could carry the request's command.
-        metrics.add_metric(name="RunRequestErrors", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=RUN_REQUEST_ERRORS, unit=MetricUnit.Count, value=1)
         logger.error("run request failed", extra={"error": type(exc).__name__, "detail": str(exc)[:1000]})
         raise
     finally:
         logger.remove_keys(["task_key", "attempt", "kind"])
-    metrics.add_metric(
-        name=f"RunRequest{result.outcome.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1
-    )
+    publish_result(metrics, RUN_REQUEST, result)
 
 
 @logger.inject_lambda_context

@@ -249,6 +249,22 @@ def test_the_stack_tells_executors_to_read_task_logs(stack: LocalStack) -> None:
     assert stack.airflow_environment()["AIRFLOW__ECS_CONTROL_PLANE__READ_TASK_LOGS"] == "True"
 
 
+def test_the_stack_deploys_its_dashboard_with_its_own_names(stack: LocalStack) -> None:
+    # moto's CloudFormation creates AWS::CloudWatch::Dashboard, resolving its body's Fn::Sub with
+    # the deployed queues and functions; the fix-ups draw it again once the alarms exist.
+    name = stack.outputs["DashboardUrl"].rsplit("#dashboards:name=", 1)[1]
+    body = json.loads(stack.client("cloudwatch").get_dashboard(DashboardName=name)["DashboardBody"])
+    metrics = [row for w in body["widgets"] for row in w["properties"].get("metrics", [])]
+    assert stack.outputs["RunRequestQueueUrl"].rsplit("/", 1)[1] in {
+        r[3] for r in metrics if r[0] == "AWS/SQS"
+    }
+    # the status row names the alarms the local stack made (moto's CloudFormation skips alarms)
+    shown = {a for w in body["widgets"] for a in w["properties"].get("alarms", [])}
+    made = {a["AlarmArn"] for a in stack.client("cloudwatch").describe_alarms()["MetricAlarms"]}
+    assert shown == made
+    assert "ControlPlaneDashboard" not in stack.deployment.skipped_resources
+
+
 def test_describe_tasks_agrees_with_the_events(plane: Plane) -> None:
     # GIVEN a task that ran to completion
     key = plane.run("described", exits_with(0))

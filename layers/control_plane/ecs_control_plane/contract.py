@@ -413,6 +413,12 @@ class TaskStateItem(BaseModel):
     log_group: str | None = None
     log_stream: str | None = None
     log_region: str | None = None
+    #: When the executor submitted the try (its first run request's ``sent_at``, the scheduler's
+    #: clock): where the submit-to-RUNNING latency starts.
+    submitted_at: int | None = None
+    #: The state before the last ECS event was applied, written by the same write: its result
+    #: tells whether that event moved the try to RUNNING (a repeated RUNNING event did not).
+    previous_state: TaskState | None = None
     updated_at: int = Field(default_factory=now_ms)
     created_at: int | None = None
     expires_at: int | None = None

@@ -7,7 +7,7 @@ the adapters they are given.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import replace
 from enum import Enum
 
 from .contract import FailedStartDetail, RunRequest, TaskState, TaskStateItem, now_ms
@@ -15,59 +15,13 @@ from .ecs_events import Action, EcsTask, Transition, plan_transition, plan_unrea
 from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue, RunTaskOutcome
 from .log_location import TaskDefinitionLogs, TaskLogLocation
 from .readiness import FALLBACK_LAUNCH_TYPE, CheckError, ReadinessReport, check_readiness, default_placement
+from .results import Outcome, ReconcileReport, Result, RetryLater, submit_to_running_ms
 from .retry import FailureClass, transient_delay_seconds
 from .run_task_call import RunTaskConfigError, build_run_task_call, stack_run_task_kwargs
 from .settings import ControlPlaneSettings
 from .store import ItemTooLargeError, NotApplied, StateTable
 
 logger = logging.getLogger(__name__)
-
-
-class RetryLater(Exception):  # noqa: N818 - it is a signal, not an error
-    """Leave the message on the queue and look at it again after ``delay_seconds``."""
-
-    def __init__(self, reason: str, delay_seconds: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.delay_seconds = delay_seconds
-
-
-class Outcome(str, Enum):
-    STARTED = "STARTED"
-    DUPLICATE = "DUPLICATE"
-    DROPPED = "DROPPED"
-    FAILED = "FAILED"
-    STOP_SENT = "STOP_SENT"
-    STOP_RECORDED = "STOP_RECORDED"
-    ADOPTED = "ADOPTED"
-    APPLIED = "APPLIED"
-    IGNORED = "IGNORED"
-    RETRY_QUEUED = "RETRY_QUEUED"
-    THROTTLED = "THROTTLED"
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    key: str
-    reason: str | None = None
-    task_arn: str | None = None
-    attempt: int | None = None
-
-
-@dataclass
-class ReconcileReport:
-    """What one reconciler run found and did."""
-
-    examined: int = 0
-    repaired: int = 0
-    lost: int = 0
-    timed_out: int = 0
-    orphans_stopped: int = 0
-    alerts_resent: int = 0
-    #: Problems the readiness check found in the stack's settings (0: it can run tasks).
-    settings_problems: int = 0
-    errors: int = 0
 
 
 class _Plan(str, Enum):
@@ -183,14 +137,12 @@ class ControlPlane:
         try:
             build_run_task_call(self.settings, request, fallback_launch_type=None)
         except RunTaskConfigError as exc:
-            return self.fail_start(key, request.owner, str(exc), attempt=request.attempt, only_if_queued=True)
+            return self._refused(request, str(exc))
         except Exception as exc:  # noqa: BLE001 - a config no check foresaw fails its try, never the batch
             why = (
                 f"the run_task call could not be built from this executor_config: {type(exc).__name__}: {exc}"
             )
-            return self.fail_start(
-                key, request.owner, why[:2000], attempt=request.attempt, only_if_queued=True
-            )
+            return self._refused(request, why[:2000])
 
         try:
             item = self.table.create_queued(
@@ -200,6 +152,7 @@ class ControlPlane:
                 request.queue,
                 request.executor_config,
                 token_expires_at=request.token_expires_at,
+                submitted_at=request.sent_at,
             )
             attempt = request.attempt
             if item is None:
@@ -207,7 +160,11 @@ class ControlPlane:
                 if existing is not None and existing.awaiting_request:
                     # Adopted before this request arrived: it starts under the adopting scheduler.
                     existing = self.table.claim_awaiting(
-                        key, request.queue, request.executor_config, token_expires_at=request.token_expires_at
+                        key,
+                        request.queue,
+                        request.executor_config,
+                        token_expires_at=request.token_expires_at,
+                        submitted_at=request.sent_at,
                     ) or self.table.get(key)
                 if existing is None:  # expired between the two calls: the next delivery creates it
                     raise RetryLater("item vanished between create and read", 1)
@@ -225,8 +182,15 @@ class ControlPlane:
                     self.table.advance_queued_attempt(key, attempt)
                 item = existing
         except ItemTooLargeError as exc:
-            return self.fail_start(key, request.owner, str(exc), attempt=request.attempt, only_if_queued=True)
+            return self._refused(request, str(exc))
         return self._start(request, item, attempt, receive_count)
+
+    def _refused(self, request: RunRequest, reason: str) -> Result:
+        """No start can serve this request (its run_task call, its item): a PERMANENT start failure."""
+        failed = self.fail_start(
+            request.key, request.owner, reason, attempt=request.attempt, only_if_queued=True
+        )
+        return replace(failed, start_failure=FailureClass.PERMANENT)
 
     def _deadline_ms(self, item: TaskStateItem, request: RunRequest | None = None) -> int:
         """The latest time a start may begin: the workload token's expiry less the start margin.
@@ -260,7 +224,14 @@ class ControlPlane:
         outcome = self.ecs.run_task(call)
         if outcome.task_arn is not None:
             return self._record_start(key, attempt, outcome.task_arn, self._log_location(outcome, call))
+        failed = self._run_task_failed(request, item, attempt, outcome, deadline)
+        return replace(failed, start_failure=outcome.failure)
 
+    def _run_task_failed(
+        self, request: RunRequest, item: TaskStateItem, attempt: int, outcome: RunTaskOutcome, deadline: int
+    ) -> Result:
+        """RunTask started nothing: try again later, retry with the next attempt, or fail the try."""
+        key, owner = request.key, item.owner
         reason = outcome.reason or "unknown RunTask failure"
         if outcome.failure is FailureClass.TRANSIENT:
             return self._retry_throttled(request, item, attempt, reason, deadline)
@@ -500,17 +471,12 @@ class ControlPlane:
             return Result(Outcome.IGNORED, key, plan.reason, task.task_arn)
         assert plan.state is not None  # every non-IGNORE plan names a state
 
-        if plan.action is Action.GIVE_UP:
-            return self.fail_start(
-                key,
-                item.owner,
-                plan.reason or "failed to start",
-                attempt=item.attempt,
-                task_arn=task.task_arn,
-                changes=plan.changes,
-            )
-        if plan.action is Action.RETRY_START:
-            return self._retry_start(item, task, plan.reason or "failed to start")
+        if plan.action in (Action.GIVE_UP, Action.RETRY_START):
+            # ECS stopped the task before it ran: a failed start attempt, of the class retried.
+            failed = self._failed_in_ecs(item, task, plan)
+            if failed.outcome is Outcome.IGNORED:  # another delivery of the event handled it
+                return failed
+            return replace(failed, start_failure=FailureClass.RETRY_ATTEMPT)
 
         applied = self.table.apply_progress(
             key, item.attempt, plan.state, plan.changes, exit_code=plan.exit_code, reason=plan.reason
@@ -518,6 +484,19 @@ class ControlPlane:
         if isinstance(applied, NotApplied):
             return Result(Outcome.IGNORED, key, "stale: a newer event was applied first", task.task_arn)
         return self._applied(key, task, plan, applied)
+
+    def _failed_in_ecs(self, item: TaskStateItem, task: EcsTask, plan: Transition) -> Result:
+        """The task stopped before it ran: the next attempt, or FAILED after the last one."""
+        if plan.action is Action.GIVE_UP:
+            return self.fail_start(
+                item.key,
+                item.owner,
+                plan.reason or "failed to start",
+                attempt=item.attempt,
+                task_arn=task.task_arn,
+                changes=plan.changes,
+            )
+        return self._retry_start(item, task, plan.reason or "failed to start")
 
     def _applied(self, key: str, task: EcsTask, plan: Transition, applied: TaskStateItem) -> Result:
         logger.info(
@@ -529,7 +508,10 @@ class ControlPlane:
                 "version": task.version,
             },
         )
-        return Result(Outcome.APPLIED, key, plan.reason, task.task_arn, applied.attempt)
+        latency = submit_to_running_ms(applied, task.started_at)
+        return Result(
+            Outcome.APPLIED, key, plan.reason, task.task_arn, applied.attempt, submit_to_running_ms=latency
+        )
 
     def _retry_start(self, item: TaskStateItem, task: EcsTask, reason: str) -> Result:
         """Re-enqueue the try with attempt + 1 after ECS stopped it before it ran."""

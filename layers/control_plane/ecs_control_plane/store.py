@@ -139,6 +139,10 @@ class _Update:
         else:
             self.sets.append(f"{self.name(attr)} = {self.value('v_' + attr, value)}")
 
+    def copy(self, attr: str, source: str) -> None:
+        """Set ``attr`` to ``source`` as it was before this update (DynamoDB reads the old item)."""
+        self.sets.append(f"{self.name(attr)} = {self.name(source)}")
+
     def set_if_missing(self, attr: str, value: Any) -> None:
         n = self.name(attr)
         self.sets.append(f"{n} = if_not_exists({n}, {self.value('v_' + attr, value)})")
@@ -227,6 +231,7 @@ class StateTable(StateTableReads):
         executor_config: dict[str, Any],
         *,
         token_expires_at: int | None = None,
+        submitted_at: int | None = None,
     ) -> TaskStateItem | None:
         """Create the item of a new submission; None if it exists already.
 
@@ -241,6 +246,7 @@ class StateTable(StateTableReads):
         u.set("attempt", attempt)
         u.set("queue", queue)
         u.set("token_expires_at", token_expires_at)
+        u.set("submitted_at", submitted_at)
         u.set("try_key", try_key_of(key))
         now = self._stamp(u, terminal=False)
         u.set("created_at", now)
@@ -254,12 +260,14 @@ class StateTable(StateTableReads):
         executor_config: dict[str, Any],
         *,
         token_expires_at: int | None = None,
+        submitted_at: int | None = None,
     ) -> TaskStateItem | None:
         """Fill in an adopted submission's item from its run request, which has now arrived."""
         u = _Update()
         u.set("executor_config", stored_config(executor_config))
         u.set("queue", queue)
         u.set("token_expires_at", token_expires_at)
+        u.set("submitted_at", submitted_at)
         u.set("awaiting_request", None)
         self._stamp(u, terminal=False)
         u.values.update({":q": _ser.serialize(TaskState.QUEUED.value), ":t": _ser.serialize(True)})
@@ -400,6 +408,7 @@ class StateTable(StateTableReads):
         not hold, the item as DynamoDB checked it comes back in the same call (no read).
         """
         u = _Update()
+        u.copy("previous_state", "state")
         if state is not None:
             u.set("state", state.value)
         for attr, value in changes.items():

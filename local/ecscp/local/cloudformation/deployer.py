@@ -24,7 +24,13 @@ from ecscp.local.endpoint import aws_client
 from ecscp.local.spec import FunctionSpec
 
 from . import DeployError
-from .fixups import apply_skipped_properties, attach_layers, capture_alerts, create_skipped_resources
+from .fixups import (
+    apply_skipped_properties,
+    attach_layers,
+    capture_alerts,
+    create_skipped_resources,
+    redraw_dashboards,
+)
 from .functions import function_specs
 from .intrinsics import IntrinsicResolver
 from .package import load_sam_template, local_dirs, package
@@ -123,6 +129,7 @@ class StackDeployer:
         )
         fixups = apply_skipped_properties(translated, physical, self._client["dynamodb"])
         fixups += create_skipped_resources(translated, skipped, resolver, self._client)
+        fixups += redraw_dashboards(translated, physical, resolver, self._client["cloudwatch"])
         functions = function_specs(translated, physical, dirs, resolver, self._client)
         fixups += attach_layers(translated, functions, self._client["lambda"])
         alert_queue = capture_alerts(translated, physical, self._client["sqs"], self._client["sns"])

@@ -2,7 +2,9 @@
 
 After ``create_stack``: DynamoDB TTL and point-in-time recovery (properties moto ignores); the
 alarms, queue and topic policies and Lambda event invoke configs it does not create (made through
-their APIs with the template's resolved properties); the functions' layers (moto drops them).
+their APIs with the template's resolved properties); dashboards drawn again once those alarms
+exist (moto leaves a reference to a resource it skipped unresolved in their bodies); the
+functions' layers (moto drops them).
 And one thing AWS has no counterpart for: a queue subscribed to every topic of the stack, so
 that the alerts a human would be sent can be read back.
 
@@ -65,21 +67,48 @@ def create_skipped_resources(
             continue
         try:
             props = resolver.resolve(translated["Resources"][lid].get("Properties") or {})
-            creator(lid, props)
+            made = creator(lid, props)
         except (LookupError, ClientError, ValueError) as exc:
             logger.warning("moto's CloudFormation did not create %s (%s), nor could we: %s", lid, rtype, exc)
             continue
+        if made is not None:
+            resolver.created(lid, made)
         done.append(f"{lid}: created {rtype} through its API")
     return done
 
 
-def _creators(clients: dict[str, Any]) -> dict[str, Callable[[str, dict[str, Any]], None]]:
+def redraw_dashboards(
+    translated: dict[str, Any], physical: dict[str, str], resolver: IntrinsicResolver, cloudwatch: Any
+) -> list[str]:
+    """Put each dashboard again with its body resolved against the resources made since.
+
+    moto's CloudFormation creates a dashboard, but leaves ``${RunTaskErrorsAlarm}`` as written
+    where its Fn::Sub names a resource it skipped (the alarm widget's alarms, made above).
+    """
+    done: list[str] = []
+    for lid, resource in translated["Resources"].items():
+        if resource.get("Type") != "AWS::CloudWatch::Dashboard" or not physical.get(lid):
+            continue
+        try:
+            body = resolver.resolve((resource.get("Properties") or {})["DashboardBody"])
+            cloudwatch.put_dashboard(DashboardName=physical[lid], DashboardBody=body)
+        except (LookupError, ClientError) as exc:
+            logger.warning("dashboard %s left as moto's CloudFormation drew it: %s", lid, exc)
+            continue
+        done.append(f"{lid}: body resolved against the resources made through their APIs")
+    return done
+
+
+def _creators(clients: dict[str, Any]) -> dict[str, Callable[[str, dict[str, Any]], str | None]]:
+    """What makes each resource type, returning its physical id when a Ref of it gives one."""
     cloudwatch, sqs, sns, lam = clients["cloudwatch"], clients["sqs"], clients["sns"], clients["lambda"]
 
-    def alarm(lid: str, props: dict[str, Any]) -> None:
+    def alarm(lid: str, props: dict[str, Any]) -> str:
         numbers = {"Period": int, "EvaluationPeriods": int, "DatapointsToAlarm": int, "Threshold": float}
         kwargs = {k: numbers[k](v) if k in numbers else v for k, v in props.items() if k in _ALARM_KEYS}
-        cloudwatch.put_metric_alarm(AlarmName=props.get("AlarmName") or lid, **kwargs)
+        name = str(props.get("AlarmName") or lid)
+        cloudwatch.put_metric_alarm(AlarmName=name, **kwargs)
+        return name
 
     def queue_policy(lid: str, props: dict[str, Any]) -> None:
         for url in props["Queues"]:

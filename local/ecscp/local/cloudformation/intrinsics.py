@@ -87,6 +87,10 @@ class IntrinsicResolver:
                 raise LookupError(name)
         return {k: v for k, v in ((k, self.resolve(v)) for k, v in value.items()) if v is not _UNRESOLVED}
 
+    def created(self, logical_id: str, physical_id: str) -> None:
+        """A resource made after the stack (a fix-up): Ref and Fn::Sub now give ``physical_id``."""
+        self._values[logical_id] = physical_id
+
     def condition(self, name: str) -> bool:
         """Whether the template's condition ``name`` holds (LookupError when it cannot be decided)."""
         if name not in self._conditions:
