@@ -125,6 +125,18 @@ def test_every_executor_option_has_its_row_with_default_and_variables(generated:
         assert " ".join(option["description"].split()).replace("<", "&lt;") in cells
 
 
+def test_the_options_are_those_airflow_lists(generated: str) -> None:
+    # GIVEN the configuration Airflow's providers manager loads through the package's entry point
+    # (what `airflow config list` shows)
+    from airflow.providers_manager import ProvidersManager  # noqa: PLC0415 - heavy
+
+    airflow_config = dict(ProvidersManager().provider_configs)["airflow-ecs-control-plane"]
+    # WHEN the reference is rendered from it
+    from_airflow = config_reference.render(yaml_parse(TEMPLATE.read_text()), {"config": airflow_config})
+    # THEN it is the reference rendered from the provider info
+    assert from_airflow == generated
+
+
 def test_every_stack_output_is_listed(template: dict[str, Any], generated: str) -> None:
     under = section(generated, "## Stack outputs")
     for name in template["Outputs"]:
