@@ -36,12 +36,13 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
 
-.PHONY: help venv sam-tools security-tools lint typecheck validate security build test-ready test test-compat unit functional e2e demo bench deploy clean
+.PHONY: help venv sam-tools security-tools lint typecheck validate security build test-ready test test-compat unit functional e2e demo bench docs deploy clean
 
 help:
 	@echo "make demo    - set up, start the local stack and Airflow, run the example DAGs"
 	@echo "make test    - set up, lint, type-check, validate, scan (checkov) and build the template, run all tests"
 	@echo "make test-compat - the unit and executor tests on Airflow 3.1, 3.2 and 3.3 (COMPAT_RELEASES)"
+	@echo "make docs    - regenerate docs/configuration.md from template.yaml and the executor's options"
 	@echo "make lint | typecheck | validate | security | build | unit | functional | e2e | bench | deploy | clean"
 
 $(STAMP): pyproject.toml local/pyproject.toml requirements/constraints.txt
@@ -151,6 +152,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# docs/configuration.md from template.yaml and executor_client/config.py (--check: compare only;
+# tests/unit/test_config_reference.py fails while the file is stale).
+docs: $(STAMP)
+	$(BIN)/python -m ecscp.config_reference
 
 deploy: build
 	$(SAM) deploy --guided

@@ -81,16 +81,18 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "default": "airflow",
     },
     CHECK_HEALTH_ON_STARTUP: {
-        "description": "Check at scheduler start that the queue and the table (with its owner index) are "
-        "reachable, and refuse to start otherwise.\n",
+        "description": "Check at scheduler start that the queue, the table and its owner and active "
+        "indexes are reachable, and that the control plane found its stack's settings able to run "
+        "tasks (its reconciler's last check against ECS); refuse to start otherwise, naming the "
+        "setting or stack parameter to fix.\n",
         "type": "boolean",
         "example": "True",
         "default": "True",
     },
     OWNER_ID: {
         "description": "Identity this executor writes into run requests; it only reads state items of "
-        "this owner. Must be unique per running scheduler. Empty: generated per executor instance "
-        "(hostname, pid, scheduler job id when known, short random suffix).\n",
+        "this owner. Must be unique per running scheduler. Empty: generated per executor instance, "
+        "unique: [<team>-]<hostname>-<pid>[-job<scheduler job id>]-<8 hex digits>.\n",
         "type": "string",
         "example": "scheduler-a",
         "default": None,
@@ -141,9 +143,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "CloudWatch Logs stream (awslogs) the control plane recorded for its ECS task, with this "
         "section's connection and region, and appends the stop code and reason of a task that "
         "failed. It needs the state_table setting in that process too, and logs:GetLogEvents on "
-        "the task definition's log group (deploy the stack with TaskLogGroupName: SchedulerPolicy "
-        "then grants it). Airflow asks only while the task instance is running; a finished try's "
-        "log comes from Airflow's own (remote) logging.\n",
+        "the task definition's log group (deploy the stack with TaskLogGroupName, or with Image: "
+        "the task log group the stack creates; SchedulerPolicy then grants it, and its "
+        "AirflowEnvironment output turns this option on). Airflow asks only "
+        "while the task instance is running; a finished try's log comes from Airflow's own (remote) "
+        "logging.\n",
         "type": "boolean",
         "example": "True",
         "default": "False",
