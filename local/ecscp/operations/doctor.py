@@ -90,11 +90,23 @@ class DoctorFacts:
     scheduler_role: str | None = None
     #: Fact name -> why it could not be read.
     errors: dict[str, str] = field(default_factory=dict)
+    #: The facts whose read AWS answered "no such resource" (their error is in ``errors``).
+    missing: set[str] = field(default_factory=set)
     #: When the facts were read (epoch ms).
     now: int = field(default_factory=now_ms)
 
 
 def _unread(name: str, facts: DoctorFacts, fact: str) -> Check | None:
+    """The check of a fact that could not be read: FAIL if it is gone, WARN if the read was refused."""
+    if fact in facts.missing:
+        return Check(
+            name,
+            Verdict.FAIL,
+            f"it does not exist: {facts.errors[fact]}",
+            "it was deleted outside CloudFormation, which an unchanged deploy does not recreate: "
+            f"see aws cloudformation detect-stack-drift --stack-name {facts.stack_name}, and recreate it "
+            "with its old name (or sam delete, then sam deploy, with nothing in flight)",
+        )
     if fact in facts.errors:
         return Check(
             name, Verdict.WARN, f"could not be checked: {facts.errors[fact]}", "grant the read named"

@@ -18,6 +18,16 @@ from .doctor import DEAD_LETTER_QUEUES, RULES, DoctorFacts
 from .stack import RECONCILER_FUNCTION, RUN_REQUEST_MAPPING, RUN_TASK_FUNCTION, ControlPlaneStack
 
 _DEPTH_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+#: What AWS answers for a resource that is not there (deleted outside CloudFormation, say).
+NOT_FOUND_CODES = frozenset(
+    {
+        "ResourceNotFoundException",  # Events, Lambda, DynamoDB
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NoSuchEntity",  # IAM
+        "ClusterNotFoundException",
+    }
+)
 
 
 def _error(exc: Exception) -> str:
@@ -32,6 +42,8 @@ def _read(facts: DoctorFacts, fact: str, read: Callable[[], None]) -> None:
         read()
     except (ClientError, BotoCoreError) as exc:
         facts.errors[fact] = _error(exc)
+        if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in NOT_FOUND_CODES:
+            facts.missing.add(fact)
 
 
 def role_name(role: str) -> str:
