@@ -175,3 +175,10 @@ def test_missing_outputs_fail_naming_them() -> None:
     outputs = {k: v for k, v in healthy().outputs.items() if k != "StateTableName"}
     verdict, detail, _ = verdicts(healthy(outputs=outputs))["outputs"]
     assert (verdict, detail) == (Verdict.FAIL, "missing: StateTableName")
+
+
+def test_a_dead_letter_queue_the_stack_has_no_output_for_is_not_reported_empty() -> None:
+    outputs = {k: v for k, v in healthy().outputs.items() if k != "TaskEventDeadLetterQueueUrl"}
+    verdict, detail, _ = verdicts(healthy(outputs=outputs, dlq_depths={}))["DLQ of ECS task events"]
+    assert verdict is Verdict.WARN
+    assert "no output TaskEventDeadLetterQueueUrl" in detail

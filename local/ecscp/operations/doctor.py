@@ -257,7 +257,9 @@ def check_dead_letters(facts: DoctorFacts) -> list[Check]:
     checks: list[Check] = []
     for output, (what, command) in DEAD_LETTER_QUEUES.items():
         label = f"DLQ of {what}"
-        if unread := _unread(label, facts, f"dlq:{output}"):
+        if output not in facts.outputs:
+            checks.append(Check(label, Verdict.WARN, f"not checked: the stack has no output {output}"))
+        elif unread := _unread(label, facts, f"dlq:{output}"):
             checks.append(unread)
         elif depth := facts.dlq_depths.get(output, 0):
             fix = f"see docs/operations.md, then {command} --stack {facts.stack_name}"
