@@ -128,9 +128,16 @@ def test_dead_letters_warn_with_the_redrive_command() -> None:
     facts = healthy(dlq_depths={"DeadLetterQueueUrl": 3, "TaskEventDeadLetterQueueUrl": 1})
     result = verdicts(facts)
     assert result["DLQ of run requests"][:2] == (Verdict.WARN, "3 messages")
-    assert result["DLQ of run requests"][2].endswith("ecscp redrive --stack prod")
-    assert result["DLQ of ECS task events"][2].endswith("ecscp redrive --task-events --stack prod")
+    assert result["DLQ of run requests"][2].endswith("ecscp redrive --stack prod --region eu-west-1")
+    assert result["DLQ of ECS task events"][2].endswith(
+        "ecscp redrive --task-events --stack prod --region eu-west-1"
+    )
     assert not failed(diagnose(facts))
+
+
+def test_on_the_local_stack_the_redrive_fix_names_local_not_its_stack_name() -> None:
+    facts = healthy(endpoint_url="http://127.0.0.1:5000", dlq_depths={"DeadLetterQueueUrl": 2})
+    assert verdicts(facts)["DLQ of run requests"][2].endswith("ecscp redrive --local")
 
 
 def test_an_alarm_in_alarm_warns_with_what_its_description_says_to_do() -> None:

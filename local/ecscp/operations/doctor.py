@@ -114,6 +114,17 @@ def _unread(name: str, facts: DoctorFacts, fact: str) -> Check | None:
     return None
 
 
+def _stack_options(facts: DoctorFacts) -> str:
+    """The options that give another ecscp command this stack."""
+    if facts.endpoint_url:
+        return "--local"
+    return (
+        f"--stack {facts.stack_name} --region {facts.region}"
+        if facts.region
+        else f"--stack {facts.stack_name}"
+    )
+
+
 def check_stack_status(facts: DoctorFacts) -> list[Check]:
     status, name = facts.stack_status, "stack status"
     if status in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"):
@@ -262,7 +273,7 @@ def check_dead_letters(facts: DoctorFacts) -> list[Check]:
         elif unread := _unread(label, facts, f"dlq:{output}"):
             checks.append(unread)
         elif depth := facts.dlq_depths.get(output, 0):
-            fix = f"see docs/operations.md, then {command} --stack {facts.stack_name}"
+            fix = f"see docs/operations.md, then {command} {_stack_options(facts)}"
             checks.append(Check(label, Verdict.WARN, f"{depth} messages", fix))
         else:
             checks.append(Check(label, Verdict.OK, "empty"))
