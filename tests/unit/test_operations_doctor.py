@@ -178,6 +178,21 @@ def test_stack_status(status: str, verdict: Verdict) -> None:
     assert verdicts(healthy(stack_status=status))["stack status"][0] is verdict
 
 
+@pytest.mark.parametrize(
+    ("status", "fix"),
+    [
+        ("ROLLBACK_COMPLETE", "sam delete, then sam deploy"),
+        ("ROLLBACK_IN_PROGRESS", "sam delete, then sam deploy"),
+        ("DELETE_IN_PROGRESS", "being deleted"),
+        ("UPDATE_ROLLBACK_FAILED", "aws cloudformation continue-update-rollback --stack-name prod"),
+    ],
+)
+def test_a_stack_no_deploy_can_update_fails_with_what_to_do_first(status: str, fix: str) -> None:
+    verdict, detail, given = verdicts(healthy(stack_status=status))["stack status"]
+    assert (verdict, detail) == (Verdict.FAIL, status)
+    assert fix in given
+
+
 def test_missing_outputs_fail_naming_them() -> None:
     outputs = {k: v for k, v in healthy().outputs.items() if k != "StateTableName"}
     verdict, detail, _ = verdicts(healthy(outputs=outputs))["outputs"]

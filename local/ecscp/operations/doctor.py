@@ -125,18 +125,32 @@ def _stack_options(facts: DoctorFacts) -> str:
     )
 
 
+_CONTINUE_ROLLBACK = "aws cloudformation continue-update-rollback --stack-name {name}, then deploy again"
+#: Stack statuses from which a deploy cannot proceed, and what to do first.
+_STACK_STUCK = {
+    # A create that failed and rolled back leaves a stack that can only be deleted.
+    "ROLLBACK_IN_PROGRESS": "when it is ROLLBACK_COMPLETE: sam delete, then sam deploy",
+    "ROLLBACK_COMPLETE": "sam delete, then sam deploy (a stack whose create rolled back cannot be updated)",
+    "ROLLBACK_FAILED": "sam delete (retaining what cannot be deleted), then sam deploy",
+    "DELETE_IN_PROGRESS": "the stack is being deleted: sam deploy again once it is gone",
+    "DELETE_FAILED": "sam delete again (retaining what cannot be deleted), then sam deploy",
+    "UPDATE_ROLLBACK_FAILED": _CONTINUE_ROLLBACK,
+    "IMPORT_ROLLBACK_FAILED": _CONTINUE_ROLLBACK,
+}
+
+
 def check_stack_status(facts: DoctorFacts) -> list[Check]:
     status, name = facts.stack_status, "stack status"
     if status in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"):
         return [Check(name, Verdict.OK, status)]
     events = f"aws cloudformation describe-stack-events --stack-name {facts.stack_name}"
-    if status.endswith("_IN_PROGRESS") or status == "UPDATE_ROLLBACK_COMPLETE":
-        return [Check(name, Verdict.WARN, f"{status} {facts.status_reason}".strip(), f"see {events}")]
-    return [
-        Check(
-            name, Verdict.FAIL, f"{status} {facts.status_reason}".strip(), f"see {events}, then deploy again"
-        )
-    ]
+    detail = f"{status} {facts.status_reason}".strip()
+    if status in _STACK_STUCK:
+        fix = _STACK_STUCK[status].format(name=facts.stack_name)
+        return [Check(name, Verdict.FAIL, detail, f"see {events}; {fix}")]
+    if status.endswith("_IN_PROGRESS") or status in ("UPDATE_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"):
+        return [Check(name, Verdict.WARN, detail, f"see {events}")]
+    return [Check(name, Verdict.FAIL, detail, f"see {events}, then deploy again")]
 
 
 def check_outputs(facts: DoctorFacts) -> list[Check]:
