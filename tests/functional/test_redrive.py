@@ -107,3 +107,37 @@ def test_a_queue_is_never_redriven_into_itself(queues: Queues) -> None:
     with pytest.raises(ValueError, match="into itself"):
         queues.move(to=queues.dlq)
     assert len(queues.drain(queues.dlq)) == 1
+
+
+def test_more_than_a_batch_moves_every_message_and_max_stops_between_batches(queues: Queues) -> None:
+    # GIVEN 25 dead letters, more than one receive returns
+    queues.dead_letters(25)
+
+    # WHEN 15 are moved, then the rest
+    first = queues.move(max_messages=15)
+    rest = queues.move()
+
+    # THEN 15 then 10 moved, each once, and the dead-letter queue is empty
+    assert (len(first.messages), len(rest.messages)) == (15, 10)
+    assert len({m["MessageId"] for m in queues.drain(queues.queue)}) == 25
+    assert queues.drain(queues.dlq) == []
+
+
+def test_an_interrupted_dry_run_leaves_every_message_visible_at_once(queues: Queues) -> None:
+    # GIVEN 15 dead letters, and a dry run stopped (Ctrl-C) while it lists its second batch
+    queues.dead_letters(15)
+    listed: list[str] = []
+
+    def describe(body: str) -> str:
+        if len(listed) == 12:
+            raise KeyboardInterrupt
+        listed.append(body)
+        return describe_run_request(body)
+
+    destination = QueueDestination(queues.sqs, queues.queue, "the run-request queue")
+    with pytest.raises(KeyboardInterrupt):
+        redrive(queues.sqs, queues.dlq, destination, describe=describe, dry_run=True)
+
+    # THEN none of them waits out the two minutes it was hidden for: all 15 can be received now
+    assert len(queues.drain(queues.dlq)) == 15
+    assert queues.drain(queues.queue) == []

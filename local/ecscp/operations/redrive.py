@@ -208,43 +208,54 @@ def redrive(
         raise ValueError(f"{source_url} would be redriven into itself")
     result = RedriveResult(source_url, destination.name, dry_run)
     seen: set[str] = set()
-    #: Received but not moved (listed, or refused): released at the end, visible again at once.
-    held: list[DeadLetter] = []
-    while max_messages is None or len(result.messages) < max_messages:
-        want = 10 if max_messages is None else min(10, max_messages - len(result.messages))
-        letters = [
-            m for m in _receive(sqs, source_url, want, MOVE_VISIBILITY_SECONDS) if m.message_id not in seen
-        ]
-        if not letters:
-            break
-        seen.update(m.message_id for m in letters)
-        refused: list[str] = []
-        if dry_run:
-            delivered = letters
-            held += letters
-        else:
-            delivered, refused = destination.deliver(letters)
-            result.failures += refused
-            moved = {m.message_id for m in delivered}
-            held += [m for m in letters if m.message_id not in moved]
-            entries: list[dict[str, Any]] = [
-                {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(delivered)
+    #: Received and not delivered (listed, refused, or not sent yet when the run stops): released
+    #: at the end, even an interrupted one, so that each is visible again at once.
+    held: dict[str, DeadLetter] = {}
+    try:
+        while max_messages is None or len(result.messages) < max_messages:
+            want = 10 if max_messages is None else min(10, max_messages - len(result.messages))
+            letters = [
+                m
+                for m in _receive(sqs, source_url, want, MOVE_VISIBILITY_SECONDS)
+                if m.message_id not in seen
             ]
-            result.failures += [
-                f"delete {f}" for f in _batch(sqs, "delete_message_batch", source_url, entries)
-            ]
-        result.messages += [(m.message_id, describe(m.body)) for m in delivered]
-        on_progress(len(delivered))
-        if refused and not delivered:
-            break  # the destination refuses everything: stop instead of spinning
-    for start in range(0, len(held), 10):
-        batch = held[start : start + 10]
+            if not letters:
+                break
+            seen.update(m.message_id for m in letters)
+            held.update((m.message_id, m) for m in letters)
+            refused: list[str] = []
+            if dry_run:
+                delivered = letters
+            else:
+                delivered, refused = destination.deliver(letters)
+                result.failures += refused
+                for m in delivered:
+                    del held[m.message_id]
+                entries: list[dict[str, Any]] = [
+                    {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(delivered)
+                ]
+                result.failures += [
+                    f"delete {f}" for f in _batch(sqs, "delete_message_batch", source_url, entries)
+                ]
+            result.messages += [(m.message_id, describe(m.body)) for m in delivered]
+            on_progress(len(delivered))
+            if refused and not delivered:
+                break  # the destination refuses everything: stop instead of spinning
+    finally:
+        result.failures += _release(sqs, source_url, list(held.values()))
+    return result
+
+
+def _release(sqs: Any, queue_url: str, letters: list[DeadLetter]) -> list[str]:
+    """Make received messages visible again at once; the refusals."""
+    failures: list[str] = []
+    for start in range(0, len(letters), 10):
         visible: list[dict[str, Any]] = [
             {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
-            for i, m in enumerate(batch)
+            for i, m in enumerate(letters[start : start + 10])
         ]
-        result.failures += _batch(sqs, "change_message_visibility_batch", source_url, visible)
-    return result
+        failures += _batch(sqs, "change_message_visibility_batch", queue_url, visible)
+    return failures
 
 
 @dataclass(frozen=True)
