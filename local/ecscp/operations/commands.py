@@ -58,7 +58,11 @@ def _find_stack(
     """The stack the options name (exactly one of --stack and --local); exit 2 if it cannot be found."""
     from ecscp.operations.stack import OperationsError, find_local, find_stack  # noqa: PLC0415 (lazy)
 
-    if bool(stack) == local:
+    if stack and local:
+        raise typer.BadParameter(
+            "--stack and --local name two stacks: give one of them", param_hint="--stack"
+        )
+    if not stack and not local:
         raise typer.BadParameter(
             "name a deployed stack with --stack NAME, or use --local", param_hint="--stack"
         )
