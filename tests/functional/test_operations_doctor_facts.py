@@ -7,12 +7,14 @@ from moto import mock_aws
 
 from ecscp.operations.doctor import Verdict, diagnose, failed
 from ecscp.operations.doctor_facts import gather
-from ecscp.operations.stack import TASK_STATE_RULE, ControlPlaneStack
+from ecscp.operations.stack import FAILED_START_RULE, TASK_STATE_RULE, ControlPlaneStack
 
 REGION = "eu-west-1"
 
 
-def stack_of(session: boto3.session.Session, **outputs: str) -> ControlPlaneStack:
+def stack_of(
+    session: boto3.session.Session, resources: dict[str, str] | None = None, **outputs: str
+) -> ControlPlaneStack:
     return ControlPlaneStack(
         name="prod",
         region=REGION,
@@ -20,7 +22,7 @@ def stack_of(session: boto3.session.Session, **outputs: str) -> ControlPlaneStac
         status_reason="",
         outputs=outputs,
         parameters={},
-        resources={TASK_STATE_RULE: "prod-TaskState-deleted"},
+        resources=resources or {TASK_STATE_RULE: "prod-TaskState-deleted"},
         session=session,
     )
 
@@ -42,3 +44,19 @@ def test_a_rule_and_a_dead_letter_queue_deleted_by_hand_fail_naming_what_is_gone
         assert "does not exist" in checks[name].detail
         assert "detect-stack-drift --stack-name prod" in checks[name].fix
     assert failed(list(checks.values()))
+
+
+def test_a_rule_whose_physical_id_names_its_bus_is_read_on_that_bus() -> None:
+    with mock_aws():
+        # GIVEN the failed-start rule (EventBusName: default), disabled, its physical id "default|name"
+        session = boto3.session.Session(region_name=REGION)
+        session.client("events").put_rule(Name="prod-FailedStart", EventPattern="{}", State="DISABLED")
+        stack = stack_of(session, {FAILED_START_RULE: "default|prod-FailedStart"})
+
+        # WHEN doctor reads and checks it
+        check = {c.name: c for c in diagnose(gather(stack))}[f"rule {FAILED_START_RULE}"]
+
+    # THEN it is read, and fails with the command that enables it by its name
+    assert check.verdict is Verdict.FAIL
+    assert check.detail.startswith("prod-FailedStart is DISABLED")
+    assert check.fix == "aws events enable-rule --name prod-FailedStart"

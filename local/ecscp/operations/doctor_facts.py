@@ -69,8 +69,12 @@ def gather(stack: ControlPlaneStack, scheduler_role: str | None = None) -> Docto
         name = stack.resource(logical_id)
 
         def rule(logical_id: str = logical_id, name: str | None = name) -> None:
-            state = events.describe_rule(Name=name)["State"] if name else None
-            facts.rules[logical_id] = (name, state)
+            # A rule given an EventBusName can have "bus|rule" as its physical id (and Ref).
+            bus, _, rule_name = (name or "").rpartition("|")
+            state = (
+                events.describe_rule(Name=rule_name, EventBusName=bus or "default")["State"] if name else None
+            )
+            facts.rules[logical_id] = (rule_name or None, state)
 
         _read(facts, f"rule:{logical_id}", rule)
 
