@@ -7,9 +7,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
+from typer.testing import CliRunner
 
+from ecscp.cli import app
+from ecscp.operations import commands
 from ecscp.operations.redrive import QueueDestination, describe_run_request, redrive
+from ecscp.operations.stack import ControlPlaneStack
 from tests.support.requests import run_request, task_key
 
 
@@ -141,3 +146,42 @@ def test_an_interrupted_dry_run_leaves_every_message_visible_at_once(queues: Que
     # THEN none of them waits out the two minutes it was hidden for: all 15 can be received now
     assert len(queues.drain(queues.dlq)) == 15
     assert queues.drain(queues.queue) == []
+
+
+class SqsThatMayNotCount:
+    """An SQS client of a role with exactly the rights docs/operations.md lists for redrive."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+
+    def get_queue_attributes(self, **_: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetQueueAttributes")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+
+def test_a_role_without_get_queue_attributes_still_redrives(
+    queues: Queues, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN three dead letters, and an operator who may receive, delete and send but not count
+    queues.dead_letters(3)
+    stack = ControlPlaneStack(
+        name="prod",
+        region="us-east-1",
+        status="UPDATE_COMPLETE",
+        status_reason="",
+        outputs={"DeadLetterQueueUrl": queues.dlq, "RunRequestQueueUrl": queues.queue},
+        parameters={},
+        resources={},
+        session=boto3.session.Session(region_name="us-east-1"),
+    )
+    stack._clients["sqs"] = SqsThatMayNotCount(queues.sqs)
+    monkeypatch.setattr(commands, "_find_stack", lambda *_: stack)
+
+    # WHEN they are redriven
+    result = CliRunner().invoke(app, ["redrive", "--stack", "prod", "--json"])
+
+    # THEN all three moved (the progress bar just has no total)
+    assert result.exit_code == 0, result.output
+    assert len(queues.drain(queues.queue)) == 3

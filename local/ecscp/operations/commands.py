@@ -213,7 +213,7 @@ def redrive(
         sqs = found.client("sqs")
         total = redrive_command.queue_depth(sqs, way.source_url)
     if max_messages is not None:
-        total = min(total, max_messages)
+        total = max_messages if total is None else min(total, max_messages)
     verb = "Listing" if dry_run else "Moving"
     with _stops_on_refusal(), Progress(console=errors, transient=as_json) as progress:
         bar = progress.add_task(f"{verb} dead letters to {way.destination.name}", total=total or None)

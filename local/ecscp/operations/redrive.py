@@ -164,8 +164,20 @@ class RedriveResult:
         }
 
 
-def queue_depth(sqs: Any, queue_url: str) -> int:
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+def queue_depth(sqs: Any, queue_url: str) -> int | None:
+    """About how many messages are visible; None when the caller may not ask (the bar has no total).
+
+    Only the progress bar needs it: a role with exactly the rights a redrive needs (receive,
+    delete, change visibility, send) must not be refused for the lack of sqs:GetQueueAttributes.
+    """
+    try:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("AccessDenied", "AccessDeniedException"):
+            return None
+        raise
     return int(attributes["Attributes"].get("ApproximateNumberOfMessages", 0))
 
 
