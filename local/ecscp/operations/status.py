@@ -119,7 +119,7 @@ def status_report(
             attempt=i.attempt,
             task_id=task_id(i.task_arn),
             updated_at=i.updated_at,
-            age_ms=now - i.updated_at,
+            age_ms=max(0, now - i.updated_at),  # an item written by a clock ahead of ours
             note=_note(i),
         )
         for i in (oldest if limit is None else oldest[:limit])
