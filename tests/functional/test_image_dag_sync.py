@@ -331,3 +331,31 @@ def test_no_credentials_at_all_name_the_task_role(monkeypatch: pytest.MonkeyPatc
     # WHEN the sync lists the prefix (botocore refuses to sign before sending anything)
     with pytest.raises(DagSyncError, match=r"s3://airflow-dags/dags/: no AWS credentials: .*task role"):
         sync_dags(client, DAGS, tmp_path / "dags")
+
+
+@pytest.mark.parametrize("dag_folder", ["home", "."])
+def test_a_dag_folder_that_holds_airflow_home_is_refused_before_anything_is_deleted(
+    s3, tmp_path: Path, caplog: pytest.LogCaptureFixture, dag_folder: str
+) -> None:
+    # GIVEN a task definition whose DAG folder is Airflow's home (or above it), which holds more
+    home = tmp_path / "home"
+    (home / "logs").mkdir(parents=True)
+    (home / "airflow.cfg").write_text("[core]\n")
+    put(s3, "dags/etl.py", "etl")
+    env = {
+        "DAGS_S3_URI": f"s3://{BUCKET}/dags/",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / dag_folder),
+        "AIRFLOW_HOME": str(home),
+    }
+    become = Exec()
+
+    # WHEN the container starts
+    status = entrypoint.main(["version"], env, s3_client=lambda: s3, exec_command=become)
+
+    # THEN it stops before the command, naming the variable, and deleted nothing
+    assert status == 1
+    assert become.calls == []
+    assert "AIRFLOW__CORE__DAGS_FOLDER" in caplog.text
+    assert "a folder of their own" in caplog.text
+    assert (home / "airflow.cfg").read_text() == "[core]\n"
+    assert (home / "logs").is_dir()
