@@ -227,6 +227,13 @@ def _failure(error: Exception, location: S3Location, action: str) -> DagSyncErro
     return DagSyncError(f"cannot sync DAGs from {location.uri}: {action} failed: {error}")
 
 
+def _client(s3_client: Callable[[], S3Client], location: S3Location) -> S3Client:
+    try:
+        return s3_client()
+    except BotoCoreError as error:  # a profile or endpoint of the environment that does not resolve
+        raise DagSyncError(f"cannot sync DAGs from {location.uri}: no S3 client: {error}") from error
+
+
 def _s3_client() -> S3Client:
     # Imported here: a container without DAGS_S3_URI never pays for importing boto3.
     import boto3  # noqa: PLC0415
@@ -251,7 +258,7 @@ def main(
         try:
             location = parse_s3_uri(uri)
             check_dag_folder(folder, Path(environ.get(AIRFLOW_HOME_ENV) or DEFAULT_AIRFLOW_HOME))
-            result = sync_dags(s3_client(), location, folder)
+            result = sync_dags(_client(s3_client, location), location, folder)
         except DagSyncError as error:
             logger.error("%s", error)  # the message says it all: no traceback
             return 1
