@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ecs_control_plane.readiness import Problem, ReadinessReport
-from ecscp.operations.doctor import DoctorFacts, Verdict, diagnose, failed
+from ecscp.operations.doctor import DoctorFacts, Verdict, diagnose, failed, schedule_interval_ms
 from ecscp.operations.stack import REQUIRED_OUTPUTS, TASK_STATE_RULE
 
 
@@ -204,3 +204,38 @@ def test_a_dead_letter_queue_the_stack_has_no_output_for_is_not_reported_empty()
     verdict, detail, _ = verdicts(healthy(outputs=outputs, dlq_depths={}))["DLQ of ECS task events"]
     assert verdict is Verdict.WARN
     assert "no output TaskEventDeadLetterQueueUrl" in detail
+
+
+def test_a_readiness_record_older_than_three_reconciler_runs_warns_that_the_reconciler_is_not_running() -> (
+    None
+):
+    # GIVEN a reconciler that runs every 5 minutes, and a record it wrote 20 minutes ago
+    every = 5 * 60_000
+    facts = healthy(reconcile_every_ms=every)
+    facts.readiness = ReadinessReport(control_plane="ecscp-prod", checked_at=facts.now - 20 * 60_000)
+
+    # WHEN doctor checks it
+    verdict, detail, fix = verdicts(facts)["readiness record"]
+
+    # THEN it warns, saying how old it is and how often it should be, and what to look at
+    assert verdict is Verdict.WARN
+    assert detail.startswith("recorded 20m00s ago, though the reconciler runs every 5m00s")
+    assert fix.startswith(
+        "read the reconciler's log group, then aws lambda invoke --function-name prod-Reconciler-1"
+    )
+    # AND a record younger than that passes
+    facts.readiness = ReadinessReport(control_plane="ecscp-prod", checked_at=facts.now - 4 * 60_000)
+    assert verdicts(facts)["readiness record"][0] is Verdict.OK
+
+
+@pytest.mark.parametrize(
+    ("expression", "interval_ms"),
+    [
+        ("rate(5 minutes)", 300_000),
+        ("rate(1 minute)", 60_000),
+        ("rate(2 hours)", 7_200_000),
+        ("cron(0 * * * ? *)", None),
+    ],
+)
+def test_the_reconciler_schedule_reads_as_an_interval(expression: str, interval_ms: int | None) -> None:
+    assert schedule_interval_ms(expression) == interval_ms

@@ -8,6 +8,7 @@ makes its check a WARN naming the error, never an OK.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -88,6 +89,8 @@ class DoctorFacts:
     #: Roles, users and groups the scheduler policy is attached to.
     policy_entities: list[str] | None = None
     scheduler_role: str | None = None
+    #: How often the reconciler runs (the stack's ReconcileSchedule as a rate); None for a cron.
+    reconcile_every_ms: int | None = None
     #: Fact name -> why it could not be read.
     errors: dict[str, str] = field(default_factory=dict)
     #: The facts whose read AWS answered "no such resource" (their error is in ``errors``).
@@ -275,7 +278,32 @@ def check_readiness(facts: DoctorFacts) -> list[Check]:
             for p in report.problems
         ]
     age = duration(facts.now - report.checked_at)
+    every = facts.reconcile_every_ms
+    if every is not None and facts.now - report.checked_at > STALE_RUNS * every:
+        return [
+            Check(
+                name,
+                Verdict.WARN,
+                f"recorded {age} ago, though the reconciler runs every {duration(every)}: its runs fail "
+                "or do not happen (tries stuck in flight stay stuck, settings problems go unseen)",
+                f"read the reconciler's log group, then {invoke}",
+            )
+        ]
     return [Check(name, Verdict.OK, f"ready (checked {age} ago): schedulers' health checks pass")]
+
+
+#: Runs the reconciler may miss before its readiness record is called stale.
+STALE_RUNS = 3
+_RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
+_UNIT_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+
+
+def schedule_interval_ms(expression: str) -> int | None:
+    """The interval of an EventBridge ``rate(...)`` expression; None for a ``cron(...)`` (or none)."""
+    match = _RATE.fullmatch(expression.strip())
+    if match is None:
+        return None
+    return int(match.group(1)) * _UNIT_MS[match.group(2).rstrip("s")]
 
 
 def check_dead_letters(facts: DoctorFacts) -> list[Check]:

@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ecs_control_plane.settings import ENV_CLUSTER, ENV_TASK_DEFINITION
 
-from .doctor import DEAD_LETTER_QUEUES, RULES, DoctorFacts
+from .doctor import DEAD_LETTER_QUEUES, RULES, DoctorFacts, schedule_interval_ms
 from .stack import RECONCILER_FUNCTION, RUN_REQUEST_MAPPING, RUN_TASK_FUNCTION, ControlPlaneStack
 
 _DEPTH_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
@@ -62,6 +62,8 @@ def gather(stack: ControlPlaneStack, scheduler_role: str | None = None) -> Docto
         outputs=dict(stack.outputs),
         reconciler_name=stack.resource(RECONCILER_FUNCTION),
         scheduler_role=role_name(scheduler_role) if scheduler_role else None,
+        # The template's default when the stack does not say (an older template).
+        reconcile_every_ms=schedule_interval_ms(stack.parameters.get("ReconcileSchedule", "rate(5 minutes)")),
     )
     events, lam = stack.client("events"), stack.client("lambda")
 
