@@ -6,9 +6,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from ecs_control_plane.readiness import Problem, ReadinessReport
-from ecscp.operations.doctor import DoctorFacts, Verdict, diagnose, failed, schedule_interval_ms
+from ecscp.operations.doctor import DoctorFacts, Verdict, diagnose, failed, render, schedule_interval_ms
 from ecscp.operations.stack import REQUIRED_OUTPUTS, TASK_STATE_RULE
 
 
@@ -239,3 +240,19 @@ def test_a_readiness_record_older_than_three_reconciler_runs_warns_that_the_reco
 )
 def test_the_reconciler_schedule_reads_as_an_interval(expression: str, interval_ms: int | None) -> None:
     assert schedule_interval_ms(expression) == interval_ms
+
+
+def test_the_printed_fixes_say_which_region_their_aws_commands_must_act_on() -> None:
+    # GIVEN a stack in eu-west-1 with a disabled rule
+    rules = dict(healthy().rules)
+    rules[TASK_STATE_RULE] = ("prod-TaskState-1", "DISABLED")
+    facts = healthy(rules=rules)
+    console = Console(record=True, width=200)
+
+    # WHEN doctor prints its checks
+    render(facts, diagnose(facts), console)
+
+    # THEN the fix to paste comes with the region it is for
+    text = console.export_text()
+    assert "fix: aws events enable-rule --name prod-TaskState-1" in text
+    assert "run the aws commands with --region eu-west-1" in text

@@ -389,3 +389,6 @@ def render(facts: DoctorFacts, checks: list[Check], console: Console) -> None:
     console.print(f"{fails} failed, {warns} warnings, {len(checks) - fails - warns} OK")
     if facts.endpoint_url and fails + warns:
         console.print(f"(the local stack: run the aws commands with --endpoint-url {facts.endpoint_url})")
+    elif facts.region and fails + warns:
+        # The stack may be in another region than the operator's default (--region, AWS_REGION).
+        console.print(f"(the stack is in {facts.region}: run the aws commands with --region {facts.region})")
