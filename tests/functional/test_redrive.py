@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from ecscp.cli import app
 from ecscp.operations import commands
+from ecscp.operations import redrive as redrive_module
 from ecscp.operations.redrive import QueueDestination, describe_run_request, redrive
 from ecscp.operations.stack import ControlPlaneStack
 from tests.support.requests import run_request, task_key
@@ -185,3 +187,24 @@ def test_a_role_without_get_queue_attributes_still_redrives(
     # THEN all three moved (the progress bar just has no total)
     assert result.exit_code == 0, result.output
     assert len(queues.drain(queues.queue)) == 3
+
+
+def test_a_dry_run_longer_than_the_visibility_timeout_still_lists_every_message(
+    queues: Queues, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 25 dead letters, and a listing slower than the time a received message stays hidden
+    monkeypatch.setattr(redrive_module, "MOVE_VISIBILITY_SECONDS", 3)
+    queues.dead_letters(25)
+
+    def slowly(body: str) -> str:
+        time.sleep(0.2)
+        return describe_run_request(body)
+
+    # WHEN a dry run lists them (the first batch would be visible again before the third receive)
+    destination = QueueDestination(queues.sqs, queues.queue, "the run-request queue")
+    result = redrive(queues.sqs, queues.dlq, destination, describe=slowly, dry_run=True)
+
+    # THEN every message is listed once, and all are visible again at the end
+    assert len({message_id for message_id, _ in result.messages}) == len(result.messages) == 25
+    assert not result.failures
+    assert len(queues.drain(queues.dlq)) == 25

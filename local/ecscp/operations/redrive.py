@@ -20,6 +20,7 @@ after N, or target a function.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -223,8 +224,13 @@ def redrive(
     #: Received and not delivered (listed, refused, or not sent yet when the run stops): released
     #: at the end, even an interrupted one, so that each is visible again at once.
     held: dict[str, DeadLetter] = {}
+    #: When each held message was last hidden (monotonic seconds).
+    hidden_at: dict[str, float] = {}
     try:
         while max_messages is None or len(result.messages) < max_messages:
+            # A long listing must not see its first messages come back as if they were new ones
+            # (it would stop there): keep hiding what it holds until it releases them.
+            result.failures += _keep_hidden(sqs, source_url, held, hidden_at)
             want = 10 if max_messages is None else min(10, max_messages - len(result.messages))
             letters = [
                 m
@@ -235,6 +241,7 @@ def redrive(
                 break
             seen.update(m.message_id for m in letters)
             held.update((m.message_id, m) for m in letters)
+            hidden_at.update((m.message_id, time.monotonic()) for m in letters)
             refused: list[str] = []
             if dry_run:
                 delivered = letters
@@ -258,15 +265,29 @@ def redrive(
     return result
 
 
+def _keep_hidden(
+    sqs: Any, queue_url: str, held: dict[str, DeadLetter], hidden_at: dict[str, float]
+) -> list[str]:
+    """Hide again, for MOVE_VISIBILITY_SECONDS, each held message hidden half of that ago."""
+    now = time.monotonic()
+    due = [m for m in held.values() if now - hidden_at[m.message_id] >= MOVE_VISIBILITY_SECONDS / 2]
+    hidden_at.update((m.message_id, now) for m in due)
+    return _change_visibility(sqs, queue_url, due, MOVE_VISIBILITY_SECONDS)
+
+
 def _release(sqs: Any, queue_url: str, letters: list[DeadLetter]) -> list[str]:
     """Make received messages visible again at once; the refusals."""
+    return _change_visibility(sqs, queue_url, letters, 0)
+
+
+def _change_visibility(sqs: Any, queue_url: str, letters: list[DeadLetter], seconds: int) -> list[str]:
     failures: list[str] = []
     for start in range(0, len(letters), 10):
-        visible: list[dict[str, Any]] = [
-            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
+        entries: list[dict[str, Any]] = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
             for i, m in enumerate(letters[start : start + 10])
         ]
-        failures += _batch(sqs, "change_message_visibility_batch", queue_url, visible)
+        failures += _batch(sqs, "change_message_visibility_batch", queue_url, entries)
     return failures
 
 
