@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 S3_URI_ENV = "DAGS_S3_URI"
 DAGS_FOLDER_ENV = "AIRFLOW__CORE__DAGS_FOLDER"
 DEFAULT_DAGS_FOLDER = "/opt/airflow/dags"
+AIRFLOW_HOME_ENV = "AIRFLOW_HOME"
+DEFAULT_AIRFLOW_HOME = "/opt/airflow"
 BASE_ENTRYPOINT = "/entrypoint"
 #: A download is written under this name first and renamed when complete: a file is whole or absent.
 PARTIAL_PREFIX = ".dag-sync-"
@@ -95,6 +97,21 @@ def relative_path(key: str, prefix: str) -> PurePosixPath | None:
     if any(part in ("", ".", "..") for part in parts):
         return None
     return PurePosixPath(*parts)
+
+
+def check_dag_folder(folder: Path, airflow_home: Path) -> None:
+    """Refuse a DAG folder that holds more than DAGs: the sync deletes what the prefix lacks.
+
+    The root, Airflow's home (its config, its logs) or a folder above it would lose everything
+    the S3 prefix does not have.
+    """
+    resolved, home = folder.resolve(), airflow_home.resolve()
+    if resolved == Path(resolved.anchor) or resolved == home or resolved in home.parents:
+        raise DagSyncError(
+            f"{DAGS_FOLDER_ENV}={str(folder)!r} holds {AIRFLOW_HOME_ENV} ({airflow_home}), or is the root: "
+            f"syncing {S3_URI_ENV} there would delete everything in it that the S3 prefix lacks; "
+            f"give the DAGs a folder of their own (the image's is {DEFAULT_DAGS_FOLDER})"
+        )
 
 
 def sync_dags(s3: S3Client, location: S3Location, folder: Path) -> SyncResult:
@@ -210,6 +227,13 @@ def _failure(error: Exception, location: S3Location, action: str) -> DagSyncErro
     return DagSyncError(f"cannot sync DAGs from {location.uri}: {action} failed: {error}")
 
 
+def _client(s3_client: Callable[[], S3Client], location: S3Location) -> S3Client:
+    try:
+        return s3_client()
+    except BotoCoreError as error:  # a profile or endpoint of the environment that does not resolve
+        raise DagSyncError(f"cannot sync DAGs from {location.uri}: no S3 client: {error}") from error
+
+
 def _s3_client() -> S3Client:
     # Imported here: a container without DAGS_S3_URI never pays for importing boto3.
     import boto3  # noqa: PLC0415
@@ -233,7 +257,8 @@ def main(
         folder = Path(environ.get(DAGS_FOLDER_ENV) or DEFAULT_DAGS_FOLDER)
         try:
             location = parse_s3_uri(uri)
-            result = sync_dags(s3_client(), location, folder)
+            check_dag_folder(folder, Path(environ.get(AIRFLOW_HOME_ENV) or DEFAULT_AIRFLOW_HOME))
+            result = sync_dags(_client(s3_client, location), location, folder)
         except DagSyncError as error:
             logger.error("%s", error)  # the message says it all: no traceback
             return 1

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import boto3
 import pytest
+from botocore.exceptions import ProfileNotFound
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
@@ -331,3 +332,51 @@ def test_no_credentials_at_all_name_the_task_role(monkeypatch: pytest.MonkeyPatc
     # WHEN the sync lists the prefix (botocore refuses to sign before sending anything)
     with pytest.raises(DagSyncError, match=r"s3://airflow-dags/dags/: no AWS credentials: .*task role"):
         sync_dags(client, DAGS, tmp_path / "dags")
+
+
+@pytest.mark.parametrize("dag_folder", ["home", "."])
+def test_a_dag_folder_that_holds_airflow_home_is_refused_before_anything_is_deleted(
+    s3, tmp_path: Path, caplog: pytest.LogCaptureFixture, dag_folder: str
+) -> None:
+    # GIVEN a task definition whose DAG folder is Airflow's home (or above it), which holds more
+    home = tmp_path / "home"
+    (home / "logs").mkdir(parents=True)
+    (home / "airflow.cfg").write_text("[core]\n")
+    put(s3, "dags/etl.py", "etl")
+    env = {
+        "DAGS_S3_URI": f"s3://{BUCKET}/dags/",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / dag_folder),
+        "AIRFLOW_HOME": str(home),
+    }
+    become = Exec()
+
+    # WHEN the container starts
+    status = entrypoint.main(["version"], env, s3_client=lambda: s3, exec_command=become)
+
+    # THEN it stops before the command, naming the variable, and deleted nothing
+    assert status == 1
+    assert become.calls == []
+    assert "AIRFLOW__CORE__DAGS_FOLDER" in caplog.text
+    assert "a folder of their own" in caplog.text
+    assert (home / "airflow.cfg").read_text() == "[core]\n"
+    assert (home / "logs").is_dir()
+
+
+def test_an_s3_client_that_cannot_be_made_stops_the_container_with_the_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a task definition that names an AWS profile the container does not have
+    def no_client() -> NoReturn:
+        raise ProfileNotFound(profile="dags")
+
+    env = {"DAGS_S3_URI": f"s3://{BUCKET}/dags/", "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags")}
+    become = Exec()
+
+    # WHEN the container starts
+    status = entrypoint.main(["version"], env, s3_client=no_client, exec_command=become)
+
+    # THEN it stops before the command with a line naming the URI and the reason, not a traceback
+    assert status == 1
+    assert become.calls == []
+    assert f"cannot sync DAGs from s3://{BUCKET}/dags/: no S3 client" in caplog.text
+    assert "profile (dags) could not be found" in caplog.text

@@ -112,6 +112,9 @@ def test_explain_shows_the_item_its_ecs_task_and_why_by_key_and_by_task_id(
     document = json.loads(by_task.output)
     assert document["key"] == running.key
     assert document["ecs_task"]["lastStatus"] == "RUNNING"
+    by_arn = ecscp(stack, "explain", running.task_arn, "--json")
+    assert by_arn.exit_code == 0, by_arn.output
+    assert json.loads(by_arn.output)["key"] == running.key
 
 
 def test_doctor_passes_on_a_healthy_stack_and_names_a_disabled_rule_with_its_fix(stack: LocalStack) -> None:

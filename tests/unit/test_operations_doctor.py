@@ -6,9 +6,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from ecs_control_plane.readiness import Problem, ReadinessReport
-from ecscp.operations.doctor import DoctorFacts, Verdict, diagnose, failed
+from ecscp.operations.doctor import DoctorFacts, Verdict, diagnose, failed, render, schedule_interval_ms
 from ecscp.operations.stack import REQUIRED_OUTPUTS, TASK_STATE_RULE
 
 
@@ -128,9 +129,16 @@ def test_dead_letters_warn_with_the_redrive_command() -> None:
     facts = healthy(dlq_depths={"DeadLetterQueueUrl": 3, "TaskEventDeadLetterQueueUrl": 1})
     result = verdicts(facts)
     assert result["DLQ of run requests"][:2] == (Verdict.WARN, "3 messages")
-    assert result["DLQ of run requests"][2].endswith("ecscp redrive --stack prod")
-    assert result["DLQ of ECS task events"][2].endswith("ecscp redrive --task-events --stack prod")
+    assert result["DLQ of run requests"][2].endswith("ecscp redrive --stack prod --region eu-west-1")
+    assert result["DLQ of ECS task events"][2].endswith(
+        "ecscp redrive --task-events --stack prod --region eu-west-1"
+    )
     assert not failed(diagnose(facts))
+
+
+def test_on_the_local_stack_the_redrive_fix_names_local_not_its_stack_name() -> None:
+    facts = healthy(endpoint_url="http://127.0.0.1:5000", dlq_depths={"DeadLetterQueueUrl": 2})
+    assert verdicts(facts)["DLQ of run requests"][2].endswith("ecscp redrive --local")
 
 
 def test_an_alarm_in_alarm_warns_with_what_its_description_says_to_do() -> None:
@@ -171,7 +179,80 @@ def test_stack_status(status: str, verdict: Verdict) -> None:
     assert verdicts(healthy(stack_status=status))["stack status"][0] is verdict
 
 
+@pytest.mark.parametrize(
+    ("status", "fix"),
+    [
+        ("ROLLBACK_COMPLETE", "sam delete, then sam deploy"),
+        ("ROLLBACK_IN_PROGRESS", "sam delete, then sam deploy"),
+        ("DELETE_IN_PROGRESS", "being deleted"),
+        ("UPDATE_ROLLBACK_FAILED", "aws cloudformation continue-update-rollback --stack-name prod"),
+    ],
+)
+def test_a_stack_no_deploy_can_update_fails_with_what_to_do_first(status: str, fix: str) -> None:
+    verdict, detail, given = verdicts(healthy(stack_status=status))["stack status"]
+    assert (verdict, detail) == (Verdict.FAIL, status)
+    assert fix in given
+
+
 def test_missing_outputs_fail_naming_them() -> None:
     outputs = {k: v for k, v in healthy().outputs.items() if k != "StateTableName"}
     verdict, detail, _ = verdicts(healthy(outputs=outputs))["outputs"]
     assert (verdict, detail) == (Verdict.FAIL, "missing: StateTableName")
+
+
+def test_a_dead_letter_queue_the_stack_has_no_output_for_is_not_reported_empty() -> None:
+    outputs = {k: v for k, v in healthy().outputs.items() if k != "TaskEventDeadLetterQueueUrl"}
+    verdict, detail, _ = verdicts(healthy(outputs=outputs, dlq_depths={}))["DLQ of ECS task events"]
+    assert verdict is Verdict.WARN
+    assert "no output TaskEventDeadLetterQueueUrl" in detail
+
+
+def test_a_readiness_record_older_than_three_reconciler_runs_warns_that_the_reconciler_is_not_running() -> (
+    None
+):
+    # GIVEN a reconciler that runs every 5 minutes, and a record it wrote 20 minutes ago
+    every = 5 * 60_000
+    facts = healthy(reconcile_every_ms=every)
+    facts.readiness = ReadinessReport(control_plane="ecscp-prod", checked_at=facts.now - 20 * 60_000)
+
+    # WHEN doctor checks it
+    verdict, detail, fix = verdicts(facts)["readiness record"]
+
+    # THEN it warns, saying how old it is and how often it should be, and what to look at
+    assert verdict is Verdict.WARN
+    assert detail.startswith("recorded 20m00s ago, though the reconciler runs every 5m00s")
+    assert fix.startswith(
+        "read the reconciler's log group, then aws lambda invoke --function-name prod-Reconciler-1"
+    )
+    # AND a record younger than that passes
+    facts.readiness = ReadinessReport(control_plane="ecscp-prod", checked_at=facts.now - 4 * 60_000)
+    assert verdicts(facts)["readiness record"][0] is Verdict.OK
+
+
+@pytest.mark.parametrize(
+    ("expression", "interval_ms"),
+    [
+        ("rate(5 minutes)", 300_000),
+        ("rate(1 minute)", 60_000),
+        ("rate(2 hours)", 7_200_000),
+        ("cron(0 * * * ? *)", None),
+    ],
+)
+def test_the_reconciler_schedule_reads_as_an_interval(expression: str, interval_ms: int | None) -> None:
+    assert schedule_interval_ms(expression) == interval_ms
+
+
+def test_the_printed_fixes_say_which_region_their_aws_commands_must_act_on() -> None:
+    # GIVEN a stack in eu-west-1 with a disabled rule
+    rules = dict(healthy().rules)
+    rules[TASK_STATE_RULE] = ("prod-TaskState-1", "DISABLED")
+    facts = healthy(rules=rules)
+    console = Console(record=True, width=200)
+
+    # WHEN doctor prints its checks
+    render(facts, diagnose(facts), console)
+
+    # THEN the fix to paste comes with the region it is for
+    text = console.export_text()
+    assert "fix: aws events enable-rule --name prod-TaskState-1" in text
+    assert "run the aws commands with --region eu-west-1" in text

@@ -75,3 +75,8 @@ def test_durations_read_at_a_glance() -> None:
         "2h10m",
         "3d04h",
     ]
+
+
+def test_a_try_changed_by_a_clock_ahead_of_ours_is_unchanged_for_no_time_not_a_negative_one() -> None:
+    report = status_report("ecscp-prod", [item("ahead", TaskState.RUNNING, unchanged_s=-60)], now=NOW)
+    assert report.to_json()["tries"][0]["age_seconds"] == 0

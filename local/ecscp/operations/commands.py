@@ -58,7 +58,11 @@ def _find_stack(
     """The stack the options name (exactly one of --stack and --local); exit 2 if it cannot be found."""
     from ecscp.operations.stack import OperationsError, find_local, find_stack  # noqa: PLC0415 (lazy)
 
-    if bool(stack) == local:
+    if stack and local:
+        raise typer.BadParameter(
+            "--stack and --local name two stacks: give one of them", param_hint="--stack"
+        )
+    if not stack and not local:
         raise typer.BadParameter(
             "name a deployed stack with --stack NAME, or use --local", param_hint="--stack"
         )
@@ -209,7 +213,7 @@ def redrive(
         sqs = found.client("sqs")
         total = redrive_command.queue_depth(sqs, way.source_url)
     if max_messages is not None:
-        total = min(total, max_messages)
+        total = max_messages if total is None else min(total, max_messages)
     verb = "Listing" if dry_run else "Moving"
     with _stops_on_refusal(), Progress(console=errors, transient=as_json) as progress:
         bar = progress.add_task(f"{verb} dead letters to {way.destination.name}", total=total or None)

@@ -8,6 +8,7 @@ makes its check a WARN naming the error, never an OK.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -88,13 +89,27 @@ class DoctorFacts:
     #: Roles, users and groups the scheduler policy is attached to.
     policy_entities: list[str] | None = None
     scheduler_role: str | None = None
+    #: How often the reconciler runs (the stack's ReconcileSchedule as a rate); None for a cron.
+    reconcile_every_ms: int | None = None
     #: Fact name -> why it could not be read.
     errors: dict[str, str] = field(default_factory=dict)
+    #: The facts whose read AWS answered "no such resource" (their error is in ``errors``).
+    missing: set[str] = field(default_factory=set)
     #: When the facts were read (epoch ms).
     now: int = field(default_factory=now_ms)
 
 
 def _unread(name: str, facts: DoctorFacts, fact: str) -> Check | None:
+    """The check of a fact that could not be read: FAIL if it is gone, WARN if the read was refused."""
+    if fact in facts.missing:
+        return Check(
+            name,
+            Verdict.FAIL,
+            f"it does not exist: {facts.errors[fact]}",
+            "it was deleted outside CloudFormation, which an unchanged deploy does not recreate: "
+            f"see aws cloudformation detect-stack-drift --stack-name {facts.stack_name}, and recreate it "
+            "with its old name (or sam delete, then sam deploy, with nothing in flight)",
+        )
     if fact in facts.errors:
         return Check(
             name, Verdict.WARN, f"could not be checked: {facts.errors[fact]}", "grant the read named"
@@ -102,18 +117,43 @@ def _unread(name: str, facts: DoctorFacts, fact: str) -> Check | None:
     return None
 
 
+def _stack_options(facts: DoctorFacts) -> str:
+    """The options that give another ecscp command this stack."""
+    if facts.endpoint_url:
+        return "--local"
+    return (
+        f"--stack {facts.stack_name} --region {facts.region}"
+        if facts.region
+        else f"--stack {facts.stack_name}"
+    )
+
+
+_CONTINUE_ROLLBACK = "aws cloudformation continue-update-rollback --stack-name {name}, then deploy again"
+#: Stack statuses from which a deploy cannot proceed, and what to do first.
+_STACK_STUCK = {
+    # A create that failed and rolled back leaves a stack that can only be deleted.
+    "ROLLBACK_IN_PROGRESS": "when it is ROLLBACK_COMPLETE: sam delete, then sam deploy",
+    "ROLLBACK_COMPLETE": "sam delete, then sam deploy (a stack whose create rolled back cannot be updated)",
+    "ROLLBACK_FAILED": "sam delete (retaining what cannot be deleted), then sam deploy",
+    "DELETE_IN_PROGRESS": "the stack is being deleted: sam deploy again once it is gone",
+    "DELETE_FAILED": "sam delete again (retaining what cannot be deleted), then sam deploy",
+    "UPDATE_ROLLBACK_FAILED": _CONTINUE_ROLLBACK,
+    "IMPORT_ROLLBACK_FAILED": _CONTINUE_ROLLBACK,
+}
+
+
 def check_stack_status(facts: DoctorFacts) -> list[Check]:
     status, name = facts.stack_status, "stack status"
     if status in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"):
         return [Check(name, Verdict.OK, status)]
     events = f"aws cloudformation describe-stack-events --stack-name {facts.stack_name}"
-    if status.endswith("_IN_PROGRESS") or status == "UPDATE_ROLLBACK_COMPLETE":
-        return [Check(name, Verdict.WARN, f"{status} {facts.status_reason}".strip(), f"see {events}")]
-    return [
-        Check(
-            name, Verdict.FAIL, f"{status} {facts.status_reason}".strip(), f"see {events}, then deploy again"
-        )
-    ]
+    detail = f"{status} {facts.status_reason}".strip()
+    if status in _STACK_STUCK:
+        fix = _STACK_STUCK[status].format(name=facts.stack_name)
+        return [Check(name, Verdict.FAIL, detail, f"see {events}; {fix}")]
+    if status.endswith("_IN_PROGRESS") or status in ("UPDATE_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"):
+        return [Check(name, Verdict.WARN, detail, f"see {events}")]
+    return [Check(name, Verdict.FAIL, detail, f"see {events}, then deploy again")]
 
 
 def check_outputs(facts: DoctorFacts) -> list[Check]:
@@ -238,17 +278,44 @@ def check_readiness(facts: DoctorFacts) -> list[Check]:
             for p in report.problems
         ]
     age = duration(facts.now - report.checked_at)
+    every = facts.reconcile_every_ms
+    if every is not None and facts.now - report.checked_at > STALE_RUNS * every:
+        return [
+            Check(
+                name,
+                Verdict.WARN,
+                f"recorded {age} ago, though the reconciler runs every {duration(every)}: its runs fail "
+                "or do not happen (tries stuck in flight stay stuck, settings problems go unseen)",
+                f"read the reconciler's log group, then {invoke}",
+            )
+        ]
     return [Check(name, Verdict.OK, f"ready (checked {age} ago): schedulers' health checks pass")]
+
+
+#: Runs the reconciler may miss before its readiness record is called stale.
+STALE_RUNS = 3
+_RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
+_UNIT_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+
+
+def schedule_interval_ms(expression: str) -> int | None:
+    """The interval of an EventBridge ``rate(...)`` expression; None for a ``cron(...)`` (or none)."""
+    match = _RATE.fullmatch(expression.strip())
+    if match is None:
+        return None
+    return int(match.group(1)) * _UNIT_MS[match.group(2).rstrip("s")]
 
 
 def check_dead_letters(facts: DoctorFacts) -> list[Check]:
     checks: list[Check] = []
     for output, (what, command) in DEAD_LETTER_QUEUES.items():
         label = f"DLQ of {what}"
-        if unread := _unread(label, facts, f"dlq:{output}"):
+        if output not in facts.outputs:
+            checks.append(Check(label, Verdict.WARN, f"not checked: the stack has no output {output}"))
+        elif unread := _unread(label, facts, f"dlq:{output}"):
             checks.append(unread)
         elif depth := facts.dlq_depths.get(output, 0):
-            fix = f"see docs/operations.md, then {command} --stack {facts.stack_name}"
+            fix = f"see docs/operations.md, then {command} {_stack_options(facts)}"
             checks.append(Check(label, Verdict.WARN, f"{depth} messages", fix))
         else:
             checks.append(Check(label, Verdict.OK, "empty"))
@@ -322,3 +389,6 @@ def render(facts: DoctorFacts, checks: list[Check], console: Console) -> None:
     console.print(f"{fails} failed, {warns} warnings, {len(checks) - fails - warns} OK")
     if facts.endpoint_url and fails + warns:
         console.print(f"(the local stack: run the aws commands with --endpoint-url {facts.endpoint_url})")
+    elif facts.region and fails + warns:
+        # The stack may be in another region than the operator's default (--region, AWS_REGION).
+        console.print(f"(the stack is in {facts.region}: run the aws commands with --region {facts.region})")

@@ -14,10 +14,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ecs_control_plane.settings import ENV_CLUSTER, ENV_TASK_DEFINITION
 
-from .doctor import DEAD_LETTER_QUEUES, RULES, DoctorFacts
+from .doctor import DEAD_LETTER_QUEUES, RULES, DoctorFacts, schedule_interval_ms
 from .stack import RECONCILER_FUNCTION, RUN_REQUEST_MAPPING, RUN_TASK_FUNCTION, ControlPlaneStack
 
 _DEPTH_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+#: What AWS answers for a resource that is not there (deleted outside CloudFormation, say).
+NOT_FOUND_CODES = frozenset(
+    {
+        "ResourceNotFoundException",  # Events, Lambda, DynamoDB
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NoSuchEntity",  # IAM
+        "ClusterNotFoundException",
+    }
+)
 
 
 def _error(exc: Exception) -> str:
@@ -32,6 +42,8 @@ def _read(facts: DoctorFacts, fact: str, read: Callable[[], None]) -> None:
         read()
     except (ClientError, BotoCoreError) as exc:
         facts.errors[fact] = _error(exc)
+        if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in NOT_FOUND_CODES:
+            facts.missing.add(fact)
 
 
 def role_name(role: str) -> str:
@@ -50,6 +62,8 @@ def gather(stack: ControlPlaneStack, scheduler_role: str | None = None) -> Docto
         outputs=dict(stack.outputs),
         reconciler_name=stack.resource(RECONCILER_FUNCTION),
         scheduler_role=role_name(scheduler_role) if scheduler_role else None,
+        # The template's default when the stack does not say (an older template).
+        reconcile_every_ms=schedule_interval_ms(stack.parameters.get("ReconcileSchedule", "rate(5 minutes)")),
     )
     events, lam = stack.client("events"), stack.client("lambda")
 
@@ -57,8 +71,12 @@ def gather(stack: ControlPlaneStack, scheduler_role: str | None = None) -> Docto
         name = stack.resource(logical_id)
 
         def rule(logical_id: str = logical_id, name: str | None = name) -> None:
-            state = events.describe_rule(Name=name)["State"] if name else None
-            facts.rules[logical_id] = (name, state)
+            # A rule given an EventBusName can have "bus|rule" as its physical id (and Ref).
+            bus, _, rule_name = (name or "").rpartition("|")
+            state = (
+                events.describe_rule(Name=rule_name, EventBusName=bus or "default")["State"] if name else None
+            )
+            facts.rules[logical_id] = (rule_name or None, state)
 
         _read(facts, f"rule:{logical_id}", rule)
 

@@ -172,6 +172,14 @@ class Explanation:
         }
 
 
+def _cluster_of(arn_or_name: str, *, cluster_arn: bool = False) -> str | None:
+    """The cluster name of a task ARN (None for a bare task id), or of a cluster ARN or name."""
+    if cluster_arn:
+        return arn_or_name.rsplit("/", 1)[-1]
+    parts = arn_or_name.split(":", 5)[-1].split("/") if arn_or_name.startswith("arn:") else []
+    return parts[1] if len(parts) == 3 else None
+
+
 def _describe(stack: ControlPlaneStack, task: str) -> dict[str, Any] | None:
     try:
         response = stack.client("ecs").describe_tasks(cluster=stack.cluster, tasks=[task])
@@ -186,6 +194,12 @@ def explain(stack: ControlPlaneStack, target: Target) -> Explanation:
     described: dict[str, Any] | None = None
     key = target.key
     if target.task is not None:
+        other = _cluster_of(target.task)
+        if other is not None and stack.cluster and other != _cluster_of(stack.cluster, cluster_arn=True):
+            raise OperationsError(
+                f"task {target.task} is of cluster {other}, and stack {stack.name} runs its tasks in "
+                f"cluster {stack.cluster}: explain it with the --stack of that cluster's control plane"
+            )
         described = _describe(stack, target.task)
         if described is None:
             raise OperationsError(

@@ -20,6 +20,7 @@ after N, or target a function.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -164,8 +165,20 @@ class RedriveResult:
         }
 
 
-def queue_depth(sqs: Any, queue_url: str) -> int:
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+def queue_depth(sqs: Any, queue_url: str) -> int | None:
+    """About how many messages are visible; None when the caller may not ask (the bar has no total).
+
+    Only the progress bar needs it: a role with exactly the rights a redrive needs (receive,
+    delete, change visibility, send) must not be refused for the lack of sqs:GetQueueAttributes.
+    """
+    try:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("AccessDenied", "AccessDeniedException"):
+            return None
+        raise
     return int(attributes["Attributes"].get("ApproximateNumberOfMessages", 0))
 
 
@@ -208,43 +221,74 @@ def redrive(
         raise ValueError(f"{source_url} would be redriven into itself")
     result = RedriveResult(source_url, destination.name, dry_run)
     seen: set[str] = set()
-    #: Received but not moved (listed, or refused): released at the end, visible again at once.
-    held: list[DeadLetter] = []
-    while max_messages is None or len(result.messages) < max_messages:
-        want = 10 if max_messages is None else min(10, max_messages - len(result.messages))
-        letters = [
-            m for m in _receive(sqs, source_url, want, MOVE_VISIBILITY_SECONDS) if m.message_id not in seen
-        ]
-        if not letters:
-            break
-        seen.update(m.message_id for m in letters)
-        refused: list[str] = []
-        if dry_run:
-            delivered = letters
-            held += letters
-        else:
-            delivered, refused = destination.deliver(letters)
-            result.failures += refused
-            moved = {m.message_id for m in delivered}
-            held += [m for m in letters if m.message_id not in moved]
-            entries: list[dict[str, Any]] = [
-                {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(delivered)
+    #: Received and not delivered (listed, refused, or not sent yet when the run stops): released
+    #: at the end, even an interrupted one, so that each is visible again at once.
+    held: dict[str, DeadLetter] = {}
+    #: When each held message was last hidden (monotonic seconds).
+    hidden_at: dict[str, float] = {}
+    try:
+        while max_messages is None or len(result.messages) < max_messages:
+            # A long listing must not see its first messages come back as if they were new ones
+            # (it would stop there): keep hiding what it holds until it releases them.
+            result.failures += _keep_hidden(sqs, source_url, held, hidden_at)
+            want = 10 if max_messages is None else min(10, max_messages - len(result.messages))
+            letters = [
+                m
+                for m in _receive(sqs, source_url, want, MOVE_VISIBILITY_SECONDS)
+                if m.message_id not in seen
             ]
-            result.failures += [
-                f"delete {f}" for f in _batch(sqs, "delete_message_batch", source_url, entries)
-            ]
-        result.messages += [(m.message_id, describe(m.body)) for m in delivered]
-        on_progress(len(delivered))
-        if refused and not delivered:
-            break  # the destination refuses everything: stop instead of spinning
-    for start in range(0, len(held), 10):
-        batch = held[start : start + 10]
-        visible: list[dict[str, Any]] = [
-            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
-            for i, m in enumerate(batch)
-        ]
-        result.failures += _batch(sqs, "change_message_visibility_batch", source_url, visible)
+            if not letters:
+                break
+            seen.update(m.message_id for m in letters)
+            held.update((m.message_id, m) for m in letters)
+            hidden_at.update((m.message_id, time.monotonic()) for m in letters)
+            refused: list[str] = []
+            if dry_run:
+                delivered = letters
+            else:
+                delivered, refused = destination.deliver(letters)
+                result.failures += refused
+                for m in delivered:
+                    del held[m.message_id]
+                entries: list[dict[str, Any]] = [
+                    {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(delivered)
+                ]
+                result.failures += [
+                    f"delete {f}" for f in _batch(sqs, "delete_message_batch", source_url, entries)
+                ]
+            result.messages += [(m.message_id, describe(m.body)) for m in delivered]
+            on_progress(len(delivered))
+            if refused and not delivered:
+                break  # the destination refuses everything: stop instead of spinning
+    finally:
+        result.failures += _release(sqs, source_url, list(held.values()))
     return result
+
+
+def _keep_hidden(
+    sqs: Any, queue_url: str, held: dict[str, DeadLetter], hidden_at: dict[str, float]
+) -> list[str]:
+    """Hide again, for MOVE_VISIBILITY_SECONDS, each held message hidden half of that ago."""
+    now = time.monotonic()
+    due = [m for m in held.values() if now - hidden_at[m.message_id] >= MOVE_VISIBILITY_SECONDS / 2]
+    hidden_at.update((m.message_id, now) for m in due)
+    return _change_visibility(sqs, queue_url, due, MOVE_VISIBILITY_SECONDS)
+
+
+def _release(sqs: Any, queue_url: str, letters: list[DeadLetter]) -> list[str]:
+    """Make received messages visible again at once; the refusals."""
+    return _change_visibility(sqs, queue_url, letters, 0)
+
+
+def _change_visibility(sqs: Any, queue_url: str, letters: list[DeadLetter], seconds: int) -> list[str]:
+    failures: list[str] = []
+    for start in range(0, len(letters), 10):
+        entries: list[dict[str, Any]] = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
+            for i, m in enumerate(letters[start : start + 10])
+        ]
+        failures += _batch(sqs, "change_message_visibility_batch", queue_url, entries)
+    return failures
 
 
 @dataclass(frozen=True)

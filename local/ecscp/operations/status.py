@@ -22,6 +22,8 @@ from ecscp.local.timestamps import iso_millis
 
 from .stack import ControlPlaneStack
 
+#: An ``updated_at`` bound above any item's (epoch ms, in the year 5138).
+EVERY_UPDATE = 10**14
 #: States in the order a try goes through them.
 STATE_ORDER = (TaskState.QUEUED, TaskState.STARTING, TaskState.RUNNING)
 
@@ -117,7 +119,7 @@ def status_report(
             attempt=i.attempt,
             task_id=task_id(i.task_arn),
             updated_at=i.updated_at,
-            age_ms=now - i.updated_at,
+            age_ms=max(0, now - i.updated_at),  # an item written by a clock ahead of ours
             note=_note(i),
         )
         for i in (oldest if limit is None else oldest[:limit])
@@ -133,8 +135,9 @@ def current_status(stack: ControlPlaneStack, limit: int | None = None) -> Status
 
 def read_in_flight(table: StateTableReads) -> list[TaskStateItem]:
     """Every item of the active index (all owners), each of its partitions read to the end."""
-    # The active index read of items not changed since a moment from now: all of them.
-    return list(table.stale_active(now_ms() + 1))
+    # Every item of the index, whatever its updated_at: not "changed before now", which would leave
+    # out an item written by a clock ahead of this machine's (the functions' clocks are not ours).
+    return list(table.stale_active(EVERY_UPDATE))
 
 
 def render(report: StatusReport, console: Console) -> None:
