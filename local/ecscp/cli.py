@@ -76,7 +76,8 @@ def local_up(
     Task containers run as local processes; like an ECS task definition, they need the Airflow
     worker settings (at least AIRFLOW__CORE__EXECUTION_API_SERVER_URL and the DAGs folder).
     """
-    from ecscp.local.stack import LocalStackConfig, run_forever  # noqa: PLC0415 (lazy: keeps --help fast)
+    from ecscp.local.foreground import run_forever  # noqa: PLC0415 (lazy: keeps --help fast)
+    from ecscp.local.stack import LocalStackConfig  # noqa: PLC0415 (lazy: keeps --help fast)
     from ecscp.project import PROJECT_ROOT  # noqa: PLC0415 (lazy: keeps --help fast)
 
     container_env = {k: v for k, v in os.environ.items() if k == "AIRFLOW_HOME" or k.startswith("AIRFLOW__")}

@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from .stack import LocalStackConfig, run_forever
+from .foreground import run_forever
+from .stack import LocalStackConfig
 
 
 def main(argv: list[str] | None = None) -> None:

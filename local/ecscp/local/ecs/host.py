@@ -30,17 +30,17 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from ecs_control_plane.contract import ATTEMPT_ENV, TASK_KEY_ENV
-from ecs_control_plane.log_location import TaskLogLocation, awslogs_location
+from ecs_control_plane.log_location import awslogs_location
 from ecscp.local.endpoint import PrivatePath
 from ecscp.local.processes import signal_group, terminate_tree
 
-from .awslogs import AwsLogsDriver, ContainerOutput
+from .awslogs import AwsLogsDriver
 from .containers import (
     ContainerStartError,
     container_environment,
@@ -48,6 +48,7 @@ from .containers import (
     start_container,
 )
 from .records import NOTICES, NOTICES_PATH, RECORDS, RECORDS_PATH, ContainerState, TaskNotice, TaskStateRecord
+from .task import LocalTask
 
 logger = logging.getLogger(__name__)
 
@@ -61,57 +62,6 @@ ESSENTIAL_EXITED = "Essential container in task exited"
 NOTICE_WAIT_SECONDS = 5.0
 #: How long an exited container's output may take to end (a child still holding it open).
 OUTPUT_DRAIN_SECONDS = 5.0
-
-
-@dataclass
-class LocalTask:
-    """One ECS task as the host runs it."""
-
-    number: int
-    arn: str
-    #: Where ECS runs it: the cluster and the task definition revision RunTask named.
-    cluster_arn: str
-    task_definition_arn: str
-    key: str | None
-    attempt: int | None
-    created_at: float
-    image: str
-    command: list[str] = field(repr=False)
-    environment: dict[str, str] = field(repr=False)
-    fail_start: bool = False
-    #: Where the container's output goes (its awslogs stream), if its task definition says.
-    log_location: TaskLogLocation | None = None
-    last_status: str = "PROVISIONING"
-    started_at: float | None = None
-    stopping_at: float | None = None
-    stopped_at: float | None = None
-    stop_code: str | None = None
-    stopped_reason: str | None = None
-    exit_code: int | None = None
-    process: Any = None
-    output: ContainerOutput | None = None
-    stop_deadline: float | None = None
-    killed: bool = False
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "attempt": self.attempt,
-            "task_arn": self.arn,
-            "cluster_arn": self.cluster_arn,
-            "task_definition_arn": self.task_definition_arn,
-            "last_status": self.last_status,
-            "exit_code": self.exit_code,
-            "stop_code": self.stop_code,
-            "stopped_reason": self.stopped_reason,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "stopped_at": self.stopped_at,
-        }
-
-
-#: What ``tasks/<n>/task.json`` says of its task: which one, and where ECS ran it.
-_IDENTITY = ("task_arn", "key", "attempt", "cluster_arn", "task_definition_arn")
 
 
 @dataclass(frozen=True)
@@ -351,7 +301,7 @@ class EcsHost:
                 self.tasks_dir / str(task.number),
                 task.command,
                 container_environment(self.region, self.task_env, task.environment),
-                {name: task.summary()[name] for name in _IDENTITY},
+                task.identity(),
                 sink=self.awslogs.open(location) if location else None,
                 on_output_end=(lambda: self.awslogs.close(location)) if location else lambda: None,
             )
