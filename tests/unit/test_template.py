@@ -27,6 +27,7 @@ from ecs_control_plane.contract import (
     FailedStartDetail,
     TaskKey,
 )
+from ecs_control_plane.placements import AttemptPlacement
 from ecs_control_plane.settings import ALL_ENV, ControlPlaneSettings
 from ecs_control_plane.store import state_table_definition
 from ecscp.local.cloudformation.rules import broken_rules
@@ -386,6 +387,8 @@ def test_failed_start_rule_turns_the_contract_event_into_a_readable_alert(templa
         cluster=detail["cluster"],
         control_plane=detail["control_plane"],
         task_arn=detail["task_arn"],
+        profile=detail["profile"],
+        placements=[AttemptPlacement.model_validate(p) for p in detail["placements"]],
     )
     assert built.model_dump(mode="json") == detail
     assert message["reason"] == detail["reason"]
