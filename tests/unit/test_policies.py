@@ -241,7 +241,7 @@ def test_run_task_may_run_the_queue_profiles_families_and_no_others(template: di
         assert allows(run_task, Call("ecs:RunTask", task_definition(listed_family), in_cluster)), (
             listed_family
         )
-    for refused in ("largex:1", "larg:1", "gpu:1", "other:1"):
+    for refused in ("largex:1", "larg:1", "gpu-jobsx:1", "gpu:1", "other:1"):
         assert not allows(run_task, Call("ecs:RunTask", task_definition(refused), in_cluster)), refused
     assert not allows(run_task, Call("ecs:RunTask", task_definition("large:1"), elsewhere))
     # AND no other function may run them
@@ -277,8 +277,17 @@ def test_queue_profiles_without_their_lists_add_no_right(
 ) -> None:
     # GIVEN profiles that name only the stack's own task definition and roles (the lists empty)
     deployment = Deployment(template, QueueProfiles=EXAMPLE_PARAMETERS["QueueProfiles"])
+    run_task = rights(deployment, "run_task")
 
-    # THEN every function holds exactly what it holds without profiles
+    # THEN neither queue profile policy exists: run_task runs the stack's family only, passes no role
+    policies = {lid for lid, _ in deployment.resources("AWS::IAM::Policy")}
+    assert not {"RunTheQueueProfileTaskDefinitionFamilies", "PassTheQueueProfileRoles"} & policies
+    assert {r for s in run_task if "ecs:RunTask" in listed(s["Action"]) for r in listed(s["Resource"])} == {
+        task_definition("airflow-task"),
+        task_definition("airflow-task:*"),
+    }
+    assert pass_role_resources(deployment) == set()
+    # AND every function holds exactly what it holds without profiles
     for fn in FUNCTION_ROLES:
         assert rights(deployment, fn) == rights(default, fn), fn
     assert deployment.managed_policy("SchedulerPolicy") == default.managed_policy("SchedulerPolicy")
