@@ -395,6 +395,9 @@ def test_failed_start_rule_turns_the_contract_event_into_a_readable_alert(templa
     assert message["reason"] == detail["reason"]
     assert message["task_key"] == detail["key"]
     assert message["start_attempt"] == detail["attempt"]
+    # AND where each start attempt was placed, and the queue profile (none here)
+    assert message["placements"] == detail["placements"]
+    assert message["queue_profile"] is None
 
 
 def test_failed_start_alert_survives_a_reason_with_quotes_and_newlines(template: Template) -> None:
