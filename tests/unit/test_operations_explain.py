@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from ecs_control_plane.contract import TaskState, TaskStateItem
 from ecs_control_plane.ecs_events import EcsTask
-from ecscp.operations.explain import Target, Timeouts, parse_target, why
+from ecscp.operations.explain import Explanation, Target, Timeouts, parse_target, render, why
 from ecscp.operations.stack import OperationsError
 from tests.support.requests import task_key
 
@@ -115,3 +117,28 @@ def test_the_reconciler_timeouts_come_from_the_stack_parameters() -> None:
     # THEN it reads as lost, which the default (900 s) would not say yet
     assert "lost" in why(item(TaskState.QUEUED, unchanged_s=500), None, now=NOW, timeouts=timeouts)
     assert "lost" not in why(item(TaskState.QUEUED, unchanged_s=500), None, now=NOW, timeouts=TIMEOUTS)
+
+
+def test_each_start_attempts_placement_and_the_profile_are_shown() -> None:
+    failed = item(
+        TaskState.FAILED,
+        profile="spot",
+        queue="spot",
+        attempt=2,
+        placements=[
+            {"attempt": 1, "placement": "FARGATE_SPOT", "failure": "Capacity is unavailable at this time."},
+            {"attempt": 2, "placement": "FARGATE", "fallback": True},
+        ],
+    )
+    task = {"taskArn": ARN, "lastStatus": "STOPPED", "capacityProviderName": "FARGATE", "containers": []}
+    console = Console(record=True, width=200)
+
+    render(Explanation(failed.key, failed, task, [failed], "why"), console)
+
+    text = console.export_text()
+    assert re.search(r"^profile\s+│\s+spot\s*$", text, re.MULTILINE), text
+    assert "attempt 1 on FARGATE_SPOT: Capacity is unavailable at this time." in text
+    assert "attempt 2 on FARGATE (fallback)" in text
+    assert "placed on FARGATE" in text
+    assert re.search(r"^state\s+│\s+FAILED\s*$", text, re.MULTILINE), text
+    assert Explanation(failed.key, failed, None).to_json()["item"]["placements"][1]["fallback"] is True

@@ -231,7 +231,7 @@ def explain(stack: ControlPlaneStack, target: Target) -> Explanation:
 _ITEM_FIELDS = (
     "owner", "state", "attempt", "task_arn", "ecs_last_status", "ecs_version", "exit_code", "stop_code",
     "stopped_reason", "reason", "stop_requested", "start_failed", "alerted", "awaiting_request", "queue",
-    "log_group", "log_stream",
+    "profile", "log_group", "log_stream",
 )  # fmt: skip
 _TIMES = ("created_at", "updated_at")
 
@@ -241,7 +241,7 @@ def render(explanation: Explanation, console: Console) -> None:
     item = explanation.item
     if item is not None:
         table = Table(show_header=False, show_edge=False, pad_edge=False)
-        values = item.model_dump()
+        values = item.model_dump(mode="json")  # the state as FAILED, not TaskState.FAILED
         for name in _ITEM_FIELDS:
             if values.get(name) not in (None, False, ""):
                 table.add_row(name, str(values[name]))
@@ -253,6 +253,10 @@ def render(explanation: Explanation, console: Console) -> None:
         if item.executor_config:
             table.add_row("executor_config", ", ".join(sorted(item.executor_config)))
         console.print(table)
+        if item.placements:
+            console.print("\n[bold]Start attempts[/] (where each was placed)")
+            for placement in item.placements:
+                console.print(f"  {placement.describe()}", highlight=False, markup=False)
     task = explanation.task
     if task is not None:
         console.print(f"\n[bold]ECS task[/] {task.get('taskArn')}")
@@ -261,6 +265,11 @@ def render(explanation: Explanation, console: Console) -> None:
             f"  stop code {task.get('stopCode') or '-'}  {task.get('stoppedReason') or ''}",
             highlight=False,
         )
+        placed = task.get("capacityProviderName") or (
+            task.get("launchType") and f"launch type {task['launchType']}"
+        )
+        if placed:
+            console.print(f"  placed on {placed}", highlight=False, markup=False)
         for container in task.get("containers", []):
             exit_code = container.get("exitCode")
             console.print(
