@@ -30,6 +30,9 @@ def healthy(**changes: Any) -> DoctorFacts:
             "ECSCP_CLUSTER": "prod",
             "ECSCP_TASK_DEFINITION": "airflow",
             "ECSCP_CONTAINER_NAME": "base",
+            "ECSCP_STATE_TABLE": "prod-state",
+            "ECSCP_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/prod-run-requests",
+            "ECSCP_CONTROL_PLANE_ID": "ecscp-prod",
         },
         reconciler_name="prod-Reconciler-1",
         cluster={"clusterName": "prod", "status": "ACTIVE"},
@@ -54,6 +57,20 @@ def test_a_healthy_stack_passes_every_check() -> None:
     checks = diagnose(healthy())
     assert {c.verdict for c in checks} == {Verdict.OK}
     assert not failed(checks)
+
+
+def test_a_setting_the_functions_refuse_fails_naming_the_profile_and_parameter() -> None:
+    env = dict(healthy().function_env or {})
+    env["ECSCP_QUEUE_PROFILES"] = '{"large":{"taskDefinition":"airflow-large"}}'
+
+    verdict, detail, fix = verdicts(healthy(function_env=env))["function settings"]
+
+    assert verdict is Verdict.FAIL
+    assert "profile 'large'" in detail
+    assert "QueueProfileTaskDefinitionFamilies" in detail
+    assert fix == "fix the stack parameter it names, then deploy"
+    env["ECSCP_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES"] = "airflow-large"
+    assert verdicts(healthy(function_env=env))["function settings"][0] is Verdict.OK
 
 
 def test_the_readiness_record_says_how_old_it_is() -> None:

@@ -18,7 +18,13 @@ from rich.console import Console
 
 from ecs_control_plane.contract import now_ms
 from ecs_control_plane.readiness import ReadinessReport
-from ecs_control_plane.settings import ENV_CLUSTER, ENV_CONTAINER_NAME, ENV_TASK_DEFINITION
+from ecs_control_plane.settings import (
+    ENV_CLUSTER,
+    ENV_CONTAINER_NAME,
+    ENV_TASK_DEFINITION,
+    ControlPlaneSettings,
+    SettingsError,
+)
 
 from .stack import (
     FAILED_START_RULE,
@@ -264,6 +270,19 @@ def check_ecs(facts: DoctorFacts) -> list[Check]:
     return checks
 
 
+def check_settings(facts: DoctorFacts) -> list[Check]:
+    """The functions' settings as their cold start validates them (QueueProfiles, RunTaskKwargs...):
+    a stack CloudFormation deployed may still hold a setting every function refuses to start with."""
+    if facts.function_env is None:
+        return []  # check_ecs says there is no run_task function
+    try:
+        ControlPlaneSettings.from_env(facts.function_env)
+    except SettingsError as exc:
+        fix = "fix the stack parameter it names, then deploy"
+        return [Check("function settings", Verdict.FAIL, f"the functions refuse to start: {exc}", fix)]
+    return [Check("function settings", Verdict.OK, "every setting is one the functions start with")]
+
+
 def check_readiness(facts: DoctorFacts) -> list[Check]:
     name = "readiness record"
     if unread := _unread(name, facts, "readiness"):
@@ -357,6 +376,7 @@ CHECKS: tuple[Callable[[DoctorFacts], list[Check]], ...] = (
     check_rules,
     check_event_source_mapping,
     check_ecs,
+    check_settings,
     check_readiness,
     check_dead_letters,
     check_alarms,
