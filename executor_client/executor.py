@@ -42,7 +42,7 @@ from .aws import (
 from .change_feed import ChangeFeed
 from .health import HealthCheckMixin
 from .metrics import ExecutorMetrics
-from .safety_net import ActivePage, PassResult, ReadKeys, SafetyNet, overdue_without_item
+from .safety_net import ActivePage, PassResult, ReadKeys, SafetyNet, SentKeys, overdue_without_item
 from .task_logs import TaskLogs
 from .workloads import (
     CALLBACKS_NOT_RUNNABLE_REASON,
@@ -560,9 +560,8 @@ class EcsControlPlaneExecutor(HealthCheckMixin, AdoptionMixin, BaseExecutor):
         if not self.tracked:
             self.safety_net.idle(now)
             return
-        # Snapshot first: applying a finished item below untracks its key.
-        sent = {k: self._sent_at[k] for k in self.tracked if k in self._sent_at}
-        step = self.safety_net.next_step(now, sent)
+        # A view: a pass copies it as it starts (applying a finished item below untracks its key).
+        step = self.safety_net.next_step(now, SentKeys(self.tracked, self._sent_at))
         if isinstance(step, ActivePage):
             page = table.active_page(step.shard, self.owner, cursor=step.cursor, limit=ACTIVE_PAGE_LIMIT)
             self.metrics.items_read(len(page.items), "safety_net")

@@ -18,7 +18,7 @@ heartbeat makes more than one. Keys DynamoDB leaves unprocessed go back to the e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,35 @@ class ReadKeys:
 
 
 Step = ActivePage | ReadKeys
+
+
+class SentKeys(Mapping[str, int]):
+    """The tracked keys whose run request was sent, and when: a view of the executor's two maps.
+
+    ``next_step`` reads it every heartbeat but copies it only when a pass starts, so a heartbeat
+    costs O(changes) at any number of tracked keys, not a copy of every key.
+    """
+
+    def __init__(self, tracked: Mapping[str, Any], sent_at: Mapping[str, int]) -> None:
+        self._tracked = tracked
+        self._sent_at = sent_at
+
+    def __getitem__(self, key: str) -> int:
+        if key not in self._tracked:
+            raise KeyError(key)
+        return self._sent_at[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._sent_at and key in self._tracked
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._sent_at if key in self._tracked)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return next(iter(self), None) is not None
 
 
 @dataclass

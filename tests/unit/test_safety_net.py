@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from executor_client.safety_net import ActivePage, PassResult, ReadKeys, SafetyNet, overdue_without_item
+import pytest
+
+from executor_client.safety_net import (
+    ActivePage,
+    PassResult,
+    ReadKeys,
+    SafetyNet,
+    SentKeys,
+    overdue_without_item,
+)
 
 START = 1_000_000
 CURSOR = {"key": {"S": "k"}}
@@ -112,3 +121,21 @@ def test_keys_the_index_holds_with_a_missed_version_are_read_by_key_too():
     n.active_page_read({"a", "b"}, None, missed=["b"])
     # THEN only "b" is read by key
     assert n.next_step(START, sent) == ReadKeys(["b"])
+
+
+def test_sent_keys_is_a_view_of_the_tracked_keys_that_were_sent() -> None:
+    tracked = {"a": 1, "b": 2, "c": 3}
+    sent_at = {"a": 10, "c": 30, "gone": 40}
+    view = SentKeys(tracked, sent_at)
+    assert dict(view) == {"a": 10, "c": 30}
+    assert "a" in view
+    assert "gone" not in view
+    assert "b" not in view
+    assert len(view) == 2
+    assert bool(view)
+    with pytest.raises(KeyError):
+        view["b"]
+    # a view: what the executor changes after, it shows
+    del tracked["a"]
+    assert dict(view) == {"c": 30}
+    assert not SentKeys({"b": 2}, sent_at)
