@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ecs_control_plane import services
+from ecs_control_plane import reconciliation, run_requests, task_changes
 from ecs_control_plane.contract import RunRequest, TaskState, now_ms
 from tests.functional.test_executor import (
     configure,
@@ -52,11 +52,13 @@ def dead_letters(plane: MockedControlPlane) -> list[dict[str, Any]]:
 
 
 class ControlPlaneClock:
-    """The functions' clock for deadlines (services.now_ms), moved by the test instead of waiting."""
+    """The functions' clock for deadlines (each use case module's now_ms), moved by the test
+    instead of waiting."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.offset_ms = 0
-        monkeypatch.setattr(services, "now_ms", lambda: now_ms() + self.offset_ms)
+        for use_case in (run_requests, task_changes, reconciliation):
+            monkeypatch.setattr(use_case, "now_ms", lambda: now_ms() + self.offset_ms)
 
     def advance(self, seconds: float) -> None:
         self.offset_ms += int(seconds * 1000)

@@ -11,7 +11,7 @@ delivery queue that the worker polls: the same asynchronous path.
 Each message is sent (or invoked) before it is deleted, so a crash in between duplicates a
 message, never loses one. That is safe: ``run_task`` makes one ECS task per (key, attempt)
 (``clientToken``) and drops a request whose item is already starting, running or over
-(``services.plan_run``); ``task_state`` applies an event only if it is newer than what the item
+(``run_requests.plan_run``); ``task_state`` applies an event only if it is newer than what the item
 holds, for its attempt and task (``ecs_events.plan_transition``). A receive and send/delete loop
 in batches of ten, not SQS's StartMessageMoveTask: that one cannot list what it would move, stop
 after N, or target a function.
