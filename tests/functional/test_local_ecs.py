@@ -7,6 +7,7 @@ and put back after it.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -358,6 +359,9 @@ def test_spot_unavailable_stops_only_a_start_on_fargate_spot_before_it_starts(
         # THEN on FARGATE_SPOT it stops as an interrupted Spot task, never started; elsewhere it runs
         task = host._tasks[arn]
         assert task.capacity_provider == (placed_on or None)
+        # (its folder says which ECS task it is and where it was placed, started or not)
+        identity = json.loads((host.tasks_dir / str(task.number) / "task.json").read_text())
+        assert (identity["task_arn"], identity["capacity_provider"]) == (arn, placed_on or None)
         statuses = [r.last_status for r in host._outbox]
         if interrupted:
             assert statuses == ["PENDING", "STOPPED"]

@@ -17,6 +17,7 @@ import pytest
 
 from ecs_control_plane.contract import RunRequest, TaskStateItem
 from ecs_control_plane.store import item_from_dynamodb
+from ecscp.local.ecs.profiles import LARGE_TASK_FAMILY, QUEUE_PROFILES, TASK_SIZE_ENV
 from ecscp.local.lambda_runtime.schedules import next_run
 from ecscp.local.processes import is_alive, wait_until
 from ecscp.local.stack import LocalStack, LocalStackConfig
@@ -263,6 +264,44 @@ def test_the_stack_deploys_its_dashboard_with_its_own_names(stack: LocalStack) -
     made = {a["AlarmArn"] for a in stack.client("cloudwatch").describe_alarms()["MetricAlarms"]}
     assert shown == made
     assert "ControlPlaneDashboard" not in stack.deployment.skipped_resources
+
+
+def test_the_cluster_offers_spot_and_a_second_task_definition_for_the_queue_profiles(
+    stack: LocalStack,
+) -> None:
+    # GIVEN the ECS side created before the stack
+    ecs = stack.client("ecs")
+    (cluster,) = ecs.describe_clusters(clusters=[stack.ecs.cluster_arn])["clusters"]
+    standard = ecs.describe_task_definition(taskDefinition=stack.ecs.task_definition_arn)["taskDefinition"]
+    large = ecs.describe_task_definition(taskDefinition=LARGE_TASK_FAMILY)["taskDefinition"]
+
+    # THEN the cluster has Fargate's two capacity providers
+    assert cluster["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    # AND the large profile's task definition is bigger, with its Airflow container named "worker",
+    # the same roles and log group, and an environment that tells the two apart
+    (worker,) = large["containerDefinitions"]
+    (airflow,) = standard["containerDefinitions"]
+    assert (large["cpu"], large["memory"], worker["name"], worker["memory"]) == (
+        "1024",
+        "4096",
+        "worker",
+        4096,
+    )
+    assert stack.ecs.profile_task_definition_arn == large["taskDefinitionArn"]
+    assert (large["taskRoleArn"], large["executionRoleArn"]) == (
+        standard["taskRoleArn"],
+        standard["executionRoleArn"],
+    )
+    assert worker["logConfiguration"] == airflow["logConfiguration"]
+    assert [worker["environment"], airflow["environment"]] == [
+        [{"name": TASK_SIZE_ENV, "value": "large"}],
+        [{"name": TASK_SIZE_ENV, "value": "standard"}],
+    ]
+    # AND a template that takes queue profiles is deployed with the local ones
+    assert stack.deployment is not None
+    if "QueueProfiles" in stack.deployment.parameters:
+        assert json.loads(stack.deployment.parameters["QueueProfiles"]) == QUEUE_PROFILES
+        assert stack.deployment.parameters["QueueProfileTaskDefinitionFamilies"] == LARGE_TASK_FAMILY
 
 
 def test_describe_tasks_agrees_with_the_events(plane: Plane) -> None:

@@ -17,11 +17,11 @@ the task ends with ``stopCode`` UserInitiated and the container's exit code.
 Fault injection: ``ECSCP_LOCAL_FAIL_STARTS=<n>`` in the container override's environment makes
 the first ``n`` starts of that task key fail as ECS fails them when it cannot pull the image:
 PENDING, then STOPPED with ``stopCode`` TaskFailedToStart, no ``startedAt`` and no exit code.
-``ECSCP_LOCAL_SPOT_UNAVAILABLE=<n>`` makes the first ``n`` starts of that task key *placed on
-FARGATE_SPOT* stop before they start, as when Fargate reclaims Spot capacity: PENDING, then
-STOPPED with ``stopCode`` SpotInterruption and ``stoppedReason`` "Your Spot Task was
-interrupted.", no ``startedAt`` and no exit code; starts on other capacity run as usual. Each
-task records the capacity provider it was placed on (the notice says, from RunTask's strategy).
+``ECSCP_LOCAL_SPOT_UNAVAILABLE=<n>`` stops the first ``n`` starts of that task key *placed on
+FARGATE_SPOT* (each task records the capacity provider RunTask placed it on) before they start,
+as when Fargate reclaims Spot capacity: PENDING, then STOPPED with ``stopCode``
+SpotInterruption and ``stoppedReason`` "Your Spot Task was interrupted.", no ``startedAt`` and
+no exit code; starts on other capacity run as usual.
 
 At most ``max_concurrent`` containers run at once; the others wait in PENDING, as tasks wait
 for capacity on a busy cluster. The workload command is never logged (it carries a token).
@@ -54,6 +54,7 @@ from .containers import (
     container_environment,
     exit_code_of,
     start_container,
+    write_identity,
 )
 from .profiles import SPOT
 from .records import NOTICES, NOTICES_PATH, RECORDS, RECORDS_PATH, ContainerState, TaskNotice, TaskStateRecord
@@ -269,6 +270,7 @@ class EcsHost:
                 self._spot_starts[key or task.arn] += 1
                 spot_unavailable = _int(environment.get(SPOT_UNAVAILABLE_ENV))
                 task.spot_interrupted = self._spot_starts[key or task.arn] <= spot_unavailable
+        write_identity(self.tasks_dir / str(task.number), task.identity())
         placed = f"container {container}, capacity provider {task.capacity_provider}"
         logger.info("ECS task %s admitted (key %s, attempt %s, %s)", task.arn, key, task.attempt, placed)
         if task.spot_interrupted:  # reclaimed before its image was pulled
@@ -327,7 +329,6 @@ class EcsHost:
                 self.tasks_dir / str(task.number),
                 task.command,
                 container_environment(self.region, self.task_env, task.environment),
-                task.identity(),
                 sink=self.awslogs.open(location) if location else None,
                 on_output_end=(lambda: self.awslogs.close(location)) if location else lambda: None,
             )
