@@ -139,6 +139,7 @@ class MockedControlPlane:
         stop_code: str | None = None,
         stopped_reason: str | None = None,
         started: bool = True,
+        container_name: str = CONTAINER,
     ) -> dict[str, Any]:
         """An "ECS Task State Change" event for a task moto started, as EventBridge delivers it."""
         arn = task["taskArn"]
@@ -146,7 +147,7 @@ class MockedControlPlane:
             version = self.versions.get(arn, 0) + 1
         self.versions[arn] = max(version, self.versions.get(arn, 0))
         now = "2026-11-25T10:00:00.000Z"
-        container: dict[str, Any] = {"name": CONTAINER, "lastStatus": last_status}
+        container: dict[str, Any] = {"name": container_name, "lastStatus": last_status}
         if exit_code is not None:
             container["exitCode"] = exit_code
         detail: dict[str, Any] = {
@@ -185,12 +186,12 @@ class MockedControlPlane:
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         return dict(task_state_app.lambda_handler(event, LambdaContext(function_name="task_state")))
 
-    def run_to_exit(self, key: str, exit_code: int) -> None:
+    def run_to_exit(self, key: str, exit_code: int, container_name: str = CONTAINER) -> None:
         """PROVISIONING, RUNNING, then STOPPED with ``exit_code`` for the task of ``key``."""
         task = self.task_for(key)
         for status in ("PROVISIONING", "PENDING", "RUNNING"):
-            self.apply(self.ecs_event(task, status))
-        self.apply(self.ecs_event(task, "STOPPED", exit_code=exit_code))
+            self.apply(self.ecs_event(task, status, container_name=container_name))
+        self.apply(self.ecs_event(task, "STOPPED", exit_code=exit_code, container_name=container_name))
 
     def fail_to_start(self, key: str, reason: str = "CannotPullContainerError: pull access denied") -> None:
         task = self.task_for(key)
@@ -254,9 +255,12 @@ def aws_calls() -> Iterator[collections.Counter[str]]:
 
 
 def _env(task: dict[str, Any]) -> dict[str, str]:
+    """The environment of the task's Airflow container: the override that carries the task key
+    (a queue profile's container may have another name than the stack's)."""
     for override in task.get("overrides", {}).get("containerOverrides", []):
-        if override.get("name") == CONTAINER:
-            return {e["name"]: e["value"] for e in override.get("environment", [])}
+        env = {e["name"]: e["value"] for e in override.get("environment", [])}
+        if "ECSCP_TASK_KEY" in env:
+            return env
     return {}
 
 

@@ -29,7 +29,12 @@ def workload_command(key: str) -> list[str]:
 
 
 def run_request(
-    key: str | None = None, *, owner: str = "scheduler-a", attempt: int = 1, **fields: Any
+    key: str | None = None,
+    *,
+    owner: str = "scheduler-a",
+    attempt: int = 1,
+    queue: str | None = "default",
+    **fields: Any,
 ) -> RunRequest:
     key = key or task_key()
     return RunRequest(
@@ -37,7 +42,7 @@ def run_request(
         key=key,
         owner=owner,
         command=workload_command(key),
-        queue="default",
+        queue=queue,
         attempt=attempt,
         **fields,
     )

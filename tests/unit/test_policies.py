@@ -51,6 +51,7 @@ from tests.support.iam_policies import (
     task,
     task_definition,
 )
+from tests.support.queue_profiles import EXAMPLE_PARAMETERS, LARGE_TASK_ROLE
 from tests.support.templates import packaged_for_s3
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -226,6 +227,72 @@ def test_run_task_may_run_the_families_the_operator_allows_and_no_others(templat
     assert not allows(run_task, Call("ecs:RunTask", task_definition("batch:1"), elsewhere))
 
 
+def test_run_task_may_run_the_queue_profiles_families_and_no_others(template: dict[str, Any]) -> None:
+    # GIVEN a deployment whose queue profiles name two families of their own
+    deployment = Deployment(
+        template, **EXAMPLE_PARAMETERS | {"QueueProfileTaskDefinitionFamilies": "large,gpu-jobs"}
+    )
+    in_cluster = {"ecs:cluster": CLUSTER_ARN}
+    elsewhere = {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/production"}
+
+    # THEN run_task runs those in the cluster, any revision or none; a family they prefix does not
+    run_task = rights(deployment, "run_task")
+    for listed_family in ("large:1", "large:42", "large", "gpu-jobs:7", "airflow-task:3"):
+        assert allows(run_task, Call("ecs:RunTask", task_definition(listed_family), in_cluster)), (
+            listed_family
+        )
+    for refused in ("largex:1", "larg:1", "gpu-jobsx:1", "gpu:1", "other:1"):
+        assert not allows(run_task, Call("ecs:RunTask", task_definition(refused), in_cluster)), refused
+    assert not allows(run_task, Call("ecs:RunTask", task_definition("large:1"), elsewhere))
+    # AND no other function may run them
+    for fn in ("task_state", "reconciler"):
+        assert not allows(
+            rights(deployment, fn), Call("ecs:RunTask", task_definition("large:1"), in_cluster)
+        ), fn
+
+
+def test_run_task_may_pass_exactly_the_queue_profiles_roles_to_ecs(template: dict[str, Any]) -> None:
+    # GIVEN a deployment whose queue profiles name a task role and an execution role of their own
+    execution = f"arn:aws:iam::{ACCOUNT}:role/airflow-large-execution"
+    deployment = Deployment(
+        template, **EXAMPLE_PARAMETERS | {"QueueProfileRoleArns": f"{LARGE_TASK_ROLE},{execution}"}
+    )
+    to_ecs = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+
+    # THEN exactly those may be passed, only by run_task, and only to ECS tasks
+    assert pass_role_resources(deployment) == {LARGE_TASK_ROLE, execution}
+    run_task = rights(deployment, "run_task")
+    for role in (LARGE_TASK_ROLE, execution):
+        assert allows(run_task, Call("iam:PassRole", role, to_ecs)), role
+        assert not allows(
+            run_task, Call("iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})
+        )
+        assert not allows(run_task, Call("iam:PassRole", role)), role
+    for role in (f"{LARGE_TASK_ROLE}-admin", f"arn:aws:iam::{ACCOUNT}:role/Admin", TASK_ROLE):
+        assert not allows(run_task, Call("iam:PassRole", role, to_ecs)), role
+
+
+def test_queue_profiles_without_their_lists_add_no_right(
+    template: dict[str, Any], default: Deployment
+) -> None:
+    # GIVEN profiles that name only the stack's own task definition and roles (the lists empty)
+    deployment = Deployment(template, QueueProfiles=EXAMPLE_PARAMETERS["QueueProfiles"])
+    run_task = rights(deployment, "run_task")
+
+    # THEN neither queue profile policy exists: run_task runs the stack's family only, passes no role
+    policies = {lid for lid, _ in deployment.resources("AWS::IAM::Policy")}
+    assert not {"RunTheQueueProfileTaskDefinitionFamilies", "PassTheQueueProfileRoles"} & policies
+    assert {r for s in run_task if "ecs:RunTask" in listed(s["Action"]) for r in listed(s["Resource"])} == {
+        task_definition("airflow-task"),
+        task_definition("airflow-task:*"),
+    }
+    assert pass_role_resources(deployment) == set()
+    # AND every function holds exactly what it holds without profiles
+    for fn in FUNCTION_ROLES:
+        assert rights(deployment, fn) == rights(default, fn), fn
+    assert deployment.managed_policy("SchedulerPolicy") == default.managed_policy("SchedulerPolicy")
+
+
 def test_allowed_families_and_roles_cannot_smuggle_in_a_wildcard(template: dict[str, Any]) -> None:
     # GIVEN the parameters whose values become IAM resources
     parameters = template["Parameters"]
@@ -236,6 +303,11 @@ def test_allowed_families_and_roles_cannot_smuggle_in_a_wildcard(template: dict[
         ("AllowedTaskDefinitionFamilies", "batch,air*"),
         ("AllowedTaskRoleArns", f"arn:aws:iam::{ACCOUNT}:role/*"),
         ("AllowedExecutionRoleArns", f"arn:aws:iam::{ACCOUNT}:role/x,*"),
+        ("QueueProfileTaskDefinitionFamilies", "*"),
+        ("QueueProfileTaskDefinitionFamilies", "large,air*"),
+        ("QueueProfileTaskDefinitionFamilies", "large:3"),
+        ("QueueProfileRoleArns", f"arn:aws:iam::{ACCOUNT}:role/*"),
+        ("QueueProfileRoleArns", f"{LARGE_TASK_ROLE},*"),
         ("TaskRoleArn", f"arn:aws:iam::{ACCOUNT}:role/*"),
         ("ExecutionRoleArn", "*"),
         ("TaskDefinition", "air*"),
@@ -533,6 +605,7 @@ def test_no_identity_statement_allows_every_resource_except_those_without_resour
         AllowedExecutionRoleArns=EXECUTION_ROLE,
         QueueKmsKeyArn=QUEUE_KEY,
         TaskLogGroupName=TASK_LOG_GROUP,
+        **EXAMPLE_PARAMETERS,
     )
     statements = [s for fn in FUNCTION_ROLES for s in rights(deployment, fn)]
     statements += deployment.managed_policy("SchedulerPolicy")

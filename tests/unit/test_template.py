@@ -27,11 +27,13 @@ from ecs_control_plane.contract import (
     FailedStartDetail,
     TaskKey,
 )
+from ecs_control_plane.placements import AttemptPlacement
 from ecs_control_plane.settings import ALL_ENV, ControlPlaneSettings
 from ecs_control_plane.store import state_table_definition
 from ecscp.local.cloudformation.rules import broken_rules
 from ecscp.local.cloudformation.translate import translate
 from tests.support.iam_policies import Deployment
+from tests.support.queue_profiles import EXAMPLE_PARAMETERS, EXAMPLE_PROFILES
 from tests.support.templates import packaged_for_s3
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -386,6 +388,8 @@ def test_failed_start_rule_turns_the_contract_event_into_a_readable_alert(templa
         cluster=detail["cluster"],
         control_plane=detail["control_plane"],
         task_arn=detail["task_arn"],
+        profile=detail["profile"],
+        placements=[AttemptPlacement.model_validate(p) for p in detail["placements"]],
     )
     assert built.model_dump(mode="json") == detail
     assert message["reason"] == detail["reason"]
@@ -538,6 +542,98 @@ def test_template_defaults_give_valid_settings_equal_to_the_code_defaults(templa
     ):
         default = defaults[field].get_default(call_default_factory=True)
         assert getattr(settings, field) == default, field
+
+
+# --- queue profiles ---------------------------------------------------------------------------
+
+QUEUE_PROFILE_ENV = {
+    "ECSCP_QUEUE_PROFILES": "QueueProfiles",
+    "ECSCP_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES": "QueueProfileTaskDefinitionFamilies",
+    "ECSCP_QUEUE_PROFILE_ROLE_ARNS": "QueueProfileRoleArns",
+}
+
+
+def test_queue_profile_parameters_reach_every_function(
+    template: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the template as SAM translates it, and a deployment with the example profiles
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    translated = translate(packaged_for_s3(template), dict(REQUIRED_PARAMETERS))
+    functions = {
+        lid: r["Properties"]
+        for lid, r in translated["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
+    environment = Deployment(template, **EXAMPLE_PARAMETERS).resolve(
+        template["Globals"]["Function"]["Environment"]["Variables"]
+    )
+
+    # THEN each of the three functions gets each parameter as its variable, unchanged
+    assert set(functions) == {"RunTaskFunction", "TaskStateFunction", "ReconcilerFunction"}
+    for lid, props in functions.items():
+        variables = props["Environment"]["Variables"]
+        for variable, parameter in QUEUE_PROFILE_ENV.items():
+            assert variables[variable] == {"Ref": parameter}, (lid, variable)
+    assert {variable: environment[variable] for variable in QUEUE_PROFILE_ENV} == {
+        variable: EXAMPLE_PARAMETERS[parameter] for variable, parameter in QUEUE_PROFILE_ENV.items()
+    }
+    # AND by default all three are empty: no profile, today's behaviour
+    defaults = function_environment(template)
+    assert {variable: defaults[variable] for variable in QUEUE_PROFILE_ENV} == dict.fromkeys(
+        QUEUE_PROFILE_ENV, ""
+    )
+
+
+def test_queue_profiles_must_be_a_json_object_or_empty(template: Template) -> None:
+    # GIVEN the parameter's pattern (the functions parse and check the JSON itself at cold start)
+    pattern = template["Parameters"]["QueueProfiles"]["AllowedPattern"]
+
+    # THEN CloudFormation lets an object through, compact or not, and nothing that is not one
+    for value in ("", "{}", EXAMPLE_PARAMETERS["QueueProfiles"], json.dumps(EXAMPLE_PROFILES, indent=2)):
+        assert re.fullmatch(pattern, value), value
+    for value in ("[]", "default", '"large"', '{"a":{}} x', ' {"a":{}}', "null"):
+        assert not re.fullmatch(pattern, value), value
+
+
+def test_the_example_profiles_fit_in_the_functions_environment(template: Template) -> None:
+    # GIVEN the functions' environment of a deployment with the example's three profiles, compact
+    environment = Deployment(template, **EXAMPLE_PARAMETERS).resolve(
+        template["Globals"]["Function"]["Environment"]["Variables"]
+    )
+
+    # THEN it stays well inside Lambda's 4 KB for all variables together (names and values),
+    # leaving room for longer resource names than the rendered ones
+    size = sum(len(name) + len(str(value)) for name, value in environment.items())
+    assert size < 3 * 1024, size
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"QueueProfileTaskDefinitionFamilies": "airflow-large"},
+        {"QueueProfileRoleArns": EXAMPLE_PARAMETERS["QueueProfileRoleArns"]},
+        {key: value for key, value in EXAMPLE_PARAMETERS.items() if key != "QueueProfiles"},
+    ],
+    ids=["families", "roles", "both"],
+)
+def test_the_deploy_refuses_queue_profile_lists_without_profiles(
+    template: Template, parameters: dict[str, str]
+) -> None:
+    # GIVEN families or roles to grant for queue profiles, but no profiles
+    values = parameter_values(template) | parameters
+
+    # THEN the deploy is refused: the lists mean nothing without profiles
+    (broken,) = broken_rules(template, values)
+    assert broken.startswith("QueueProfileListsNeedQueueProfiles: ")
+    assert "mean nothing without profiles" in broken
+    # AND with the profiles they pass
+    assert broken_rules(template, values | {"QueueProfiles": EXAMPLE_PARAMETERS["QueueProfiles"]}) == []
+
+
+def test_queue_profiles_alone_or_with_their_lists_break_no_rule(template: Template) -> None:
+    values = parameter_values(template)
+    assert broken_rules(template, values | {"QueueProfiles": EXAMPLE_PARAMETERS["QueueProfiles"]}) == []
+    assert broken_rules(template, values | EXAMPLE_PARAMETERS) == []
 
 
 # --- rights -----------------------------------------------------------------------------------

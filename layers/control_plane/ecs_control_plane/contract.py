@@ -11,12 +11,15 @@ import json
 import re
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .placements import AttemptPlacement
 
 CONTRACT_VERSION: Literal[2] = 2
 #: Versions of run requests this control plane still reads (v1 messages in flight during an
@@ -301,6 +304,9 @@ class RunRequest(BaseModel):
     token_expires_at: Annotated[int, Field(ge=0, lt=2**53)] | None = None
     #: How many times ECS throttled this start attempt (v2): grows the jittered backoff.
     throttled: Annotated[int, Field(ge=0, le=MAX_ATTEMPT)] = 0
+    #: Start this attempt on the queue profile's fallback capacity (set by the control plane
+    #: after a capacity failure; an executor never sets it).
+    fallback: bool = False
 
     @field_validator("key")
     @classmethod
@@ -419,6 +425,10 @@ class TaskStateItem(BaseModel):
     #: The state before the last ECS event was applied, written by the same write: its result
     #: tells whether that event moved the try to RUNNING (a repeated RUNNING event did not).
     previous_state: TaskState | None = None
+    #: The queue profile the try runs with (None: the stack's own settings), and where each
+    #: start attempt was placed, in order.
+    profile: str | None = None
+    placements: list[AttemptPlacement] = Field(default_factory=list)
     updated_at: int = Field(default_factory=now_ms)
     created_at: int | None = None
     expires_at: int | None = None
@@ -431,6 +441,11 @@ class TaskStateItem(BaseModel):
     @property
     def is_terminal(self) -> bool:
         return self.state.is_terminal
+
+    @property
+    def on_fallback(self) -> bool:
+        """Whether the try's latest attempt was placed on its profile's fallback capacity."""
+        return bool(self.placements) and self.placements[-1].fallback
 
     def outcome(self) -> str:
         """Why this try failed, in one line: reason, exit code, stop code, ECS's stopped reason."""
@@ -452,6 +467,8 @@ class TaskStateItem(BaseModel):
 #: How much of a failure reason an alert carries; the state item keeps it whole.
 ALERT_REASON_LIMIT = 2000
 _ALERT_NAME_LIMIT = 300
+#: The most start attempts an alert lists (MaxRunTaskAttempts is at most 20).
+_ALERT_PLACEMENTS = 20
 
 
 class FailedStartDetail(BaseModel):
@@ -479,6 +496,9 @@ class FailedStartDetail(BaseModel):
     map_index: int = -1
     try_number: int = 0
     submission: str = ""
+    #: The queue profile, and where each start attempt was placed.
+    profile: str | None = None
+    placements: list[AttemptPlacement] = Field(default_factory=list)
 
     @classmethod
     def build(
@@ -491,6 +511,8 @@ class FailedStartDetail(BaseModel):
         cluster: str,
         control_plane: str,
         task_arn: str | None = None,
+        profile: str | None = None,
+        placements: Sequence[AttemptPlacement] = (),
     ) -> FailedStartDetail:
         names: dict[str, Any] = {}
         what = "An Airflow task"
@@ -510,6 +532,12 @@ class FailedStartDetail(BaseModel):
             )
         except InvalidTaskKeyError:
             key = printable(key, 1024)
+        where = ""
+        if profile:  # a try of a queue profile may have moved capacity: say where each attempt ran
+            shown = "; ".join(printable(p.describe(), 600) for p in placements[-_ALERT_PLACEMENTS:])
+            where = f" (queue profile {printable(profile, _ALERT_NAME_LIMIT)!r}" + (
+                f": {shown})" if shown else ")"
+            )
         return cls(
             key=key,
             owner=printable(owner, 256),
@@ -517,7 +545,17 @@ class FailedStartDetail(BaseModel):
             reason=printable(reason, ALERT_REASON_LIMIT),
             cluster=printable(cluster, _ALERT_NAME_LIMIT),
             control_plane=printable(control_plane, _ALERT_NAME_LIMIT),
-            summary=f"{what} failed to start on ECS after start attempt {attempt}.",
+            summary=f"{what} failed to start on ECS after start attempt {attempt}{where}.",
             task_arn=printable(task_arn, 2048) if task_arn else None,
+            profile=printable(profile, _ALERT_NAME_LIMIT) if profile else None,
+            placements=[
+                p.model_copy(
+                    update={
+                        "placement": printable(p.placement, 600),
+                        "failure": printable(p.failure, 600) if p.failure else None,
+                    }
+                )
+                for p in placements[-_ALERT_PLACEMENTS:]
+            ],
             **names,
         )

@@ -288,3 +288,48 @@ def _check_policy(
                 f"{source} may not use capacity provider {item.capacityProvider!r}: add it to the stack's "
                 "AllowedCapacityProviders parameter (or its CapacityProviderStrategy)"
             )
+
+
+def _field_paths(model: type[BaseModel], prefix: str) -> list[str]:
+    paths = []
+    for name in model.model_fields:
+        path = f"{prefix}{name}"
+        paths.append(path)
+        if model is _Overrides and name == "containerOverrides":
+            paths += [f"{path}.{n}" for n in _ContainerOverride.model_fields if n != "name"]
+        elif model is _ExecutorConfig and name == "overrides":
+            paths += _field_paths(_Overrides, f"{path}.")
+        elif model is _Overrides and name == "ephemeralStorage":
+            paths += _field_paths(_EphemeralStorage, f"{path}.")
+    return paths
+
+
+#: Every key path the typed allow-list knows: what a queue profile's ``allowedExecutorConfig``
+#: may name (a path allows everything under it).
+EXECUTOR_CONFIG_KEY_PATHS = frozenset(_field_paths(_ExecutorConfig, ""))
+
+
+def key_paths(config: Mapping[str, Any]) -> set[str]:
+    """The key paths an executor_config sets, as a profile's ``allowedExecutorConfig`` names them.
+
+    Objects are walked key by key; lists are leaves, except the container overrides, whose
+    entries' keys count (``overrides.containerOverrides.environment``) and whose ``name`` does not
+    (it only says which container); an empty object or list, or a bare name, sets nothing. A
+    config that fails the typed checks may give odd paths: it is checked first.
+    """
+    paths: set[str] = set()
+    stack: list[tuple[str, Any]] = [("", config)]
+    while stack:
+        prefix, value = stack.pop()
+        if isinstance(value, Mapping):  # an empty object sets nothing
+            stack.extend((f"{prefix}.{key}" if prefix else str(key), item) for key, item in value.items())
+            continue
+        if isinstance(value, list) and not value:
+            continue  # an empty list adds (or merges) nothing
+        if prefix == "overrides.containerOverrides" and isinstance(value, list):
+            for entry in value:
+                keys = [k for k in entry if k != "name"] if isinstance(entry, Mapping) else []
+                paths.update(f"{prefix}.{key}" for key in keys)
+            continue
+        paths.add(prefix)
+    return paths

@@ -101,25 +101,30 @@ class TaskDefinitionLogs:
         self._max = max_entries
         self._clock = clock
         self._lock = threading.Lock()
-        #: reference -> (the container's logConfiguration or None, valid until; None: for ever)
-        self._cache: OrderedDict[str, tuple[dict[str, Any] | None, float | None]] = OrderedDict()
+        #: (reference, container) -> (its logConfiguration or None, valid until; None: for ever)
+        self._cache: OrderedDict[tuple[str, str], tuple[dict[str, Any] | None, float | None]] = OrderedDict()
 
-    def location(self, task_definition: str, task_arn: str) -> TaskLogLocation | None:
-        """Where ``task_arn``'s Airflow container logs; None when its task definition says nowhere."""
+    def location(
+        self, task_definition: str, task_arn: str, container: str | None = None
+    ) -> TaskLogLocation | None:
+        """Where ``task_arn``'s Airflow container (``container``, else the stack's) logs; None
+        when its task definition says nowhere."""
         if not task_definition:
             return None
-        config = self._log_configuration(task_definition)
-        return awslogs_location(config, self._container, task_arn, self._region)
+        name = container or self._container
+        config = self._log_configuration(task_definition, name)
+        return awslogs_location(config, name, task_arn, self._region)
 
-    def _log_configuration(self, reference: str) -> dict[str, Any] | None:
+    def _log_configuration(self, reference: str, container: str) -> dict[str, Any] | None:
         now = self._clock()
+        entry = (reference, container)
         with self._lock:
-            cached = self._cache.get(reference)
+            cached = self._cache.get(entry)
             if cached is not None and (cached[1] is None or now < cached[1]):
-                self._cache.move_to_end(reference)
+                self._cache.move_to_end(entry)
                 return cached[0]
         try:
-            config = container_log_configuration(self._describe(reference), self._container)
+            config = container_log_configuration(self._describe(reference), container)
             valid_until = None if _is_revision(reference) else now + self._family_ttl
         except Exception as exc:  # noqa: BLE001 - no log location is worth a failed start
             logger.warning(
@@ -128,8 +133,8 @@ class TaskDefinitionLogs:
             )
             config, valid_until = None, now + self._failure_ttl
         with self._lock:
-            self._cache[reference] = (config, valid_until)
-            self._cache.move_to_end(reference)
+            self._cache[entry] = (config, valid_until)
+            self._cache.move_to_end(entry)
             while len(self._cache) > self._max:
                 self._cache.popitem(last=False)
         return config

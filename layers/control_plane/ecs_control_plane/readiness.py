@@ -140,7 +140,7 @@ def _provider_problems(
 
 
 def _task_definition_problems(
-    settings: ControlPlaneSettings, definition: Mapping[str, Any], launch_type: str | None
+    container_name: str, definition: Mapping[str, Any], launch_type: str | None
 ) -> list[Problem]:
     problems = []
     name = f"{definition.get('family')}:{definition.get('revision')}"
@@ -152,11 +152,11 @@ def _task_definition_problems(
             )
         )
     containers = [str(c.get("name")) for c in definition.get("containerDefinitions") or []]
-    if settings.container_name not in containers:
+    if container_name not in containers:
         problems.append(
             Problem(
                 parameter="ContainerName",
-                message=f"task definition {name} has no container {settings.container_name!r} "
+                message=f"task definition {name} has no container {container_name!r} "
                 f"(it has: {', '.join(containers) or 'none'})",
             )
         )
@@ -252,7 +252,56 @@ def check_readiness(settings: ControlPlaneSettings, ecs: EcsReader, region: str 
         _read(
             report, "AllowedTaskDefinitionFamilies", functools.partial(ecs.describe_task_definition, family)
         )
-    report.problems += _task_definition_problems(settings, definition, launch_type)
+    report.problems += _task_definition_problems(settings.container_name, definition, launch_type)
     report.problems += _network_problems(settings, kwargs, definition)
     report.problems += _role_problems(settings, definition)
+    report.problems += _profile_problems(settings, ecs, cluster, report.fallback_launch_type)
     return report
+
+
+def _profile_problems(
+    settings: ControlPlaneSettings, ecs: EcsReader, cluster: Mapping[str, Any] | None, fallback: str | None
+) -> list[Problem]:
+    """What keeps a queue profile's tasks from running, each named ``profile '<queue>': ...``
+    against the QueueProfiles parameter: the checks of the stack's own task definition, on the
+    profile's (its container, launch type, network, roles), and its capacity providers."""
+    from .run_task_call import profile_run_task_kwargs  # noqa: PLC0415 - run_task_call imports settings
+
+    associated = {str(p) for p in (cluster or {}).get("capacityProviders") or []}
+    problems: list[Problem] = []
+    for queue, profile in settings.queue_profiles.profiles.items():
+        kwargs = profile_run_task_kwargs(settings, profile)
+        found = [
+            f"capacity provider {name!r} is not associated with cluster {settings.cluster!r} "
+            f"(it has: {', '.join(sorted(associated)) or 'none'})"
+            for name in sorted(profile.capacity_providers - associated)
+            if cluster is not None
+        ]
+        try:
+            definition = ecs.describe_task_definition(profile.task_definition)
+        except CheckError as exc:
+            if exc.transient:
+                raise
+            found.append(str(exc))
+        else:
+            launch_type = kwargs.get("launchType") or (
+                None if kwargs.get("capacityProviderStrategy") else fallback
+            )
+            container = settings.container_name_for(profile)
+            found += [p.message for p in _task_definition_problems(container, definition, launch_type)]
+            found += [p.message for p in _network_problems(settings, kwargs, definition)]
+            passable = {
+                settings.task_role_arn,
+                settings.execution_role_arn,
+                *settings.allowed_task_role_arns,
+                *settings.allowed_execution_role_arns,
+                *settings.queue_profile_role_arns,
+            }
+            found += [
+                f"task definition {profile.task_definition} uses {field} {role}, which the control "
+                "plane may not pass: name it in the profile and in QueueProfileRoleArns"
+                for field in ("taskRoleArn", "executionRoleArn")
+                if (role := definition.get(field)) and role not in passable
+            ]
+        problems += [Problem(parameter="QueueProfiles", message=f"profile {queue!r}: {m}") for m in found]
+    return problems

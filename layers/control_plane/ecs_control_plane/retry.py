@@ -121,6 +121,26 @@ def classify_run_task_failure(reason: str) -> FailureClass:
     return FailureClass.RETRY_ATTEMPT
 
 
+#: Texts of "no capacity of this kind right now", lower case: RunTask's failures[] reasons
+#: (``RESOURCE:CPU``, ``RESOURCE:MEMORY``, ``RESOURCE:ENI``...) and Fargate's "Capacity is
+#: unavailable at this time. Please try again later or in a different availability zone".
+_CAPACITY_MARKERS = ("capacity is unavailable", "insufficient capacity", "no spot capacity")
+#: The stop code of a task Fargate Spot (or an EC2 Spot instance) took back.
+SPOT_INTERRUPTION = "SpotInterruption"
+
+
+def is_capacity_failure(reason: str | None) -> bool:
+    """Whether a start failed for want of capacity of the kind asked for: another capacity
+    provider strategy (a queue profile's fallback) may well succeed where a retry would not."""
+    text = (reason or "").strip()
+    return text.upper().startswith("RESOURCE:") or any(marker in text.lower() for marker in _CAPACITY_MARKERS)
+
+
+def is_capacity_stop(stop_code: str | None, stopped_reason: str | None) -> bool:
+    """Whether ECS stopped a task that never started for want of capacity (Spot took it back)."""
+    return stop_code == SPOT_INTERRUPTION or is_capacity_failure(stopped_reason)
+
+
 #: Longest wait before a throttled start is tried again (a fresh message's delay).
 TRANSIENT_BACKOFF_CAP_SECONDS = 60
 

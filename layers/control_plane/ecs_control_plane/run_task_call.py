@@ -1,7 +1,8 @@
 """Building the ECS ``run_task`` call for one run request (pure).
 
-Precedence, lowest first: defaults, template parameters, ``RunTaskKwargs``, then the task's
-``executor_config`` — a recursive merge where nested dicts merge and anything else (lists
+Precedence, lowest first: defaults, template parameters, ``RunTaskKwargs``, the task's queue
+profile (``QueueProfiles``: task definition, container, placement, network, size), then the
+task's ``executor_config`` — a recursive merge where nested dicts merge and anything else (lists
 included) is replaced, as the provider's executor does. The Airflow container is found by
 name; its ``command`` is always the workload's and can never be overridden. ``RunTaskKwargs``
 (the operator's) is checked against the RunTask parameters; a task's ``executor_config``
@@ -27,6 +28,7 @@ from .contract import (
     client_token,
 )
 from .executor_config import ExecutorConfigError, check_executor_config
+from .queue_profiles import QueueProfile
 from .readiness import FALLBACK_LAUNCH_TYPE
 from .settings import ControlPlaneSettings, SettingsError
 
@@ -81,12 +83,37 @@ class RunTaskConfigError(ValueError):
     """The run_task configuration, or a task's executor_config, is not acceptable."""
 
 
-def check_task_config(config: Any, settings: ControlPlaneSettings) -> None:
-    """The stack's allow-list for a task's executor_config (see executor_config.py)."""
+def check_task_config(
+    config: Any, settings: ControlPlaneSettings, profile: QueueProfile | None = None, queue: str | None = None
+) -> None:
+    """The stack's allow-list for a task's executor_config (see executor_config.py), then its
+    queue profile's (the keys that queue's tasks may set)."""
     try:
-        check_executor_config(config, settings.container_name, settings.executor_config_policy)
+        check_executor_config(
+            config, settings.container_name_for(profile), settings.executor_config_policy_for(profile)
+        )
+        if profile is not None:
+            profile.check_executor_config(config, str(queue))
     except ExecutorConfigError as exc:
         raise RunTaskConfigError(str(exc)) from None
+
+
+def _for_container(config: Any, stack_name: str, name: str) -> Any:
+    """``config`` with its overrides of the stack's Airflow container (ContainerName, which the
+    executor checks them against) applied to the profile's Airflow container ``name``."""
+    if not isinstance(config, Mapping):
+        return config  # refused by the checks, naming it
+    overrides = config.get("overrides")
+    if stack_name == name or not isinstance(overrides, Mapping):
+        return config
+    containers = overrides.get("containerOverrides")
+    if not isinstance(containers, list):
+        return config
+    renamed = [
+        {**c, "name": name} if isinstance(c, Mapping) and c.get("name") == stack_name else c
+        for c in containers
+    ]
+    return {**config, "overrides": {**overrides, "containerOverrides": renamed}}
 
 
 #: Lists of a run_task call whose entries are named: a task's entry merges with the stack's of
@@ -229,6 +256,58 @@ def stack_run_task_kwargs(settings: ControlPlaneSettings) -> dict[str, Any]:
     return _resolve_placement(kwargs, settings.run_task_kwargs)
 
 
+def profile_run_task_kwargs(settings: ControlPlaneSettings, profile: QueueProfile) -> dict[str, Any]:
+    """The stack's call with the queue profile's task definition, container, placement, network
+    and size over it: what the profile leaves out stays the stack's."""
+    kwargs = stack_run_task_kwargs(settings)
+    kwargs["taskDefinition"] = profile.task_definition
+    container = settings.container_name_for(profile)
+    for override in kwargs["overrides"]["containerOverrides"]:
+        if override.get("name") == settings.container_name:
+            override["name"] = container
+    update: dict[str, Any] = {}
+    if profile.capacity_provider_strategy:
+        update["capacityProviderStrategy"] = [item.to_ecs() for item in profile.capacity_provider_strategy]
+    elif profile.launch_type:
+        update["launchType"] = profile.launch_type
+    fargate = profile.launch_type == "FARGATE" or bool(profile.capacity_provider_strategy)
+    if profile.platform_version:
+        update["platformVersion"] = profile.platform_version
+    elif fargate and settings.platform_version:
+        update["platformVersion"] = settings.platform_version
+    network = {
+        "subnets": profile.subnets,
+        "securityGroups": profile.security_groups,
+        "assignPublicIp": None
+        if profile.assign_public_ip is None
+        else ("ENABLED" if profile.assign_public_ip else "DISABLED"),
+    }
+    awsvpc = {key: value for key, value in network.items() if value is not None}
+    if awsvpc:
+        if "assignPublicIp" not in awsvpc:
+            awsvpc["assignPublicIp"] = "ENABLED" if settings.assign_public_ip else "DISABLED"
+        update["networkConfiguration"] = {"awsvpcConfiguration": awsvpc}
+    size = {key: value for key, value in (("cpu", profile.cpu), ("memory", profile.memory)) if value}
+    if size:
+        update["overrides"] = size
+    return _resolve_placement(kwargs, update)
+
+
+def fall_back(
+    kwargs: dict[str, Any], settings: ControlPlaneSettings, profile: QueueProfile
+) -> dict[str, Any]:
+    """``kwargs`` placed on the profile's fallback strategy instead (after a capacity failure)."""
+    assert profile.fallback_capacity_provider_strategy is not None
+    kwargs.pop("launchType", None)
+    kwargs["capacityProviderStrategy"] = [
+        item.to_ecs() for item in profile.fallback_capacity_provider_strategy
+    ]
+    version = profile.platform_version or settings.platform_version
+    if version:
+        kwargs.setdefault("platformVersion", version)
+    return kwargs
+
+
 def _resolve_placement(
     base: dict[str, Any],
     update: Mapping[str, Any],
@@ -258,12 +337,18 @@ def build_run_task_call(
     With no launch type and no capacity provider strategy at any level, ``fallback_launch_type``
     is sent, as the provider's executor does: FARGATE, or None (send neither, so ECS applies it)
     when the cluster has a default capacity provider strategy (``readiness.default_placement``).
+    The request's queue picks its profile; ``request.fallback`` (set after a capacity failure)
+    places the task on that profile's fallback strategy.
     """
     attempt = attempt or request.attempt
-    check_task_config(request.executor_config, settings)
-    kwargs = _resolve_placement(
-        stack_run_task_kwargs(settings), request.executor_config, merge=merge_task_config
-    )
+    profile = settings.profile_for(request.queue)
+    container_name = settings.container_name_for(profile)
+    task_config = _for_container(request.executor_config, settings.container_name, container_name)
+    check_task_config(task_config, settings, profile, request.queue)
+    base = stack_run_task_kwargs(settings) if profile is None else profile_run_task_kwargs(settings, profile)
+    kwargs = _resolve_placement(base, task_config, merge=merge_task_config)
+    if request.fallback and profile is not None and profile.fallback_capacity_provider_strategy:
+        kwargs = fall_back(kwargs, settings, profile)
     if kwargs.get("launchType") in ("EC2", "EXTERNAL"):
         # However the EC2 launch type was chosen (LaunchType, RunTaskKwargs, snake_case or not),
         # ECS refuses assignPublicIp with it; the provider omits it too.
@@ -276,9 +361,9 @@ def build_run_task_call(
             kwargs.setdefault("platformVersion", settings.platform_version)
 
     containers = kwargs.setdefault("overrides", {}).setdefault("containerOverrides", [])
-    airflow = next((c for c in containers if c.get("name") == settings.container_name), None)
+    airflow = next((c for c in containers if c.get("name") == container_name), None)
     if airflow is None:
-        airflow = {"name": settings.container_name}
+        airflow = {"name": container_name}
         containers.append(airflow)
     airflow["command"] = list(request.command)
     environment = [e for e in airflow.get("environment", []) if e.get("name") not in RESERVED_ENV_NAMES]
@@ -322,13 +407,29 @@ def check_run_task_shape(settings: ControlPlaneSettings, service_model: Any) -> 
     """
     from botocore.validate import ParamValidator  # noqa: PLC0415 - cold start only
 
-    probe = RunRequest(
-        kind="run", key=TaskKey("dag", "task", "run").encode(), owner="check", command=["airflow"]
-    )
-    call = build_run_task_call(settings, probe, fallback_launch_type=None)
-    report = ParamValidator().validate(call, service_model.operation_model("RunTask").input_shape)
-    if report.has_errors():
+    shape = service_model.operation_model("RunTask").input_shape
+    probes: list[tuple[str | None, bool]] = [(None, False)]
+    for name, profile in settings.queue_profiles.profiles.items():
+        probes += [(name, False)] + ([(name, True)] if profile.fallback_capacity_provider_strategy else [])
+    for queue, fallback in probes:
+        probe = RunRequest(
+            kind="run",
+            key=TaskKey("dag", "task", "run").encode(),
+            owner="check",
+            command=["airflow"],
+            queue=queue,
+            fallback=fallback,
+        )
+        call = build_run_task_call(settings, probe, fallback_launch_type=None)
+        report = ParamValidator().validate(call, shape)
+        if not report.has_errors():
+            continue
+        where = "ECSCP_RUN_TASK_KWARGS (template parameter RunTaskKwargs) and the stack's parameters"
+        if queue is not None:
+            where = f"ECSCP_QUEUE_PROFILES (template parameter QueueProfiles): profile {queue!r}" + (
+                " on its fallback capacity" if fallback else ""
+            )
         raise SettingsError(
-            "invalid control plane settings: ECSCP_RUN_TASK_KWARGS (template parameter RunTaskKwargs) "
-            f"and the stack's parameters make a RunTask call ECS refuses: {report.generate_report()}"
+            f"invalid control plane settings: {where} make a RunTask call ECS refuses: "
+            f"{report.generate_report()}"
         )

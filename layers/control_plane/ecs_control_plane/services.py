@@ -14,9 +14,11 @@ from .contract import FailedStartDetail, RunRequest, TaskState, TaskStateItem, n
 from .ecs_events import Action, EcsTask, Transition, plan_transition, plan_unread_transition
 from .gateways import EcsGateway, FailedStartAlerts, RunRequestQueue, RunTaskOutcome
 from .log_location import TaskDefinitionLogs, TaskLogLocation
+from .placements import PLACEMENT_FAILURE_LIMIT, AttemptPlacement
+from .queue_profiles import describe_placement
 from .readiness import FALLBACK_LAUNCH_TYPE, CheckError, ReadinessReport, check_readiness, default_placement
 from .results import Outcome, ReconcileReport, Result, RetryLater, submit_to_running_ms
-from .retry import FailureClass, transient_delay_seconds
+from .retry import FailureClass, is_capacity_failure, is_capacity_stop, transient_delay_seconds
 from .run_task_call import RunTaskConfigError, build_run_task_call, stack_run_task_kwargs
 from .settings import ControlPlaneSettings
 from .store import ItemTooLargeError, NotApplied, StateTable
@@ -153,6 +155,7 @@ class ControlPlane:
                 request.executor_config,
                 token_expires_at=request.token_expires_at,
                 submitted_at=request.sent_at,
+                profile=self._profile_name(request.queue),
             )
             attempt = request.attempt
             if item is None:
@@ -165,6 +168,7 @@ class ControlPlane:
                         request.executor_config,
                         token_expires_at=request.token_expires_at,
                         submitted_at=request.sent_at,
+                        profile=self._profile_name(request.queue),
                     ) or self.table.get(key)
                 if existing is None:  # expired between the two calls: the next delivery creates it
                     raise RetryLater("item vanished between create and read", 1)
@@ -184,6 +188,33 @@ class ControlPlane:
         except ItemTooLargeError as exc:
             return self._refused(request, str(exc))
         return self._start(request, item, attempt, receive_count)
+
+    def _profile_name(self, queue: str | None) -> str | None:
+        """The queue's name when it has a profile (what the item records), else None."""
+        return queue if self.settings.profile_for(queue) is not None else None
+
+    def _placement(
+        self, request: RunRequest, call: dict[str, object], failure: str | None = None
+    ) -> AttemptPlacement:
+        """Where this start attempt was placed, for the item (and alerts, and ``explain``)."""
+        profile = self.settings.profile_for(request.queue)
+        fell_back = (
+            request.fallback and profile is not None and bool(profile.fallback_capacity_provider_strategy)
+        )
+        return AttemptPlacement(
+            attempt=request.attempt,
+            placement=describe_placement(call),
+            fallback=fell_back,
+            failure=failure[:PLACEMENT_FAILURE_LIMIT] if failure else None,
+        )
+
+    def _next_on_fallback(self, queue: str | None, on_fallback: bool, capacity_failure: bool) -> bool:
+        """Whether the next start attempt goes to the queue profile's fallback capacity: after a
+        capacity failure, and for good once a try has fallen back."""
+        profile = self.settings.profile_for(queue)
+        if profile is None or not profile.fallback_capacity_provider_strategy:
+            return False
+        return on_fallback or capacity_failure
 
     def _refused(self, request: RunRequest, reason: str) -> Result:
         """No start can serve this request (its run_task call, its item): a PERMANENT start failure."""
@@ -218,30 +249,47 @@ class ControlPlane:
             what = request.reason or "the run request waited too long"
             reason = self._token_expired_reason(attempt, what)
             return self.fail_start(key, owner, reason, attempt=attempt, only_if_queued=True)
+        if attempt != request.attempt:
+            request = request.model_copy(update={"attempt": attempt})
         call = build_run_task_call(
             self.settings, request, attempt, fallback_launch_type=self._fallback_launch_type()
         )
         outcome = self.ecs.run_task(call)
         if outcome.task_arn is not None:
-            return self._record_start(key, attempt, outcome.task_arn, self._log_location(outcome, call))
-        failed = self._run_task_failed(request, item, attempt, outcome, deadline)
+            log = self._log_location(outcome, call, request.queue)
+            return self._record_start(key, attempt, outcome.task_arn, log, self._placement(request, call))
+        failed = self._run_task_failed(request, item, attempt, outcome, deadline, call=call)
         return replace(failed, start_failure=outcome.failure)
 
     def _run_task_failed(
-        self, request: RunRequest, item: TaskStateItem, attempt: int, outcome: RunTaskOutcome, deadline: int
+        self,
+        request: RunRequest,
+        item: TaskStateItem,
+        attempt: int,
+        outcome: RunTaskOutcome,
+        deadline: int,
+        *,
+        call: dict[str, object],
     ) -> Result:
-        """RunTask started nothing: try again later, retry with the next attempt, or fail the try."""
+        """RunTask started nothing: try again later, retry with the next attempt (on the queue
+        profile's fallback capacity after a capacity failure), or fail the try."""
         key, owner = request.key, item.owner
         reason = outcome.reason or "unknown RunTask failure"
         if outcome.failure is FailureClass.TRANSIENT:
             return self._retry_throttled(request, item, attempt, reason, deadline)
+        placement = self._placement(request, call, failure=reason)
         if outcome.failure is FailureClass.RETRY_ATTEMPT and attempt < self.settings.max_run_task_attempts:
             why = f"start attempt {attempt} of {self.settings.max_run_task_attempts} failed: {reason}"
+            fallback = self._next_on_fallback(request.queue, placement.fallback, is_capacity_failure(reason))
+            if fallback and not placement.fallback:
+                why += "; the next attempt runs on the queue profile's fallback capacity"
             delay = self.settings.backoff_seconds(attempt)
             if now_ms() + delay * 1000 > deadline:
                 reason = self._token_expired_reason(attempt + 1, why)
-                return self.fail_start(key, owner, reason, attempt=attempt, only_if_queued=True)
-            if self.table.schedule_retry(key, attempt, why) is None:
+                return self.fail_start(
+                    key, owner, reason, attempt=attempt, only_if_queued=True, placement=placement
+                )
+            if self.table.schedule_retry(key, attempt, why, placement=placement) is None:
                 # Another invocation started (or ended) the try meanwhile: its start stands.
                 logger.info("capacity retry not scheduled: the try moved on", extra={"key": key})
                 why = f"not retried, the try moved on: {why}"
@@ -249,25 +297,39 @@ class ControlPlane:
             # A fresh message per attempt: attempts never eat into the queue's maxReceiveCount. If
             # the send fails, this message comes back and finds the item QUEUED at attempt + 1.
             retry = request.model_copy(
-                update={"attempt": attempt + 1, "sent_at": now_ms(), "reason": why, "throttled": 0}
+                update={
+                    "attempt": attempt + 1,
+                    "sent_at": now_ms(),
+                    "reason": why,
+                    "throttled": 0,
+                    "fallback": fallback,
+                }
             )
             self.queue.send(retry, delay_seconds=delay)
             logger.warning("start failed; retrying with backoff", extra={"key": key, "reason": why})
             return Result(Outcome.RETRY_QUEUED, key, why, attempt=attempt + 1)
         if outcome.failure is FailureClass.RETRY_ATTEMPT:
             reason = f"task failed to start after {attempt} attempt(s): {reason}"
-        return self.fail_start(key, owner, reason, attempt=attempt, only_if_queued=True)
+        return self.fail_start(key, owner, reason, attempt=attempt, only_if_queued=True, placement=placement)
 
-    def _log_location(self, outcome: RunTaskOutcome, call: dict[str, object]) -> TaskLogLocation | None:
+    def _log_location(
+        self, outcome: RunTaskOutcome, call: dict[str, object], queue: str | None
+    ) -> TaskLogLocation | None:
         """Where the started task's Airflow container logs: its revision's, else the call's family."""
         reference = outcome.task_definition_arn or str(call.get("taskDefinition") or "")
-        return self.task_logs.location(reference, outcome.task_arn or "")
+        container = self.settings.container_name_for(self.settings.profile_for(queue))
+        return self.task_logs.location(reference, outcome.task_arn or "", container)
 
     def _record_start(
-        self, key: str, attempt: int, task_arn: str, log: TaskLogLocation | None = None
+        self,
+        key: str,
+        attempt: int,
+        task_arn: str,
+        log: TaskLogLocation | None = None,
+        placement: AttemptPlacement | None = None,
     ) -> Result:
         """Record the started task; a task the item no longer wants is stopped at once."""
-        recorded = self.table.record_started(key, attempt, task_arn, log)
+        recorded = self.table.record_started(key, attempt, task_arn, log, placement)
         if recorded is None:
             current = self.table.get(key)
             if current is None or current.attempt != attempt or current.task_arn != task_arn:
@@ -364,6 +426,7 @@ class ControlPlane:
         task_arn: str | None = None,
         changes: dict[str, object] | None = None,
         only_if_queued: bool = False,
+        placement: AttemptPlacement | None = None,
     ) -> Result:
         """FAILED for good, then the failed-start event (once per item; re-sent if putting it failed).
 
@@ -379,6 +442,7 @@ class ControlPlane:
             start_failed=True,
             changes=dict(changes or {}),
             only_if_queued=only_if_queued,
+            placement=placement,
         )
         if item is None:
             item = self.table.get(key)
@@ -418,6 +482,8 @@ class ControlPlane:
                 cluster=self.settings.cluster,
                 control_plane=self.settings.control_plane_id,
                 task_arn=task_arn or item.task_arn,
+                profile=item.profile,
+                placements=item.placements,
             )
         )
         self.table.mark_alerted(item.key)
@@ -540,6 +606,11 @@ class ControlPlane:
                 attempt=item.attempt,
                 task_arn=task.task_arn,
             )
+        fallback = self._next_on_fallback(
+            item.queue, item.on_fallback, is_capacity_stop(task.stop_code, task.stopped_reason)
+        )
+        if fallback and not item.on_fallback:
+            reason += "; the next attempt runs on the queue profile's fallback capacity"
         retry = RunRequest(
             kind="run",
             key=item.key,
@@ -550,6 +621,7 @@ class ControlPlane:
             attempt=item.attempt + 1,
             reason=reason,
             token_expires_at=item.token_expires_at,
+            fallback=fallback,
         )
         # Send first: a retry message without its QUEUED item waits (plan_run); an item moved to
         # QUEUED with no message would wait forever.

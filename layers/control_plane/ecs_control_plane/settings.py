@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from .executor_config import ExecutorConfigPolicy, task_definition_family
+from .queue_profiles import QueueProfile, QueueProfiles
 from .retry import TRANSIENT_BACKOFF_CAP_SECONDS
 
 # Environment variable names (template.yaml sets them from its parameters).
@@ -52,6 +53,9 @@ ENV_ALLOWED_CAPACITY_PROVIDERS = "ECSCP_ALLOWED_CAPACITY_PROVIDERS"
 ENV_TASK_ROLE_ARN = "ECSCP_TASK_ROLE_ARN"
 ENV_EXECUTION_ROLE_ARN = "ECSCP_EXECUTION_ROLE_ARN"
 ENV_TOKEN_START_MARGIN_SECONDS = "ECSCP_TOKEN_START_MARGIN_SECONDS"  # noqa: S105 - a name, no secret
+ENV_QUEUE_PROFILES = "ECSCP_QUEUE_PROFILES"
+ENV_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES = "ECSCP_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES"
+ENV_QUEUE_PROFILE_ROLE_ARNS = "ECSCP_QUEUE_PROFILE_ROLE_ARNS"
 
 ALL_ENV = {
     "cluster": ENV_CLUSTER,
@@ -81,6 +85,9 @@ ALL_ENV = {
     "allowed_capacity_providers": ENV_ALLOWED_CAPACITY_PROVIDERS,
     "task_role_arn": ENV_TASK_ROLE_ARN,
     "execution_role_arn": ENV_EXECUTION_ROLE_ARN,
+    "queue_profile_task_definition_families": ENV_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES,
+    "queue_profile_role_arns": ENV_QUEUE_PROFILE_ROLE_ARNS,
+    "queue_profiles": ENV_QUEUE_PROFILES,
 }
 #: The template parameter behind each setting, for messages an operator acts on.
 PARAMETERS = {
@@ -107,6 +114,9 @@ PARAMETERS = {
     "allowed_capacity_providers": "AllowedCapacityProviders",
     "task_role_arn": "TaskRoleArn",
     "execution_role_arn": "ExecutionRoleArn",
+    "queue_profile_task_definition_families": "QueueProfileTaskDefinitionFamilies",
+    "queue_profile_role_arns": "QueueProfileRoleArns",
+    "queue_profiles": "QueueProfiles",
 }
 
 
@@ -146,13 +156,19 @@ def camelize_keys(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _variable(loc: tuple[int | str, ...]) -> str:
-    """The environment variable (and template parameter) behind a validation error's location."""
+    """The environment variable (and template parameter) behind a validation error's location,
+    and, inside a queue profile, the profile and the field."""
     if not loc:
         return "settings"
     field = str(loc[0])
     variable = ALL_ENV.get(field, field)
     parameter = PARAMETERS.get(field)
-    return f"{variable} (template parameter {parameter})" if parameter else variable
+    where = f"{variable} (template parameter {parameter})" if parameter else variable
+    if field == "queue_profiles" and len(loc) >= 3:  # ("queue_profiles", "profiles", queue, ...)
+        where += f": profile {loc[2]!r}"
+        if len(loc) > 3:
+            where += ": " + ".".join(str(part) for part in loc[3:])
+    return where
 
 
 class ControlPlaneSettings(BaseModel):
@@ -196,6 +212,12 @@ class ControlPlaneSettings(BaseModel):
     #: with the task definition's.
     task_role_arn: str | None = None
     execution_role_arn: str | None = None
+    #: What IAM lets the profiles run and pass (CloudFormation cannot read them from the JSON):
+    #: the families and roles the profiles name, exactly, beyond the stack's own.
+    queue_profile_task_definition_families: list[str] = Field(default_factory=list)
+    queue_profile_role_arns: list[str] = Field(default_factory=list)
+    #: Airflow queue -> profile (validated last: it is checked against the fields above).
+    queue_profiles: QueueProfiles = Field(default_factory=QueueProfiles)
 
     @field_validator(
         "security_groups",
@@ -204,6 +226,8 @@ class ControlPlaneSettings(BaseModel):
         "allowed_task_role_arns",
         "allowed_execution_role_arns",
         "allowed_capacity_providers",
+        "queue_profile_task_definition_families",
+        "queue_profile_role_arns",
         mode="before",
     )
     @classmethod
@@ -242,6 +266,61 @@ class ControlPlaneSettings(BaseModel):
         except RunTaskConfigError as exc:
             raise ValueError(str(exc)) from None
         return camel
+
+    @field_validator("queue_profiles", mode="before")
+    @classmethod
+    def _profiles_json(cls, value: Any) -> Any:
+        if isinstance(value, QueueProfiles):
+            return value
+        try:
+            parsed = _parse_json(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from exc
+        if parsed is None:
+            return {}
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object of Airflow queue name -> profile")
+        return {"profiles": parsed}
+
+    @field_validator("queue_profiles", mode="after")
+    @classmethod
+    def _profiles_are_what_iam_allows(cls, value: QueueProfiles, info: ValidationInfo) -> QueueProfiles:
+        """Every family and role a profile names is one the stack's IAM lets the functions use,
+        and every one IAM lists is named by a profile: IAM is exactly what the profiles need."""
+        data = info.data
+        own_family = task_definition_family(str(data.get("task_definition") or ""))
+        families = set(data.get("queue_profile_task_definition_families") or [])
+        passable = {
+            data.get("task_role_arn"),
+            data.get("execution_role_arn"),
+            *(data.get("allowed_task_role_arns") or []),
+            *(data.get("allowed_execution_role_arns") or []),
+        }
+        roles = set(data.get("queue_profile_role_arns") or [])
+        for queue, profile in value.profiles.items():
+            if profile.family != own_family and profile.family not in families:
+                raise ValueError(
+                    f"profile {queue!r}: taskDefinition family {profile.family!r} is not in "
+                    f"{ENV_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES} (template parameter "
+                    "QueueProfileTaskDefinitionFamilies), the families IAM lets the functions run: add it"
+                )
+            for role in sorted(profile.roles - passable - roles):
+                raise ValueError(
+                    f"profile {queue!r}: role {role} is not in {ENV_QUEUE_PROFILE_ROLE_ARNS} (template "
+                    "parameter QueueProfileRoleArns), the roles IAM lets the functions pass: add it"
+                )
+        for family in sorted(families - value.families):
+            raise ValueError(
+                f"{ENV_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES} (template parameter "
+                f"QueueProfileTaskDefinitionFamilies) lists family {family!r}, which no profile names: "
+                "remove it (IAM would let the functions run it for nothing)"
+            )
+        for role in sorted(roles - value.roles):
+            raise ValueError(
+                f"{ENV_QUEUE_PROFILE_ROLE_ARNS} (template parameter QueueProfileRoleArns) lists role "
+                f"{role}, which no profile names: remove it (IAM would let the functions pass it for nothing)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_placement(self) -> ControlPlaneSettings:
@@ -302,6 +381,26 @@ class ControlPlaneSettings(BaseModel):
             task_role_arns=frozenset(self.allowed_task_role_arns),
             execution_role_arns=frozenset(self.allowed_execution_role_arns),
             capacity_providers=frozenset(own_providers | set(self.allowed_capacity_providers)),
+        )
+
+    def profile_for(self, queue: str | None) -> QueueProfile | None:
+        """The profile of an Airflow queue; None: the stack's own settings apply."""
+        return self.queue_profiles.get(queue)
+
+    def container_name_for(self, profile: QueueProfile | None) -> str:
+        return (profile.container_name if profile else None) or self.container_name
+
+    def executor_config_policy_for(self, profile: QueueProfile | None) -> ExecutorConfigPolicy:
+        """What a task of ``profile``'s queue may choose: the profile's own family and capacity
+        providers (fallback included) in place of the stack's, plus what the stack allows."""
+        if profile is None:
+            return self.executor_config_policy
+        return ExecutorConfigPolicy(
+            container_name=self.container_name_for(profile),
+            task_definition_families=frozenset({profile.family, *self.allowed_task_definition_families}),
+            task_role_arns=frozenset(self.allowed_task_role_arns),
+            execution_role_arns=frozenset(self.allowed_execution_role_arns),
+            capacity_providers=frozenset(profile.capacity_providers | set(self.allowed_capacity_providers)),
         )
 
     def backoff_seconds(self, attempt: int) -> int:

@@ -39,6 +39,7 @@ from .items import (
     item_from_dynamodb,
 )
 from .log_location import TaskLogLocation
+from .placements import AttemptPlacement
 from .readiness import READINESS_KEY, ReadinessReport
 from .table_reads import BATCH_GET_LIMIT, StateTableReads
 from .table_schema import (
@@ -147,6 +148,14 @@ class _Update:
         n = self.name(attr)
         self.sets.append(f"{n} = if_not_exists({n}, {self.value('v_' + attr, value)})")
 
+    def append(self, attr: str, entries: list[Any]) -> None:
+        """Add ``entries`` at the end of the list ``attr`` (created if missing)."""
+        n = self.name(attr)
+        empty = self.value("empty_list", [])
+        self.sets.append(
+            f"{n} = list_append(if_not_exists({n}, {empty}), {self.value('v_' + attr, entries)})"
+        )
+
     def expression(self) -> str:
         parts = []
         if self.sets:
@@ -154,6 +163,11 @@ class _Update:
         if self.removes:
             parts.append("REMOVE " + ", ".join(self.removes))
         return " ".join(parts)
+
+
+def _add_placement(update: _Update, placement: AttemptPlacement | None) -> None:
+    if placement is not None:
+        update.append("placements", [placement.to_item()])
 
 
 def _set_log(update: _Update, log: TaskLogLocation | None) -> None:
@@ -232,6 +246,7 @@ class StateTable(StateTableReads):
         *,
         token_expires_at: int | None = None,
         submitted_at: int | None = None,
+        profile: str | None = None,
     ) -> TaskStateItem | None:
         """Create the item of a new submission; None if it exists already.
 
@@ -247,6 +262,7 @@ class StateTable(StateTableReads):
         u.set("queue", queue)
         u.set("token_expires_at", token_expires_at)
         u.set("submitted_at", submitted_at)
+        u.set("profile", profile)
         u.set("try_key", try_key_of(key))
         now = self._stamp(u, terminal=False)
         u.set("created_at", now)
@@ -261,11 +277,13 @@ class StateTable(StateTableReads):
         *,
         token_expires_at: int | None = None,
         submitted_at: int | None = None,
+        profile: str | None = None,
     ) -> TaskStateItem | None:
         """Fill in an adopted submission's item from its run request, which has now arrived."""
         u = _Update()
         u.set("executor_config", stored_config(executor_config))
         u.set("queue", queue)
+        u.set("profile", profile)
         u.set("token_expires_at", token_expires_at)
         u.set("submitted_at", submitted_at)
         u.set("awaiting_request", None)
@@ -308,17 +326,24 @@ class StateTable(StateTableReads):
         return self._update(key, u, f"{u.name('state')} = :q AND {u.name('attempt')} = :a")
 
     def record_started(
-        self, key: str, attempt: int, task_arn: str, log: TaskLogLocation | None = None
+        self,
+        key: str,
+        attempt: int,
+        task_arn: str,
+        log: TaskLogLocation | None = None,
+        placement: AttemptPlacement | None = None,
     ) -> TaskStateItem | None:
         """RunTask accepted attempt ``attempt``: STARTING, unless events already moved it on.
 
-        ``log``: where the task's Airflow container logs (written in the same call).
+        ``log``: where the task's Airflow container logs; ``placement``: where the attempt was
+        placed (both written in the same call).
         """
         u = _Update()
         u.set("state", TaskState.STARTING.value)
         u.set("task_arn", task_arn)
         u.set("reason", None)
         _set_log(u, log)
+        _add_placement(u, placement)
         self._stamp(u, terminal=False)
         u.values.update({":q": _ser.serialize(TaskState.QUEUED.value), ":a": _ser.serialize(attempt)})
         started = self._update(key, u, f"{u.name('state')} = :q AND {u.name('attempt')} = :a")
@@ -330,6 +355,7 @@ class StateTable(StateTableReads):
         u.set_if_missing("task_arn", task_arn)
         if log is not None:
             _set_log(u, log)
+        _add_placement(u, placement)
         self._stamp(u, terminal=None)
         u.values.update(
             {
@@ -356,14 +382,18 @@ class StateTable(StateTableReads):
         changes: dict[str, Any] | None = None,
         *,
         failed_task_arn: str | None = None,
+        placement: AttemptPlacement | None = None,
     ) -> TaskStateItem | None:
         """Back to QUEUED with attempt + 1, forgetting the failed ECS task.
 
         Only if the failure is the item's: without ``failed_task_arn`` (RunTask started nothing)
         the item must still be QUEUED with no task, so a concurrent invocation's recorded start
         is never undone; with it, the item's task (if it has one yet) must be that task.
+        ``placement``: the failed attempt's, when RunTask started nothing (a started task's was
+        recorded with its start).
         """
         u = _Update()
+        _add_placement(u, placement)
         u.set("state", TaskState.QUEUED.value)
         u.set("attempt", from_attempt + 1)
         u.set("reason", reason)
@@ -481,6 +511,7 @@ class StateTable(StateTableReads):
         changes: dict[str, Any] | None = None,
         only_if_queued: bool = False,
         expect_updated_at: int | None = None,
+        placement: AttemptPlacement | None = None,
     ) -> TaskStateItem | None:
         """FAILED with a readable reason, unless already final; creates the item if asked.
 
@@ -492,6 +523,7 @@ class StateTable(StateTableReads):
         u = _Update()
         u.set("state", TaskState.FAILED.value)
         u.set("reason", reason)
+        _add_placement(u, placement)
         for attr, value in (changes or {}).items():
             u.set(attr, value)
         if start_failed:
