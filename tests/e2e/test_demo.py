@@ -485,9 +485,7 @@ def test_a_task_setting_what_its_profile_does_not_allow_is_refused_naming_the_ke
     assert item["state"] == "FAILED"
     reason = str(item.get("reason"))
     assert "overrides.containerOverrides" in reason
-    assert f"'{LARGE_QUEUE}'" in reason or f'"{LARGE_QUEUE}"' in reason or f"queue {LARGE_QUEUE}" in reason, (
-        reason
-    )
+    assert f"queue {LARGE_QUEUE!r}" in reason, reason
     [alert] = [a for a in example_demo.document["alerts"] if "refused_by_its_profile" in a]
     assert "overrides.containerOverrides" in alert
 
