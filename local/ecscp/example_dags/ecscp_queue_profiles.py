@@ -23,8 +23,12 @@ Expected outcome (the run ends ``failed`` because of ``refused_by_its_profile``)
   ECS starts (the item's ``placements``: attempt 1 FARGATE_SPOT, attempt 2 FARGATE, fallback).
 - ``refused_by_its_profile``: ``queue="large"`` with an executor_config that sets
   ``overrides.containerOverrides`` (an environment variable), which the ``large`` profile does
-  not allow: it fails to start, with a reason naming that key and the queue, and an "Airflow Task
-  Start Failed" alert names it. State ``failed``, try 1, no ECS start.
+  not allow: the control plane refuses it before RunTask, with a reason naming that key and the
+  queue, and an "Airflow Task Start Failed" alert names it. State ``failed``, try 1, no ECS start.
+
+An executor_config names the stack's Airflow container (``airflow``, its ``ContainerName``), also
+for a profile whose container is named otherwise: the control plane applies it to the profile's
+container (``worker``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ import pendulum
 from airflow.sdk import dag, task
 
 from ecscp.local.ecs.profiles import (
-    LARGE_CONTAINER_NAME,
     LARGE_QUEUE,
     LARGE_SIZE,
     SPOT_QUEUE,
@@ -90,7 +93,7 @@ def ecscp_queue_profiles() -> None:
 
     @task(
         queue=LARGE_QUEUE,
-        executor_config=container_environment(LARGE_CONTAINER_NAME, "ECSCP_EXAMPLE_FLAG", "refused"),
+        executor_config=container_environment(STANDARD_CONTAINER_NAME, "ECSCP_EXAMPLE_FLAG", "refused"),
     )
     def refused_by_its_profile() -> None:
         raise AssertionError("the large profile does not allow containerOverrides: this never starts")
