@@ -324,9 +324,13 @@ def _wait_for_runs(
 def _wait_for_alerts(
     read_alerts: Callable[[], list[str]], runs: Sequence[RunOutcome], max_attempts: int
 ) -> list[str]:
-    """Alerts travel EventBridge -> SNS on their own path: give them a moment to arrive."""
+    """Alerts travel EventBridge -> SNS on their own path: give them a moment to arrive.
+
+    One is due for each task that failed without starting: every start failed, or none was
+    made (refused before RunTask, as a task setting what its queue profile does not allow).
+    """
     never_started = sum(
-        task.state == "failed" and any(count >= max_attempts for count in task.starts)
+        task.state == "failed" and (not task.starts or any(count >= max_attempts for count in task.starts))
         for run in runs
         for task in run.tasks
     )

@@ -3,8 +3,11 @@
 Each test starts the whole system in a subprocess (moto with the deployed template, the Lambda
 workers, the local ECS host, api-server, scheduler, dag-processor and triggerer) exactly as a user
 would, and reads the ``--json`` document. A few minutes each on two cores; the tests on the
-example DAGs share one demo run, whose api-server is also watched while it runs: the log
-endpoint of ``logs_while_running`` is read while that task sleeps in its container.
+example DAGs share one demo run, which is also watched while it runs: the log endpoint of
+``logs_while_running`` is read through the api-server while that task sleeps in its container,
+and the state items of ``ecscp_queue_profiles`` are read from the stack's table (found through
+its discovery file) until they have ended. Its kept state directory says, for each ECS task, where
+it ran (``stack/tasks/<n>/task.json``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,10 +27,23 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from boto3.dynamodb.types import TypeDeserializer
 
+from ecs_control_plane.contract import TaskKey
 from ecscp.example_dags.ecscp_task_outcomes import LOG_MARKER
 from ecscp.local.airflow import API_URL_FILE, SERVICES
 from ecscp.local.airflow_api import AirflowApi, AirflowError
+from ecscp.local.discovery import DISCOVERY_FILE, LocalStackDiscovery
+from ecscp.local.ecs.profiles import (
+    LARGE_CONTAINER_NAME,
+    LARGE_QUEUE,
+    LARGE_TASK_FAMILY,
+    ON_DEMAND,
+    SPOT,
+    STANDARD_CONTAINER_NAME,
+    STANDARD_TASK_FAMILY,
+)
+from ecscp.local.endpoint import aws_client
 from ecscp.local.stack import LocalStackConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -61,14 +78,24 @@ WAITING_TASKS = {
     DEFERRED: ("success", 1, 2, 2),
     AFTER_BOTH: ("success", 1, 1, 1),
 }
+PROFILES_DAG = "ecscp_queue_profiles"
+QUEUE_PROFILES = {
+    (PROFILES_DAG, "on_the_stack_defaults", -1): ("success", 1, 1, 1),
+    (PROFILES_DAG, "on_the_large_profile", -1): ("success", 1, 1, 1),
+    # Interrupted on FARGATE_SPOT before it started, then run on FARGATE: one submission.
+    (PROFILES_DAG, "falls_back_to_on_demand", -1): ("success", 1, 2, 1),
+    # Refused before RunTask: nothing reached ECS.
+    (PROFILES_DAG, "refused_by_its_profile", -1): ("failed", 1, 0, 0),
+}
 #: (dag_id, task_id, map_index) -> (state, try_number, ECS tasks started for the try, submissions)
-EXPECTED_TASKS = {**FAN_OUT, **MAPPING, **TASK_OUTCOMES, **START_FAILURES, **WAITING_TASKS}
+EXPECTED_TASKS = {**FAN_OUT, **MAPPING, **TASK_OUTCOMES, **START_FAILURES, **WAITING_TASKS, **QUEUE_PROFILES}
 EXPECTED_RUNS = {
     "ecscp_fan_out": "success",
     "ecscp_mapping": "success",
     "ecscp_task_outcomes": "failed",
     "ecscp_start_failures": "failed",
     "ecscp_waiting_tasks": "success",
+    PROFILES_DAG: "failed",
 }
 
 
@@ -86,11 +113,21 @@ class RunningLog:
 
 
 @dataclass
+class StateItems:
+    """The last state items of one DAG's tasks read from the running stack's table, by task id."""
+
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reads: int = 0
+    last_error: str | None = None
+
+
+@dataclass
 class DemoRun:
     exit_code: int
     document: dict[str, Any]
     stderr: str
     running_log: RunningLog = field(default_factory=RunningLog)
+    profile_items: StateItems = field(default_factory=StateItems)
 
     def tasks(self) -> dict[tuple[str, str, int], tuple[str, int, int, int]]:
         return {
@@ -188,6 +225,65 @@ def watch_running_task_log(state_dir: Path, demo: subprocess.Popen[str], timeout
     return seen
 
 
+def watch_state_items(
+    state_dir: Path, dag_id: str, task_ids: set[str], stop: threading.Event, seen: StateItems
+) -> None:
+    """Read the items of ``dag_id``'s tasks from the stack's table every 2 s, until each of
+    ``task_ids`` has an ended item or ``stop`` is set (the demo ended: its stack and table gone).
+
+    The stack is found as operator commands find it: its discovery file and ``deployment.json``.
+    Never raises; the last failed read is in ``last_error``.
+    """
+    stack_dir = state_dir / "stack"
+    client: Any = None
+    table = ""
+    deserialize = TypeDeserializer().deserialize
+    while not stop.wait(2):
+        try:
+            if client is None:
+                discovery = LocalStackDiscovery.read(stack_dir / DISCOVERY_FILE)
+                if discovery is None or not (stack_dir / "deployment.json").exists():
+                    continue
+                table = json.loads((stack_dir / "deployment.json").read_text())["outputs"]["StateTableName"]
+                client = aws_client("dynamodb", discovery.endpoint_url, discovery.region, retries=1)
+            kwargs: dict[str, Any] = {"TableName": table}
+            while True:
+                page = client.scan(**kwargs)
+                for raw in page.get("Items", []):
+                    item = {name: deserialize(value) for name, value in raw.items()}
+                    with contextlib.suppress(ValueError):
+                        key = TaskKey.parse(str(item.get("key", "")))
+                        if key.dag_id == dag_id:
+                            seen.items[key.task_id] = item
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            seen.reads += 1
+        except Exception as exc:  # noqa: BLE001 - the stack starting or stopping: read again
+            seen.last_error = f"{type(exc).__name__}: {exc}"
+            continue
+        if task_ids <= {t for t, item in seen.items.items() if item.get("state") in ("SUCCESS", "FAILED")}:
+            return
+
+
+def ecs_tasks_of(state_dir: Path, dag_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Each ECS task the local host ran for ``dag_id`` (``stack/tasks/<n>/task.json``), by task
+    id, in the order of their attempts."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in (state_dir / "stack" / "tasks").glob("*/task.json"):
+        record = json.loads(path.read_text())
+        with contextlib.suppress(ValueError):
+            key = TaskKey.parse(record.get("key") or "")
+            if key.dag_id == dag_id:
+                found.setdefault(key.task_id, []).append(record)
+    return {task: sorted(records, key=lambda r: r["attempt"] or 0) for task, records in found.items()}
+
+
+def family_of(task_definition_arn: str) -> str:
+    """``arn:aws:ecs:...:task-definition/<family>:<revision>`` -> family."""
+    return task_definition_arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+
+
 def processes_using(state_dir: Path) -> list[str]:
     """Processes whose command line or AIRFLOW_HOME points into ``state_dir``."""
     found = []
@@ -208,10 +304,19 @@ def example_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def example_demo(example_state: Path) -> DemoRun:
+    profile_items, stop = StateItems(), threading.Event()
+    items_watcher = threading.Thread(
+        target=watch_state_items,
+        args=(example_state, PROFILES_DAG, {task for _, task, _ in QUEUE_PROFILES}, stop, profile_items),
+        daemon=True,
+    )
     demo = start_demo_cli("--state-dir", str(example_state))
+    items_watcher.start()
     running_log = watch_running_task_log(example_state, demo, timeout=DEMO_TIMEOUT_SECONDS)
     result = finish_demo_cli(demo)
-    result.running_log = running_log
+    stop.set()
+    items_watcher.join(timeout=30)
+    result.running_log, result.profile_items = running_log, profile_items
     return result
 
 
@@ -305,13 +410,84 @@ def test_a_running_tasks_container_log_shows_through_the_api_servers_log_endpoin
 
 
 def test_task_that_never_starts_raises_an_alert_naming_it(example_demo: DemoRun):
-    # GIVEN never_starts fails every container start
-    # WHEN the control plane gives up on it
-    # THEN exactly one alert was published, and it names the task
+    # GIVEN never_starts fails every container start, and refused_by_its_profile is refused
+    # WHEN the control plane gives up on them
+    # THEN exactly one alert was published for each, and it names its task
     alerts = example_demo.document["alerts"]
-    assert len(alerts) == 1, alerts
-    assert "never_starts" in alerts[0]
-    assert "ecscp_start_failures" in alerts[0]
+    assert len(alerts) == 2, alerts
+    [never_starts] = [a for a in alerts if "never_starts" in a]
+    assert "ecscp_start_failures" in never_starts
+    [refused] = [a for a in alerts if "refused_by_its_profile" in a]
+    assert PROFILES_DAG in refused
+
+
+def test_a_task_without_a_queue_profile_runs_the_stacks_task_definition(
+    example_demo: DemoRun, example_state: Path
+):
+    # GIVEN on_the_stack_defaults, with no queue (fixture), which checks it sees ECSCP_TASK_SIZE=standard
+    assert example_demo.tasks()[(PROFILES_DAG, "on_the_stack_defaults", -1)] == ("success", 1, 1, 1)
+    # THEN its one ECS task ran the stack's own task definition and container, with a launch type
+    [ecs_task] = ecs_tasks_of(example_state, PROFILES_DAG)["on_the_stack_defaults"]
+    assert (family_of(ecs_task["task_definition_arn"]), ecs_task["container_name"]) == (
+        STANDARD_TASK_FAMILY,
+        STANDARD_CONTAINER_NAME,
+    )
+    assert ecs_task["capacity_provider"] is None
+    assert "profile" not in example_demo.profile_items.items["on_the_stack_defaults"]
+
+
+def test_a_task_on_the_large_profile_runs_that_profiles_task_definition_and_container(
+    example_demo: DemoRun, example_state: Path
+):
+    # GIVEN on_the_large_profile, queue "large", which checks it sees ECSCP_TASK_SIZE=large (fixture)
+    assert example_demo.tasks()[(PROFILES_DAG, "on_the_large_profile", -1)] == ("success", 1, 1, 1)
+    # THEN its one ECS task ran airflow-large, and the host ran that task definition's "worker"
+    [ecs_task] = ecs_tasks_of(example_state, PROFILES_DAG)["on_the_large_profile"]
+    assert (family_of(ecs_task["task_definition_arn"]), ecs_task["container_name"]) == (
+        LARGE_TASK_FAMILY,
+        LARGE_CONTAINER_NAME,
+    )
+    # AND its item names the profile
+    assert example_demo.profile_items.items["on_the_large_profile"]["profile"] == LARGE_QUEUE
+
+
+def test_a_spot_start_interrupted_before_it_started_is_retried_on_demand(
+    example_demo: DemoRun, example_state: Path
+):
+    # GIVEN falls_back_to_on_demand, queue "spot" (FARGATE_SPOT, falling back to FARGATE), whose
+    # first start on FARGATE_SPOT the local ECS host interrupts before it starts (fixture)
+    # THEN the try succeeded after two ECS tasks: the first on FARGATE_SPOT, stopped by the
+    # interruption without starting, the second on FARGATE
+    assert example_demo.tasks()[(PROFILES_DAG, "falls_back_to_on_demand", -1)] == ("success", 1, 2, 1)
+    ecs_tasks = ecs_tasks_of(example_state, PROFILES_DAG)["falls_back_to_on_demand"]
+    assert [(t["attempt"], t["capacity_provider"]) for t in ecs_tasks] == [(1, SPOT), (2, ON_DEMAND)]
+    assert {family_of(t["task_definition_arn"]) for t in ecs_tasks} == {STANDARD_TASK_FAMILY}
+    # AND its item records both placements: attempt 2 on the profile's fallback
+    watched = example_demo.profile_items
+    item = watched.items.get("falls_back_to_on_demand")
+    assert item is not None, watched
+    assert item["state"] == "SUCCESS"
+    placements = [(int(p["attempt"]), p["placement"], p["fallback"]) for p in item["placements"]]
+    assert placements == [(1, SPOT, False), (2, ON_DEMAND, True)]
+
+
+def test_a_task_setting_what_its_profile_does_not_allow_is_refused_naming_the_key_and_queue(
+    example_demo: DemoRun, example_state: Path
+):
+    # GIVEN refused_by_its_profile, queue "large", whose executor_config sets
+    # overrides.containerOverrides, which the large profile does not allow (fixture)
+    # THEN it failed without any ECS task
+    assert example_demo.tasks()[(PROFILES_DAG, "refused_by_its_profile", -1)] == ("failed", 1, 0, 0)
+    assert "refused_by_its_profile" not in ecs_tasks_of(example_state, PROFILES_DAG)
+    # AND the reason names the key it set and the queue, in its item and in its alert
+    item = example_demo.profile_items.items.get("refused_by_its_profile")
+    assert item is not None, example_demo.profile_items
+    assert item["state"] == "FAILED"
+    reason = str(item.get("reason"))
+    assert "overrides.containerOverrides" in reason
+    assert f"queue {LARGE_QUEUE!r}" in reason, reason
+    [alert] = [a for a in example_demo.document["alerts"] if "refused_by_its_profile" in a]
+    assert "overrides.containerOverrides" in alert
 
 
 def test_demo_runs_a_dag_folder_it_has_never_seen(tmp_path: Path):

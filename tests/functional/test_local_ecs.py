@@ -1,4 +1,5 @@
-"""The local ECS's moto side (ecscp.local.ecs.backend): notices for the host, one record per change.
+"""The local ECS: its moto side (ecscp.local.ecs.backend: notices for the host, one record per
+change) and the host (ecscp.local.ecs.host: which container it runs, its fault injection).
 
 In this process, inside ``mock_aws``, with the two ECS lifecycle patches applied for each test
 and put back after it.
@@ -6,6 +7,7 @@ and put back after it.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -17,8 +19,10 @@ import pytest
 from moto import mock_aws
 from moto.moto_api import state_manager
 
+from ecs_control_plane.contract import ATTEMPT_ENV, TASK_KEY_ENV
 from ecscp.local.ecs.backend import BACKEND
-from ecscp.local.ecs.host import EcsHost
+from ecscp.local.ecs.host import SPOT_INTERRUPTED, SPOT_UNAVAILABLE_ENV, EcsHost
+from ecscp.local.ecs.profiles import ON_DEMAND, SPOT
 from ecscp.local.ecs.records import ContainerOverride, ContainerState, TaskNotice, TaskStateRecord
 from ecscp.local.moto_patches import _replace, ecs_stop_task, ecs_task_lifecycle
 from tests.support.aws import CLUSTER, CONTAINER
@@ -248,5 +252,147 @@ def test_a_container_is_recorded_stopped_only_once_its_last_lines_went_to_its_st
         assert driver.lines == {"ecs/airflow/0123abcd": ["hello", "bye"]}
         assert driver.closed == ["ecs/airflow/0123abcd"]
         assert getattr(exited, "returncode", None) == 0
+    finally:
+        host.stop()
+
+
+def test_a_run_notice_carries_the_capacity_provider_the_task_was_placed_on(ecs: Ecs) -> None:
+    # GIVEN a cluster with Fargate's capacity providers
+    events = EcsEvents()
+    ecs.client.put_cluster_capacity_providers(
+        cluster=CLUSTER, capacityProviders=[ON_DEMAND, SPOT], defaultCapacityProviderStrategy=[]
+    )
+    # WHEN a task is started on FARGATE_SPOT, and another with the FARGATE launch type
+    (spot,) = ecs.client.run_task(
+        cluster=CLUSTER,
+        taskDefinition="airflow",
+        capacityProviderStrategy=[{"capacityProvider": SPOT, "weight": 1}],
+        networkConfiguration=ecs.network,
+    )["tasks"]
+    launched = ecs.run()
+
+    # THEN the host's notice says where each was placed, as DescribeTasks and the event do
+    notices = {n.task_arn: n.capacity_provider for n in BACKEND.notices(after=0, wait_seconds=0)}
+    assert notices == {spot["taskArn"]: SPOT, launched: ""}
+    assert ecs.describe(spot["taskArn"])[0]["capacityProviderName"] == SPOT
+    assert [e.get("capacityProviderName") for e in events.received()] == [SPOT, None]
+
+
+def _host(tmp_path: Path) -> EcsHost:
+    host = EcsHost(
+        endpoint_url="http://127.0.0.1:9",  # never reached: records stay in the outbox
+        region="us-east-1",
+        cluster=CLUSTER,
+        container_name=CONTAINER,
+        state_dir=tmp_path,
+        task_env={},
+        started_by="ecscp-test",
+    )
+    host.tasks_dir.mkdir(parents=True)
+    return host
+
+
+def _keyed(notice: TaskNotice, key: str, container: str = CONTAINER, **environment: str) -> TaskNotice:
+    """The notice with one override, for ``container``, carrying the task key (as run_task sets it)."""
+    (override,) = notice.overrides
+    keyed = override.model_copy(
+        update={"name": container, "environment": {TASK_KEY_ENV: key, ATTEMPT_ENV: "1", **environment}}
+    )
+    return notice.model_copy(update={"overrides": [keyed]})
+
+
+def test_the_container_carrying_the_task_key_is_run_even_when_it_is_not_the_configured_one(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a host configured for container "airflow", and a task of a profile whose task
+    # definition's Airflow container is "worker" (its own environment and awslogs settings)
+    host = _host(tmp_path)
+    driver = RecordingDriver()
+    host.awslogs = driver  # type: ignore[assignment]
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/airflow/0badcafe"
+    prints_size = [sys.executable, "-c", "import os; print(os.environ['ECSCP_TASK_SIZE'])"]
+    awslogs = {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/x", "awslogs-stream-prefix": "ecs"}}
+    notice = _keyed(_notice(1, "run", arn, prints_size), "ti|d|t|r|-1|1|1", container="worker")
+    notice = notice.model_copy(
+        update={
+            "environments": {
+                CONTAINER: {"ECSCP_TASK_SIZE": "standard"},
+                "worker": {"ECSCP_TASK_SIZE": "large"},
+            },
+            "log_configurations": {CONTAINER: {"logDriver": "none"}, "worker": awslogs},
+        }
+    )
+    try:
+        # WHEN it runs to its end
+        host._handle(notice)
+        host._launch()
+        host._handle(host._inbox.get(timeout=10))
+
+        # THEN the host ran "worker": its command, its environment, its log stream, its exit code
+        task = host._tasks[arn]
+        assert (task.container_name, task.key, task.attempt) == ("worker", "ti|d|t|r|-1|1|1", 1)
+        assert driver.lines == {"ecs/worker/0badcafe": ["large"]}
+        (stopped,) = [r for r in host._outbox if r.last_status == "STOPPED"]
+        assert (stopped.stop_code, stopped.container.exit_code) == ("EssentialContainerExited", 0)
+        assert task.identity()["container_name"] == "worker"
+    finally:
+        host.stop()
+
+
+@pytest.mark.parametrize(("placed_on", "interrupted"), [(SPOT, True), (ON_DEMAND, False), ("", False)])
+def test_spot_unavailable_stops_only_a_start_on_fargate_spot_before_it_starts(
+    tmp_path: Path, placed_on: str, interrupted: bool
+) -> None:
+    # GIVEN a task whose override asks for one Spot capacity shortage, placed on `placed_on`
+    host = _host(tmp_path)
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/airflow/5907"
+    notice = _keyed(
+        _notice(1, "run", arn, [sys.executable, "-c", "pass"]),
+        "ti|d|t|r|-1|1|1",
+        **{SPOT_UNAVAILABLE_ENV: "1"},
+    )
+    try:
+        # WHEN the host admits it
+        host._handle(notice.model_copy(update={"capacity_provider": placed_on}))
+        host._launch()
+
+        # THEN on FARGATE_SPOT it stops as an interrupted Spot task, never started; elsewhere it runs
+        task = host._tasks[arn]
+        assert task.capacity_provider == (placed_on or None)
+        # (its folder says which ECS task it is and where it was placed, started or not)
+        identity = json.loads((host.tasks_dir / str(task.number) / "task.json").read_text())
+        assert (identity["task_arn"], identity["capacity_provider"]) == (arn, placed_on or None)
+        statuses = [r.last_status for r in host._outbox]
+        if interrupted:
+            assert statuses == ["PENDING", "STOPPED"]
+            stopped = host._outbox[-1]
+            assert (stopped.stop_code, stopped.stopped_reason) == ("SpotInterruption", SPOT_INTERRUPTED)
+            assert (stopped.started_at, stopped.container.exit_code, task.process) == (None, None, None)
+        else:
+            assert statuses == ["PENDING", "RUNNING"]
+    finally:
+        host.stop()
+
+
+def test_spot_unavailable_counts_only_the_starts_placed_on_fargate_spot(tmp_path: Path) -> None:
+    # GIVEN a task key that asks for two Spot capacity shortages
+    host = _host(tmp_path)
+    command = [sys.executable, "-c", "pass"]
+
+    def start(n: int, placed_on: str) -> str:
+        arn = f"arn:aws:ecs:us-east-1:123456789012:task/airflow/{n:04d}"
+        notice = _keyed(_notice(n, "run", arn, command), "ti|d|t|r|-1|1|1", **{SPOT_UNAVAILABLE_ENV: "2"})
+        host._handle(notice.model_copy(update={"capacity_provider": placed_on}))
+        return str(host._tasks[arn].stop_code)
+
+    try:
+        # WHEN it starts on Spot, on demand, then twice more on Spot
+        # THEN the first two Spot starts are interrupted, the on-demand one and the third Spot one run
+        assert [start(1, SPOT), start(2, ON_DEMAND), start(3, SPOT), start(4, SPOT)] == [
+            "SpotInterruption",
+            "None",
+            "SpotInterruption",
+            "None",
+        ]
     finally:
         host.stop()

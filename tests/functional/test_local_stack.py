@@ -17,6 +17,17 @@ import pytest
 
 from ecs_control_plane.contract import RunRequest, TaskStateItem
 from ecs_control_plane.store import item_from_dynamodb
+from ecscp.local.ecs.host import SPOT_UNAVAILABLE_ENV
+from ecscp.local.ecs.profiles import (
+    LARGE_CONTAINER_NAME,
+    LARGE_QUEUE,
+    LARGE_TASK_FAMILY,
+    ON_DEMAND,
+    QUEUE_PROFILES,
+    SPOT,
+    SPOT_QUEUE,
+    TASK_SIZE_ENV,
+)
 from ecscp.local.lambda_runtime.schedules import next_run
 from ecscp.local.processes import is_alive, wait_until
 from ecscp.local.stack import LocalStack, LocalStackConfig
@@ -88,7 +99,13 @@ class Plane:
         result: TaskStateItem = wait_for(f"{key} to finish", final)
         return result
 
-    def run(self, name: str, command: list[str], executor_config: dict[str, Any] | None = None) -> str:
+    def run(
+        self,
+        name: str,
+        command: list[str],
+        executor_config: dict[str, Any] | None = None,
+        queue: str | None = None,
+    ) -> str:
         key = task_key(name, dag_id="local_stack_dag")
         self.send(
             RunRequest(
@@ -96,6 +113,7 @@ class Plane:
                 key=key,
                 owner="scheduler-a",
                 command=command,
+                queue=queue,
                 executor_config=executor_config or {},
             )
         )
@@ -263,6 +281,87 @@ def test_the_stack_deploys_its_dashboard_with_its_own_names(stack: LocalStack) -
     made = {a["AlarmArn"] for a in stack.client("cloudwatch").describe_alarms()["MetricAlarms"]}
     assert shown == made
     assert "ControlPlaneDashboard" not in stack.deployment.skipped_resources
+
+
+def test_the_cluster_offers_spot_and_a_second_task_definition_for_the_queue_profiles(
+    stack: LocalStack,
+) -> None:
+    # GIVEN the ECS side created before the stack
+    ecs = stack.client("ecs")
+    (cluster,) = ecs.describe_clusters(clusters=[stack.ecs.cluster_arn])["clusters"]
+    standard = ecs.describe_task_definition(taskDefinition=stack.ecs.task_definition_arn)["taskDefinition"]
+    large = ecs.describe_task_definition(taskDefinition=LARGE_TASK_FAMILY)["taskDefinition"]
+
+    # THEN the cluster has Fargate's two capacity providers
+    assert cluster["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    # AND the large profile's task definition is bigger, with its Airflow container named "worker",
+    # the same roles and log group, and an environment that tells the two apart
+    (worker,) = large["containerDefinitions"]
+    (airflow,) = standard["containerDefinitions"]
+    assert (large["cpu"], large["memory"], worker["name"], worker["memory"]) == (
+        "1024",
+        "4096",
+        "worker",
+        4096,
+    )
+    assert stack.ecs.profile_task_definition_arn == large["taskDefinitionArn"]
+    assert (large["taskRoleArn"], large["executionRoleArn"]) == (
+        standard["taskRoleArn"],
+        standard["executionRoleArn"],
+    )
+    assert worker["logConfiguration"] == airflow["logConfiguration"]
+    assert [worker["environment"], airflow["environment"]] == [
+        [{"name": TASK_SIZE_ENV, "value": "large"}],
+        [{"name": TASK_SIZE_ENV, "value": "standard"}],
+    ]
+    # AND a template that takes queue profiles is deployed with the local ones
+    assert stack.deployment is not None
+    if "QueueProfiles" in stack.deployment.parameters:
+        assert json.loads(stack.deployment.parameters["QueueProfiles"]) == QUEUE_PROFILES
+        assert stack.deployment.parameters["QueueProfileTaskDefinitionFamilies"] == LARGE_TASK_FAMILY
+
+
+def test_a_queue_profile_runs_its_container_and_a_spot_shortage_falls_back_to_on_demand(plane: Plane) -> None:
+    # GIVEN a task on the large profile, and one on the spot profile whose first Spot start
+    # is interrupted before it starts
+    spot_unavailable = {
+        "overrides": {
+            "containerOverrides": [
+                {"name": "airflow", "environment": [{"name": SPOT_UNAVAILABLE_ENV, "value": "1"}]}
+            ]
+        }
+    }
+    checks_size = [
+        sys.executable,
+        "-c",
+        f"import os, sys; sys.exit(os.environ['{TASK_SIZE_ENV}'] != 'large')",
+    ]
+    large = plane.run("on_large", checks_size, queue=LARGE_QUEUE)
+    spot = plane.run("on_spot", exits_with(0), spot_unavailable, queue=SPOT_QUEUE)
+
+    # WHEN the stack has handled them
+    large_item, spot_item = plane.wait_final(large), plane.wait_final(spot)
+
+    # THEN the large one ran its profile's task definition and container ("worker"), which saw
+    # that task definition's environment
+    ran: dict[str, list[dict[str, Any]]] = {}
+    for record in plane.stack.task_records():
+        ran.setdefault(record["key"], []).append(record)
+    assert large_item.state.value == "SUCCESS", large_item.reason
+    [large_task] = ran[large]
+    assert (large_task["container_name"], large_task["exit_code"]) == (LARGE_CONTAINER_NAME, 0)
+    assert f":task-definition/{LARGE_TASK_FAMILY}:" in large_task["task_definition_arn"]
+    # AND the spot one was interrupted on FARGATE_SPOT, then ran on FARGATE, as its item records
+    assert spot_item.state.value == "SUCCESS", spot_item.reason
+    assert [(r["capacity_provider"], r["stop_code"]) for r in ran[spot]] == [
+        (SPOT, "SpotInterruption"),
+        (ON_DEMAND, "EssentialContainerExited"),
+    ]
+    assert [(p.attempt, p.placement, p.fallback) for p in spot_item.placements] == [
+        (1, SPOT, False),
+        (2, ON_DEMAND, True),
+    ]
+    assert (large_item.profile, spot_item.profile) == (LARGE_QUEUE, SPOT_QUEUE)
 
 
 def test_describe_tasks_agrees_with_the_events(plane: Plane) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from ecscp.local.cloudformation.functions import unqualified_function_arn
 from ecscp.local.cloudformation.parameters import parameter_values
 from ecscp.local.ecs.containers import exit_code_of
+from ecscp.local.ecs.profiles import LARGE_CONTAINER_NAME, LARGE_TASK_FAMILY, QUEUE_PROFILES
 from ecscp.local.ecs.setup import EcsSetup
 from ecscp.local.lambda_runtime.redaction import redactor
 from ecscp.local.lambda_runtime.schedules import Cron, UnsupportedSchedule, next_run, rate_seconds
@@ -143,6 +145,25 @@ def test_parameters_get_local_values_that_fit_their_constraints() -> None:
         "LogLevel": "DEBUG",
         "MaxRunTaskAttempts": "2",
     }
+
+
+def test_queue_profiles_get_the_local_profiles_only_with_the_setups_own_task_definitions() -> None:
+    # GIVEN a template declaring the queue profile parameters
+    declared = ("QueueProfiles", "QueueProfileTaskDefinitionFamilies", "QueueProfileRoleArns")
+    template = {"Parameters": {name: {"Type": "String", "Default": ""} for name in declared}}
+    with_large = replace(
+        SETUP, profile_task_definition=LARGE_TASK_FAMILY, profile_container_name=LARGE_CONTAINER_NAME
+    )
+
+    # WHEN the setup created the large task definition THEN the two local profiles are deployed,
+    # with its family listed and no role beyond the stack's own
+    values = parameter_values(template, with_large, {}, {})
+    assert json.loads(values["QueueProfiles"]) == QUEUE_PROFILES
+    assert " " not in values["QueueProfiles"]
+    assert values["QueueProfileTaskDefinitionFamilies"] == "airflow-large"
+    assert values["QueueProfileRoleArns"] == ""
+    # AND WHEN the stack creates its own task definition THEN no profile
+    assert parameter_values(template, SETUP, {}, {}) == dict.fromkeys(declared, "")
 
 
 def test_a_required_parameter_without_a_local_value_is_named() -> None:

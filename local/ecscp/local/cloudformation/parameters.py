@@ -3,8 +3,10 @@
 Overrides come first; then a local candidate for each parameter a control-plane template may
 declare, found by its name (case-insensitive): the cluster, network, roles, task definition and
 task log group that :mod:`ecscp.local.ecs.setup` created (empty where the template's
-optional infrastructure leaves them to the stack), and the stack's local settings; then
-the parameter's ``Default``. A parameter with none of these stops the deploy, naming it.
+optional infrastructure leaves them to the stack), the local queue profiles
+(:mod:`ecscp.local.ecs.profiles`, only with the setup's own task definitions: none when the
+stack creates its task definition) and the stack's local settings; then the parameter's
+``Default``. A parameter with none of these stops the deploy, naming it.
 
 Departs from AWS: the values are chosen, not typed in. A candidate is used only if it satisfies
 the parameter's ``AllowedValues`` and ``AllowedPattern``, as CloudFormation would refuse one that
@@ -16,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ecscp.local.ecs.profiles import queue_profiles_parameter
 from ecscp.local.ecs.setup import EcsSetup
 
 from . import DeployError
@@ -23,6 +26,7 @@ from . import DeployError
 
 def _candidates(ecs: EcsSetup, settings: dict[str, str]) -> dict[str, list[str]]:
     """Local values for the parameters a control-plane template may declare, best first."""
+    profiles = bool(ecs.profile_task_definition)
     return {
         "cluster": [ecs.cluster_name, ecs.cluster_arn],
         "clustername": [ecs.cluster_name],
@@ -40,6 +44,10 @@ def _candidates(ecs: EcsSetup, settings: dict[str, str]) -> dict[str, list[str]]
         "executionrolearn": [ecs.execution_role_arn],
         "taskloggroupname": [ecs.log_group],
         "taskloggroup": [ecs.log_group],
+        "queueprofiles": [queue_profiles_parameter() if profiles else ""],
+        "queueprofiletaskdefinitionfamilies": [ecs.profile_task_definition],
+        # The profiles' task definitions have the stack's own roles: nothing more to pass.
+        "queueprofilerolearns": [""],
         **{name.lower(): [value] for name, value in settings.items()},
     }
 

@@ -131,6 +131,7 @@ class LocalEcsBackend:
                 stopped_reason=task.stopped_reason or "",
                 log_configurations=_log_configurations(containers),
                 environments=_environments(containers),
+                capacity_provider=getattr(task, "capacity_provider_name", None) or "",
             )
         )
         self._changed.notify_all()

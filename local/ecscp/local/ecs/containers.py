@@ -46,21 +46,25 @@ def container_environment(
     return env
 
 
+def write_identity(workdir: Path, identity: Mapping[str, object]) -> None:
+    """The task's folder, with ``task.json`` saying which ECS task it is (also one never started)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "task.json").write_text(json.dumps(dict(identity), indent=1))
+
+
 def start_container(
     workdir: Path,
     command: list[str],
     environment: Mapping[str, str],
-    identity: Mapping[str, object],
     *,
     sink: Sink | None = None,
     on_output_end: Callable[[], Any] = lambda: None,
 ) -> tuple[subprocess.Popen[bytes], ContainerOutput]:
-    """Start ``command`` in ``workdir`` (its log and ``task.json`` there); the process and its
-    output, whose lines also go to ``sink`` (then ``on_output_end`` once the output ended)."""
+    """Start ``command`` in ``workdir`` (its log there); the process and its output, whose
+    lines also go to ``sink`` (then ``on_output_end`` once the output ended)."""
     if not command:
         raise ContainerStartError("CannotStartContainerError: the task has no command override")
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "task.json").write_text(json.dumps(dict(identity), indent=1))
     log = (workdir / "container.log").open("ab")
     try:
         process = subprocess.Popen(

@@ -1,7 +1,10 @@
 """The local ECS container host: runs the tasks RunTask starts in moto, as Fargate would.
 
 It reacts to RunTask and StopTask (the notices moto's ECS queues, :mod:`.backend`, which the
-host long-polls: it never lists or describes tasks) and to its containers' exits. For each task it
+host long-polls: it never lists or describes tasks) and to its containers' exits. A task's Airflow
+container is the one whose override carries the task key (``ECSCP_TASK_KEY``: the container of
+the task's queue profile), else the configured ``container_name``; its task definition
+environment, log configuration, command and exit code are the task's. For each task it
 records PENDING (pulling), RUNNING (the override's command runs, with the task definition's
 environment under the override's, :mod:`.containers`; the image is never run) and STOPPED, each change
 once, as a :class:`~.records.TaskStateRecord` that moto applies to its task and turns into the
@@ -14,6 +17,11 @@ the task ends with ``stopCode`` UserInitiated and the container's exit code.
 Fault injection: ``ECSCP_LOCAL_FAIL_STARTS=<n>`` in the container override's environment makes
 the first ``n`` starts of that task key fail as ECS fails them when it cannot pull the image:
 PENDING, then STOPPED with ``stopCode`` TaskFailedToStart, no ``startedAt`` and no exit code.
+``ECSCP_LOCAL_SPOT_UNAVAILABLE=<n>`` stops the first ``n`` starts of that task key *placed on
+FARGATE_SPOT* (each task records the capacity provider RunTask placed it on) before they start,
+as when Fargate reclaims Spot capacity: PENDING, then STOPPED with ``stopCode``
+SpotInterruption and ``stoppedReason`` "Your Spot Task was interrupted.", no ``startedAt`` and
+no exit code; starts on other capacity run as usual.
 
 At most ``max_concurrent`` containers run at once; the others wait in PENDING, as tasks wait
 for capacity on a busy cluster. The workload command is never logged (it carries a token).
@@ -32,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ecs_control_plane.contract import ATTEMPT_ENV, TASK_KEY_ENV
@@ -46,9 +54,14 @@ from .containers import (
     container_environment,
     exit_code_of,
     start_container,
+    write_identity,
 )
+from .profiles import SPOT
 from .records import NOTICES, NOTICES_PATH, RECORDS, RECORDS_PATH, ContainerState, TaskNotice, TaskStateRecord
 from .task import LocalTask
+
+if TYPE_CHECKING:
+    from .records import ContainerOverride
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +70,9 @@ INJECTED_PULL_ERROR = (
     "CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to resolve ref "
     "{image}: not found (injected by ECSCP_LOCAL_FAIL_STARTS)"
 )
+SPOT_UNAVAILABLE_ENV = "ECSCP_LOCAL_SPOT_UNAVAILABLE"
+#: ECS's stoppedReason for a Fargate Spot task whose capacity was reclaimed.
+SPOT_INTERRUPTED = "Your Spot Task was interrupted."
 ESSENTIAL_EXITED = "Essential container in task exited"
 #: How long one notices request waits in moto for the next RunTask or StopTask.
 NOTICE_WAIT_SECONDS = 5.0
@@ -103,6 +119,7 @@ class EcsHost:
         self._tasks: dict[str, LocalTask] = {}
         self._pending: collections.deque[LocalTask] = collections.deque()
         self._starts: collections.Counter[str] = collections.Counter()
+        self._spot_starts: collections.Counter[str] = collections.Counter()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._first_number = 1
@@ -223,32 +240,43 @@ class EcsHost:
     def _admit(self, notice: TaskNotice) -> None:
         if not self._mine(notice) or notice.task_arn in self._tasks:
             return
-        override = next((o for o in notice.overrides if o.name == self.container_name), None)
+        override = _airflow_override(notice, self.container_name)
+        container = override.name if override else self.container_name
         # As ECS: the task definition's environment, then the override's over it.
-        environment = notice.environments.get(self.container_name, {}) | (
-            override.environment if override else {}
-        )
+        environment = notice.environments.get(container, {}) | (override.environment if override else {})
         key = environment.get(TASK_KEY_ENV)
         attempt_text = environment.get(ATTEMPT_ENV, "")
-        logs = notice.log_configurations.get(self.container_name)
+        logs = notice.log_configurations.get(container)
         with self._lock:
             task = LocalTask(
                 number=self._first_number + len(self._tasks),
                 arn=notice.task_arn,
                 cluster_arn=notice.cluster_arn,
                 task_definition_arn=notice.task_definition_arn,
+                container_name=container,
+                capacity_provider=notice.capacity_provider or None,
                 key=key,
                 attempt=int(attempt_text) if attempt_text.isdigit() else None,
                 created_at=notice.created_at,
                 image=notice.image or "image",
                 command=list(override.command) if override else [],
                 environment=environment,
-                log_location=awslogs_location(logs, self.container_name, notice.task_arn, self.region),
+                log_location=awslogs_location(logs, container, notice.task_arn, self.region),
             )
             self._tasks[task.arn] = task
             self._starts[key or task.arn] += 1
             task.fail_start = self._starts[key or task.arn] <= _int(environment.get(FAIL_STARTS_ENV))
-        logger.info("ECS task %s admitted (key %s, attempt %s)", task.arn, key, task.attempt)
+            if task.capacity_provider == SPOT:
+                self._spot_starts[key or task.arn] += 1
+                spot_unavailable = _int(environment.get(SPOT_UNAVAILABLE_ENV))
+                task.spot_interrupted = self._spot_starts[key or task.arn] <= spot_unavailable
+        write_identity(self.tasks_dir / str(task.number), task.identity())
+        placed = f"container {container}, capacity provider {task.capacity_provider}"
+        logger.info("ECS task %s admitted (key %s, attempt %s, %s)", task.arn, key, task.attempt, placed)
+        if task.spot_interrupted:  # reclaimed before its image was pulled
+            self._record(task, "PENDING")
+            self._end(task, "SpotInterruption", SPOT_INTERRUPTED)
+            return
         self._record(task, "PENDING", pull_started_at=time.time())
         if task.fail_start:
             reason = INJECTED_PULL_ERROR.format(image=task.image)
@@ -301,7 +329,6 @@ class EcsHost:
                 self.tasks_dir / str(task.number),
                 task.command,
                 container_environment(self.region, self.task_env, task.environment),
-                task.identity(),
                 sink=self.awslogs.open(location) if location else None,
                 on_output_end=(lambda: self.awslogs.close(location)) if location else lambda: None,
             )
@@ -359,6 +386,13 @@ class EcsHost:
                 **fields,
             )
         )
+
+
+def _airflow_override(notice: TaskNotice, container_name: str) -> ContainerOverride | None:
+    """The override of the task's Airflow container: the one carrying the task key (the queue
+    profile's container), else the configured container's; None if neither is there."""
+    keyed = next((o for o in notice.overrides if TASK_KEY_ENV in o.environment), None)
+    return keyed or next((o for o in notice.overrides if o.name == container_name), None)
 
 
 def _int(value: str | None) -> int:

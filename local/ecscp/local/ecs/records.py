@@ -37,7 +37,9 @@ class TaskNotice(_Message):
 
     ``log_configurations``: each container's ``logConfiguration`` in the task's task definition
     revision (by container name), which is where the host sends the container's output;
-    ``environments``: each container's ``environment`` there, which the override's extends.
+    ``environments``: each container's ``environment`` there, which the override's extends;
+    ``capacity_provider``: the capacity provider ECS placed the task on (``FARGATE_SPOT``...),
+    empty for a task started with a launch type.
     """
 
     seq: int
@@ -52,6 +54,7 @@ class TaskNotice(_Message):
     stopped_reason: str = ""
     log_configurations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     environments: dict[str, dict[str, str]] = Field(default_factory=dict, repr=False)
+    capacity_provider: str = ""
 
 
 class ContainerState(_Message):

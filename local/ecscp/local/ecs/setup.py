@@ -4,10 +4,13 @@ On a real account the cluster, its network, the task and execution roles, the Ai
 definition and the CloudWatch Logs group its container logs to (``awslogs``) exist before
 ``sam deploy``, and the template takes them as parameters
 (:mod:`ecscp.local.cloudformation.parameters` finds them here). The benchmarks start their
-tasks into the same setup. With the template's optional infrastructure on (``CreateCluster``,
-``Image``) the stack creates the cluster, or the task definition with its roles and log group,
-itself: only the rest is created here, and :func:`with_stack_resources` reads back what the stack
-created.
+tasks into the same setup. The cluster has the capacity providers ``FARGATE`` and
+``FARGATE_SPOT``; beside the Airflow task definition there is a second one, ``airflow-large``
+(container ``worker``), which the local queue profiles run (:mod:`.profiles`). With the
+template's optional infrastructure on (``CreateCluster``, ``Image``) the stack creates the
+cluster, or the task definition with its roles and log group, itself: only the rest is created
+here (then no second task definition either), and :func:`with_stack_resources` reads back what
+the stack created.
 
 Departs from AWS: shaped for what moto's RunTask needs (DNS hostnames on the VPC and
 container-level memory, without which RunTask fails with HTTP 500); one subnet and one security
@@ -22,9 +25,22 @@ from typing import Any
 
 from ecscp.local.endpoint import aws_client
 
+from .profiles import (
+    CAPACITY_PROVIDERS,
+    LARGE_CONTAINER_NAME,
+    LARGE_CPU,
+    LARGE_MEMORY,
+    LARGE_SIZE,
+    LARGE_TASK_FAMILY,
+    STANDARD_CONTAINER_NAME,
+    STANDARD_SIZE,
+    STANDARD_TASK_FAMILY,
+    TASK_SIZE_ENV,
+)
+
 #: The Airflow container's task definition: moto needs container-level memory.
-CONTAINER_NAME = "airflow"
-TASK_FAMILY = "airflow"
+CONTAINER_NAME = STANDARD_CONTAINER_NAME
+TASK_FAMILY = STANDARD_TASK_FAMILY
 AIRFLOW_IMAGE = "apache/airflow:3.3.2-python3.11"
 #: The awslogs stream prefix of the Airflow container: its streams are ecs/airflow/<task id>.
 LOG_STREAM_PREFIX = "ecs"
@@ -50,6 +66,13 @@ class EcsSetup:
     container_name: str = CONTAINER_NAME
     #: The awslogs group of the Airflow container (template parameter TaskLogGroupName).
     log_group: str = ""
+    #: The capacity providers associated with the cluster created here (none: the stack's own).
+    capacity_providers: tuple[str, ...] = ()
+    #: The second task definition the local queue profiles run (none when the stack creates its
+    #: own task definition), and its Airflow container.
+    profile_task_definition: str = ""
+    profile_task_definition_arn: str = ""
+    profile_container_name: str = ""
 
 
 def create_ecs_setup(
@@ -88,8 +111,9 @@ def create_ecs_setup(
     )
     ecs = aws_client("ecs", endpoint_url, region)
     if cluster:
+        created = ecs.create_cluster(clusterName=cluster_name, capacityProviders=list(CAPACITY_PROVIDERS))
         network = replace(
-            network, cluster_arn=ecs.create_cluster(clusterName=cluster_name)["cluster"]["clusterArn"]
+            network, cluster_arn=created["cluster"]["clusterArn"], capacity_providers=CAPACITY_PROVIDERS
         )
     if not task_definition:
         return network
@@ -121,41 +145,60 @@ def _create_task_definition(setup: EcsSetup, endpoint_url: str, region: str) -> 
     execution_role = iam.create_role(RoleName=f"{cluster_name}-execution", AssumeRolePolicyDocument=trust)[
         "Role"
     ]["Arn"]
-    task_definition = ecs.register_task_definition(
+    common: dict[str, Any] = {
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "taskRoleArn": task_role,
+        "executionRoleArn": execution_role,
+    }
+    standard = ecs.register_task_definition(
         family=TASK_FAMILY,
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
         cpu="512",
         memory="1024",
-        taskRoleArn=task_role,
-        executionRoleArn=execution_role,
+        containerDefinitions=[_airflow_container(CONTAINER_NAME, 1024, STANDARD_SIZE, log_group, region)],
+        **common,
+    )["taskDefinition"]
+    large = ecs.register_task_definition(
+        family=LARGE_TASK_FAMILY,
+        cpu=LARGE_CPU,
+        memory=LARGE_MEMORY,
         containerDefinitions=[
-            # Container-level memory: moto's RunTask fails (HTTP 500) with task-level memory only.
-            {
-                "name": CONTAINER_NAME,
-                "image": AIRFLOW_IMAGE,
-                "essential": True,
-                "memory": 1024,
-                # As a Fargate task definition logs: the local ECS host writes its output there.
-                "logConfiguration": {
-                    "logDriver": "awslogs",
-                    "options": {
-                        "awslogs-group": log_group,
-                        "awslogs-region": region,
-                        "awslogs-stream-prefix": LOG_STREAM_PREFIX,
-                    },
-                },
-            }
+            _airflow_container(LARGE_CONTAINER_NAME, int(LARGE_MEMORY), LARGE_SIZE, log_group, region)
         ],
+        **common,
     )["taskDefinition"]
     return replace(
         setup,
         task_definition=TASK_FAMILY,
-        task_definition_arn=task_definition["taskDefinitionArn"],
+        task_definition_arn=standard["taskDefinitionArn"],
         task_role_arn=task_role,
         execution_role_arn=execution_role,
         log_group=log_group,
+        profile_task_definition=LARGE_TASK_FAMILY,
+        profile_task_definition_arn=large["taskDefinitionArn"],
+        profile_container_name=LARGE_CONTAINER_NAME,
     )
+
+
+def _airflow_container(name: str, memory: int, size: str, log_group: str, region: str) -> dict[str, Any]:
+    """An Airflow container definition, as the local host runs it: its environment says its size."""
+    return {
+        "name": name,
+        "image": AIRFLOW_IMAGE,
+        "essential": True,
+        # Container-level memory: moto's RunTask fails (HTTP 500) with task-level memory only.
+        "memory": memory,
+        "environment": [{"name": TASK_SIZE_ENV, "value": size}],
+        # As a Fargate task definition logs: the local ECS host writes its output there.
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": log_group,
+                "awslogs-region": region,
+                "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+            },
+        },
+    }
 
 
 def with_stack_resources(

@@ -14,7 +14,15 @@ from ecs_control_plane.log_location import TaskLogLocation
 from .awslogs import ContainerOutput
 
 #: The fields of a task's identity (``tasks/<n>/task.json``).
-IDENTITY = ("task_arn", "key", "attempt", "cluster_arn", "task_definition_arn")
+IDENTITY = (
+    "task_arn",
+    "key",
+    "attempt",
+    "cluster_arn",
+    "task_definition_arn",
+    "container_name",
+    "capacity_provider",
+)
 
 
 @dataclass
@@ -23,9 +31,12 @@ class LocalTask:
 
     number: int
     arn: str
-    #: Where ECS runs it: the cluster and the task definition revision RunTask named.
+    #: Where ECS runs it: the cluster and the task definition revision RunTask named, the
+    #: capacity provider it was placed on (None: a launch type), and its Airflow container.
     cluster_arn: str
     task_definition_arn: str
+    container_name: str
+    capacity_provider: str | None
     key: str | None
     attempt: int | None
     created_at: float
@@ -33,6 +44,7 @@ class LocalTask:
     command: list[str] = field(repr=False)
     environment: dict[str, str] = field(repr=False)
     fail_start: bool = False
+    spot_interrupted: bool = False
     #: Where the container's output goes (its awslogs stream), if its task definition says.
     log_location: TaskLogLocation | None = None
     last_status: str = "PROVISIONING"
@@ -54,6 +66,8 @@ class LocalTask:
             "task_arn": self.arn,
             "cluster_arn": self.cluster_arn,
             "task_definition_arn": self.task_definition_arn,
+            "container_name": self.container_name,
+            "capacity_provider": self.capacity_provider,
             "last_status": self.last_status,
             "exit_code": self.exit_code,
             "stop_code": self.stop_code,
