@@ -9,12 +9,8 @@ import boto3
 import pytest
 
 from ecs_control_plane.contract import client_token
-from ecs_control_plane.run_task_call import (
-    RunTaskConfigError,
-    build_run_task_call,
-    check_run_task_shape,
-    deep_merge,
-)
+from ecs_control_plane.run_task_call import RunTaskConfigError, build_run_task_call, check_run_task_shape
+from ecs_control_plane.run_task_merge import deep_merge
 from ecs_control_plane.settings import ControlPlaneSettings, SettingsError
 from tests.support.requests import run_request, task_key
 

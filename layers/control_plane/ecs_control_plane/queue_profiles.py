@@ -23,6 +23,9 @@ from pydantic.alias_generators import to_camel
 
 from .executor_config import EXECUTOR_CONFIG_KEY_PATHS, ExecutorConfigError, key_paths, task_definition_family
 
+#: The environment variables of the two IAM lists (template parameters of the same names).
+ENV_FAMILIES = "ECSCP_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES"
+ENV_ROLES = "ECSCP_QUEUE_PROFILE_ROLE_ARNS"
 #: Airflow queue names are free text; these bound what an environment variable can carry.
 MAX_QUEUE_NAME = 256
 MAX_PROFILES = 50
@@ -149,6 +152,39 @@ class QueueProfiles(BaseModel):
     @property
     def roles(self) -> set[str]:
         return {role for profile in self.profiles.values() for role in profile.roles}
+
+    def check_iam_lists(
+        self, *, own_family: str, families: set[str], roles: set[str], passable: set[str]
+    ) -> None:
+        """Every family and role a profile names is one the stack's IAM lets the functions use
+        (``families``, ``roles``, or the stack's own), and every one the lists name is a profile's.
+
+        ``families`` and ``roles``: QueueProfileTaskDefinitionFamilies and QueueProfileRoleArns;
+        ``passable``: the roles the stack may pass anyway (its own and the allowed ones).
+        """
+        for queue, profile in self.profiles.items():
+            if profile.family != own_family and profile.family not in families:
+                raise ValueError(
+                    f"profile {queue!r}: taskDefinition family {profile.family!r} is not in "
+                    f"{ENV_FAMILIES} (template parameter QueueProfileTaskDefinitionFamilies), the "
+                    "families IAM lets the functions run: add it"
+                )
+            for role in sorted(profile.roles - passable - roles):
+                raise ValueError(
+                    f"profile {queue!r}: role {role} is not in {ENV_ROLES} (template parameter "
+                    "QueueProfileRoleArns), the roles IAM lets the functions pass: add it"
+                )
+        for family in sorted(families - self.families):
+            raise ValueError(
+                f"{ENV_FAMILIES} (template parameter QueueProfileTaskDefinitionFamilies) lists family "
+                f"{family!r}, which no profile names: remove it (IAM would let the functions run it "
+                "for nothing)"
+            )
+        for role in sorted(roles - self.roles):
+            raise ValueError(
+                f"{ENV_ROLES} (template parameter QueueProfileRoleArns) lists role {role}, which no "
+                "profile names: remove it (IAM would let the functions pass it for nothing)"
+            )
 
 
 def describe_placement(kwargs: Mapping[str, Any]) -> str:

@@ -2,18 +2,18 @@
 
 Precedence, lowest first: defaults, template parameters, ``RunTaskKwargs``, the task's queue
 profile (``QueueProfiles``: task definition, container, placement, network, size), then the
-task's ``executor_config`` — a recursive merge where nested dicts merge and anything else (lists
-included) is replaced, as the provider's executor does. The Airflow container is found by
-name; its ``command`` is always the workload's and can never be overridden. ``RunTaskKwargs``
-(the operator's) is checked against the RunTask parameters; a task's ``executor_config``
-against the much narrower typed allow-list of ``executor_config.py``, before every start.
+task's ``executor_config``, each merged over the ones before (``run_task_merge.py``: nested
+dicts merge and anything else is replaced, as the provider's executor does; a task cannot undo
+the operator's named entries or placement rules). The Airflow container is found by name; its
+``command`` is always the workload's and can never be overridden. ``RunTaskKwargs`` (the
+operator's) is checked against the RunTask parameters; a task's ``executor_config`` against the
+much narrower typed allow-list of ``executor_config.py``, before every start.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .contract import (
@@ -30,6 +30,7 @@ from .contract import (
 from .executor_config import ExecutorConfigError, check_executor_config
 from .queue_profiles import QueueProfile
 from .readiness import FALLBACK_LAUNCH_TYPE
+from .run_task_merge import merge_task_config, resolve_placement
 from .settings import ControlPlaneSettings, SettingsError
 
 #: ECS refuses a task's overrides whose JSON (the whole ``overrides`` object, formatting
@@ -116,67 +117,6 @@ def _for_container(config: Any, stack_name: str, name: str) -> Any:
     return {**config, "overrides": {**overrides, "containerOverrides": renamed}}
 
 
-#: Lists of a run_task call whose entries are named: a task's entry merges with the stack's of
-#: the same name (the task's values win), and the stack's other entries stay.
-_NAMED_LISTS = {
-    "containerOverrides": "name",
-    "environment": "name",
-    "resourceRequirements": "type",
-    "tags": "key",
-}
-#: Lists a task may add to but never take from: the operator's placement rules still hold.
-_APPENDED_LISTS = ("placementConstraints", "placementStrategy")
-
-
-def merge_task_config(stack: Mapping[str, Any], task: Mapping[str, Any]) -> dict[str, Any]:
-    """A task's executor_config over the stack's call, so that it cannot undo the operator's.
-
-    As ``deep_merge``, except in named lists (container overrides by container name, their
-    environment by variable name, resource requirements by type, tags by key), which merge entry
-    by entry, and in placement constraints and strategies, which the task may only add to.
-    RunTaskKwargs keeps, say, a sidecar's override or an environment variable the task does not
-    name, and no task drops the operator's placement constraints.
-    """
-    merged = copy.deepcopy(dict(stack))
-    for key, value in task.items():
-        current = merged.get(key)
-        if key in _NAMED_LISTS and isinstance(value, list) and isinstance(current, list):
-            merged[key] = _merge_named(current, value, _NAMED_LISTS[key])
-        elif key in _APPENDED_LISTS and isinstance(value, list) and isinstance(current, list):
-            merged[key] = [*current, *copy.deepcopy(value)]
-        elif isinstance(value, Mapping) and isinstance(current, Mapping):
-            merged[key] = merge_task_config(current, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def _merge_named(stack: list[Any], task: list[Any], name: str) -> list[Any]:
-    merged = copy.deepcopy(stack)
-    for entry in task:
-        at = next(
-            (i for i, s in enumerate(merged) if isinstance(s, Mapping) and isinstance(entry, Mapping)
-             and s.get(name) == entry.get(name)),
-            None,
-        )  # fmt: skip
-        if at is None:
-            merged.append(copy.deepcopy(entry))
-        elif isinstance(entry, Mapping):
-            merged[at] = merge_task_config(merged[at], entry)
-    return merged
-
-
-def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive ``dict.update``: nested dicts merge, every other value is replaced."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def check_run_task_overrides(config: Mapping[str, Any], container_name: str, source: str) -> None:
     """Refuse keys the control plane owns or does not know, naming the key and the source."""
     if not isinstance(config, Mapping):
@@ -253,7 +193,7 @@ def stack_run_task_kwargs(settings: ControlPlaneSettings) -> dict[str, Any]:
         if settings.security_groups:
             awsvpc["securityGroups"] = settings.security_groups
         kwargs["networkConfiguration"] = {"awsvpcConfiguration": awsvpc}
-    return _resolve_placement(kwargs, settings.run_task_kwargs)
+    return resolve_placement(kwargs, settings.run_task_kwargs)
 
 
 def profile_run_task_kwargs(settings: ControlPlaneSettings, profile: QueueProfile) -> dict[str, Any]:
@@ -290,7 +230,7 @@ def profile_run_task_kwargs(settings: ControlPlaneSettings, profile: QueueProfil
     size = {key: value for key, value in (("cpu", profile.cpu), ("memory", profile.memory)) if value}
     if size:
         update["overrides"] = size
-    return _resolve_placement(kwargs, update)
+    return resolve_placement(kwargs, update)
 
 
 def fall_back(
@@ -306,23 +246,6 @@ def fall_back(
     if version:
         kwargs.setdefault("platformVersion", version)
     return kwargs
-
-
-def _resolve_placement(
-    base: dict[str, Any],
-    update: Mapping[str, Any],
-    *,
-    merge: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]] = deep_merge,
-) -> dict[str, Any]:
-    """Merge, letting the later level's launch type or capacity provider strategy win."""
-    merged = merge(base, update)
-    if "capacityProviderStrategy" in update and "launchType" not in update:
-        merged.pop("launchType", None)
-    elif "launchType" in update and "capacityProviderStrategy" not in update:
-        merged.pop("capacityProviderStrategy", None)
-    if merged.get("launchType") in ("EC2", "EXTERNAL") and "platformVersion" not in update:
-        merged.pop("platformVersion", None)
-    return merged
 
 
 def build_run_task_call(
@@ -346,7 +269,7 @@ def build_run_task_call(
     task_config = _for_container(request.executor_config, settings.container_name, container_name)
     check_task_config(task_config, settings, profile, request.queue)
     base = stack_run_task_kwargs(settings) if profile is None else profile_run_task_kwargs(settings, profile)
-    kwargs = _resolve_placement(base, task_config, merge=merge_task_config)
+    kwargs = resolve_placement(base, task_config, merge=merge_task_config)
     if request.fallback and profile is not None and profile.fallback_capacity_provider_strategy:
         kwargs = fall_back(kwargs, settings, profile)
     if kwargs.get("launchType") in ("EC2", "EXTERNAL"):

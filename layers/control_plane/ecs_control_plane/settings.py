@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from .executor_config import ExecutorConfigPolicy, task_definition_family
+from .queue_profiles import ENV_FAMILIES as QUEUE_PROFILE_FAMILIES_ENV
+from .queue_profiles import ENV_ROLES as QUEUE_PROFILE_ROLES_ENV
 from .queue_profiles import QueueProfile, QueueProfiles
 from .retry import TRANSIENT_BACKOFF_CAP_SECONDS
 
@@ -54,8 +56,8 @@ ENV_TASK_ROLE_ARN = "ECSCP_TASK_ROLE_ARN"
 ENV_EXECUTION_ROLE_ARN = "ECSCP_EXECUTION_ROLE_ARN"
 ENV_TOKEN_START_MARGIN_SECONDS = "ECSCP_TOKEN_START_MARGIN_SECONDS"  # noqa: S105 - a name, no secret
 ENV_QUEUE_PROFILES = "ECSCP_QUEUE_PROFILES"
-ENV_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES = "ECSCP_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES"
-ENV_QUEUE_PROFILE_ROLE_ARNS = "ECSCP_QUEUE_PROFILE_ROLE_ARNS"
+ENV_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES = QUEUE_PROFILE_FAMILIES_ENV
+ENV_QUEUE_PROFILE_ROLE_ARNS = QUEUE_PROFILE_ROLES_ENV
 
 ALL_ENV = {
     "cluster": ENV_CLUSTER,
@@ -288,38 +290,21 @@ class ControlPlaneSettings(BaseModel):
         """Every family and role a profile names is one the stack's IAM lets the functions use,
         and every one IAM lists is named by a profile: IAM is exactly what the profiles need."""
         data = info.data
-        own_family = task_definition_family(str(data.get("task_definition") or ""))
-        families = set(data.get("queue_profile_task_definition_families") or [])
-        passable = {
-            data.get("task_role_arn"),
-            data.get("execution_role_arn"),
-            *(data.get("allowed_task_role_arns") or []),
-            *(data.get("allowed_execution_role_arns") or []),
-        }
-        roles = set(data.get("queue_profile_role_arns") or [])
-        for queue, profile in value.profiles.items():
-            if profile.family != own_family and profile.family not in families:
-                raise ValueError(
-                    f"profile {queue!r}: taskDefinition family {profile.family!r} is not in "
-                    f"{ENV_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES} (template parameter "
-                    "QueueProfileTaskDefinitionFamilies), the families IAM lets the functions run: add it"
+        value.check_iam_lists(
+            own_family=task_definition_family(str(data.get("task_definition") or "")),
+            families=set(data.get("queue_profile_task_definition_families") or []),
+            roles=set(data.get("queue_profile_role_arns") or []),
+            passable={
+                role
+                for role in (
+                    data.get("task_role_arn"),
+                    data.get("execution_role_arn"),
+                    *(data.get("allowed_task_role_arns") or []),
+                    *(data.get("allowed_execution_role_arns") or []),
                 )
-            for role in sorted(profile.roles - passable - roles):
-                raise ValueError(
-                    f"profile {queue!r}: role {role} is not in {ENV_QUEUE_PROFILE_ROLE_ARNS} (template "
-                    "parameter QueueProfileRoleArns), the roles IAM lets the functions pass: add it"
-                )
-        for family in sorted(families - value.families):
-            raise ValueError(
-                f"{ENV_QUEUE_PROFILE_TASK_DEFINITION_FAMILIES} (template parameter "
-                f"QueueProfileTaskDefinitionFamilies) lists family {family!r}, which no profile names: "
-                "remove it (IAM would let the functions run it for nothing)"
-            )
-        for role in sorted(roles - value.roles):
-            raise ValueError(
-                f"{ENV_QUEUE_PROFILE_ROLE_ARNS} (template parameter QueueProfileRoleArns) lists role "
-                f"{role}, which no profile names: remove it (IAM would let the functions pass it for nothing)"
-            )
+                if role
+            },
+        )
         return value
 
     @model_validator(mode="after")

@@ -2,26 +2,22 @@
 
 It reacts to RunTask and StopTask (the notices moto's ECS queues, :mod:`.backend`, which the
 host long-polls: it never lists or describes tasks) and to its containers' exits. A task's Airflow
-container is the one whose override carries the task key (``ECSCP_TASK_KEY``: the container of
-the task's queue profile), else the configured ``container_name``; its task definition
-environment, log configuration, command and exit code are the task's. For each task it
-records PENDING (pulling), RUNNING (the override's command runs, with the task definition's
-environment under the override's, :mod:`.containers`; the image is never run) and STOPPED, each change
-once, as a :class:`~.records.TaskStateRecord` that moto applies to its task and turns into the
-``ECS Task State Change`` event. PROVISIONING and the desired-STOPPED change are moto's own (at
-RunTask and StopTask), as on AWS.
+container is the one whose override carries the task key (the queue profile's container), else
+the configured ``container_name``. For each task it records PENDING (pulling), RUNNING (the
+override's command runs, with the task definition's environment under the override's,
+:mod:`.containers`; the image is never run) and STOPPED, each change once, as a
+:class:`~.records.TaskStateRecord` that moto applies and turns into the ``ECS Task State Change``
+event. PROVISIONING and the desired-STOPPED change are moto's own, as on AWS.
 
 StopTask stops the container's process group with SIGTERM, then SIGKILL after the grace period;
 the task ends with ``stopCode`` UserInitiated and the container's exit code.
 
-Fault injection: ``ECSCP_LOCAL_FAIL_STARTS=<n>`` in the container override's environment makes
-the first ``n`` starts of that task key fail as ECS fails them when it cannot pull the image:
-PENDING, then STOPPED with ``stopCode`` TaskFailedToStart, no ``startedAt`` and no exit code.
-``ECSCP_LOCAL_SPOT_UNAVAILABLE=<n>`` stops the first ``n`` starts of that task key *placed on
-FARGATE_SPOT* (each task records the capacity provider RunTask placed it on) before they start,
-as when Fargate reclaims Spot capacity: PENDING, then STOPPED with ``stopCode``
-SpotInterruption and ``stoppedReason`` "Your Spot Task was interrupted.", no ``startedAt`` and
-no exit code; starts on other capacity run as usual.
+Fault injection, in the container override's environment: ``ECSCP_LOCAL_FAIL_STARTS=<n>`` fails
+the first ``n`` starts of that task key as ECS does when it cannot pull the image (PENDING, then
+STOPPED with ``stopCode`` TaskFailedToStart, no ``startedAt``, no exit code);
+``ECSCP_LOCAL_SPOT_UNAVAILABLE=<n>`` stops its first ``n`` starts placed on FARGATE_SPOT as when
+Fargate reclaims Spot capacity (``stopCode`` SpotInterruption, "Your Spot Task was interrupted.",
+no ``startedAt``); starts on other capacity run as usual.
 
 At most ``max_concurrent`` containers run at once; the others wait in PENDING, as tasks wait
 for capacity on a busy cluster. The workload command is never logged (it carries a token).
