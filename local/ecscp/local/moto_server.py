@@ -9,7 +9,9 @@ parent went away) or on SIGTERM/SIGINT, so it can never outlive the stack that s
 Before it serves, :func:`configure_moto` applies every patch of :mod:`ecscp.local.moto_patches`
 (one module per moto behaviour, each saying what moto does and what AWS does instead), and the
 server adds the private paths of the local ECS (:func:`ecscp.local.ecs.backend.with_host_endpoints`):
-the notices the ECS host long-polls and the task state records it posts.
+the notices the ECS host long-polls and the task state records it posts, and
+:data:`REQUESTS_PATH`, how many requests it has answered by operation (the benchmarks' calls
+per task; no AWS service has it).
 """
 
 # moto is imported lazily: it reads its environment on import.
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
@@ -33,12 +36,45 @@ from .ecs.backend import with_host_endpoints
 from .moto_patches import apply_all
 from .processes import exit_when_parent_goes, stop_child
 
+#: ``GET`` it: ``{operation: requests answered}`` since the server started. An operation is the
+#: request's ``X-Amz-Target`` (``DynamoDB_20120810.UpdateItem``), else its method and path's
+#: first segment (``POST /``, for the query protocol's services and S3 and Lambda's REST paths).
+REQUESTS_PATH = "/_ecscp/requests"
+
 
 def build_app() -> Callable[..., Iterable[bytes]]:
     """moto's WSGI application, plus the local ECS's private paths for the host."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    return with_host_endpoints(DomainDispatcherApplication(create_backend_app))
+    return with_request_counts(with_host_endpoints(DomainDispatcherApplication(create_backend_app)))
+
+
+def with_request_counts(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """``app`` counting the requests it answers by operation, and serving :data:`REQUESTS_PATH`."""
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if path == REQUESTS_PATH:
+            with lock:
+                body = json.dumps(dict(counts)).encode()
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            start_response("200 OK", headers)
+            return [body]
+        method = environ.get("REQUEST_METHOD", "")
+        operation = environ.get("HTTP_X_AMZ_TARGET") or _path_operation(method, path)
+        with lock:
+            counts[operation] += 1
+        return app(environ, start_response)
+
+    return counted
+
+
+def _path_operation(method: str, path: str) -> str:
+    if path.startswith("/_ecscp/"):
+        return f"{method} {path}"
+    return f"{method} /{path.split('/')[1]}"
 
 
 def configure_moto(apply_patches: Callable[[], None] = apply_all) -> None:
