@@ -12,6 +12,17 @@ server adds the private paths of the local ECS (:func:`ecscp.local.ecs.backend.w
 the notices the ECS host long-polls and the task state records it posts, and
 :data:`REQUESTS_PATH`, how many requests it has answered by operation (the benchmarks' calls
 per task; no AWS service has it).
+
+It is served by waitress, not by werkzeug's development server as moto's own ``moto_server``
+serves it: connections are kept alive (botocore and the ECS host reuse theirs; werkzeug's server
+closes every one, and cannot keep one open since it discards whatever follows a response), and
+requests run on a fixed pool of :data:`THREADS` threads instead of a new thread per connection.
+A waiting long-poll holds a thread (SQS ``ReceiveMessage`` up to 20 s, the host's notices up to
+5 s), so the pool is sized well above the stack's pollers. waitress answers ``Expect:
+100-continue`` (botocore's S3 uploads) with ``100 Continue`` and decodes chunked bodies. Departs
+from moto's own server: a request header whose name contains an underscore is dropped
+(waitress's rule, and werkzeug's; moto's handler keeps them for S3 metadata keys, which the
+stack never sends).
 """
 
 # moto is imported lazily: it reads its environment on import.
@@ -77,6 +88,10 @@ def _path_operation(method: str, path: str) -> str:
     return f"{method} /{path.split('/')[1]}"
 
 
+#: Request threads. A waiting long-poll holds one; the stack has about a dozen pollers.
+THREADS = 32
+
+
 def configure_moto(apply_patches: Callable[[], None] = apply_all) -> None:
     """Everything that must hold before the first request: Docker-less Lambda and the patches."""
     from moto.core.config import default_user_config
@@ -133,15 +148,21 @@ def main(argv: list[str] | None = None, apply_patches: Callable[[], None] = appl
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
 
-    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
+    logging.getLogger("waitress").setLevel(logging.ERROR)  # "Task queue depth" on every burst
     logging.basicConfig(level=logging.WARNING)
     warnings.simplefilter("ignore")  # moto warns about every CloudFormation type it skips
     configure_moto(apply_patches)
 
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import make_server
+    from waitress.server import create_server
 
-    server = make_server(args.host, args.port, build_app(), threaded=True, request_handler=MotoRequestHandler)
+    server = create_server(
+        build_app(),
+        host=args.host,
+        port=args.port,
+        threads=THREADS,
+        connection_limit=1000,  # each worker process keeps a pool of connections open
+        channel_timeout=120,  # an idle connection is closed after this; clients open a new one
+    )
 
     def stop(signum: int, frame: Any) -> None:
         os._exit(0)
@@ -149,9 +170,9 @@ def main(argv: list[str] | None = None, apply_patches: Callable[[], None] = appl
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=exit_when_parent_goes, args=(sys.stdin.buffer,), daemon=True).start()
-    sys.stdout.write(json.dumps({"port": server.server_port}) + "\n")
+    sys.stdout.write(json.dumps({"port": server.effective_port}) + "\n")
     sys.stdout.flush()
-    server.serve_forever()
+    server.run()
 
 
 if __name__ == "__main__":
