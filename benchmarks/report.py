@@ -244,6 +244,7 @@ def _throughput_table(throughput: dict[str, Any] | None, console: Console) -> No
         "lost",
         "states",
         "elapsed",
+        "moto calls/task",
     )
     for col in columns:
         table.add_column(col)
@@ -257,6 +258,7 @@ def _throughput_table(throughput: dict[str, Any] | None, console: Console) -> No
         str(throughput.get("lost")),
         str(throughput.get("terminal_states")),
         f"{throughput.get('elapsed_s')} s",
+        str((throughput.get("moto_requests_per_task") or {}).get("total", "-")),
     )
     console.print(table)
 

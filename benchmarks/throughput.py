@@ -15,6 +15,7 @@ DynamoDB -> the executor's Query.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import time
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ecscp.local.endpoint import PrivatePath
+from ecscp.local.moto_server import REQUESTS_PATH
 from ecscp.local.processes import temporary_environment
 
 from .env import PROJECT_ROOT
@@ -51,6 +54,26 @@ def invocation_durations(logs_dir: Path) -> dict[str, Any]:
                 "p90_ms": round(percentile(durations, 90) * 1000, 1),
             }
     return out
+
+
+def moto_requests(endpoint_url: str) -> dict[str, int]:
+    """How many requests the stack's moto server has answered so far, by operation."""
+    channel = PrivatePath(endpoint_url)
+    try:
+        counts: dict[str, int] = json.loads(channel.request("GET", REQUESTS_PATH))
+    finally:
+        channel.close()
+    return counts
+
+
+def requests_per_task(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, Any]:
+    """moto requests per task between two counts: in all, and the operations above 0.05 per task."""
+    made = {op: count - before.get(op, 0) for op, count in after.items()}
+    by_operation = {op: round(count / n, 2) for op, count in sorted(made.items(), key=lambda i: -i[1])}
+    return {
+        "total": round(sum(made.values()) / n, 2),
+        "by_operation": {op: per_task for op, per_task in by_operation.items() if per_task >= 0.05},
+    }
 
 
 def run(  # noqa: PLR0915 - one linear script: start, submit, sync until done, account
@@ -91,6 +114,7 @@ def run(  # noqa: PLR0915 - one linear script: start, submit, sync until done, a
             )
             submitted: dict[Any, float] = {}
             seen: dict[Any, tuple[float, str]] = {}
+            requests_before = moto_requests(stack.endpoint_url)
             t0 = time.perf_counter()
             for i in range(n):
                 key = TaskInstanceKey(
@@ -120,6 +144,7 @@ def run(  # noqa: PLR0915 - one linear script: start, submit, sync until done, a
             # All reported: up to the last one. Cut off: up to the cut-off, so the rate is not flattered.
             ended = max(at for at, _ in seen.values()) if len(seen) == n else time.perf_counter()
             elapsed = ended - t0
+            requests = requests_per_task(requests_before, moto_requests(stack.endpoint_url), n)
             records = stack.task_records()
             attempts = stack.start_attempts()
             unfinished = [key for key in submitted if key not in seen]
@@ -164,6 +189,9 @@ def run(  # noqa: PLR0915 - one linear script: start, submit, sync until done, a
         "ecs_tasks_started": len(records),
         "keys_started_more_than_once": sum(1 for count in attempts.values() if count > 1),
         "lambda_invocations": invocation_durations(state_dir / "logs"),
+        # Every call into moto from t0 to the end of the run (a few idle long-polls after the last
+        # task included), per task handed over.
+        "moto_requests_per_task": requests,
         "syncs": syncs,
         "sync_wall": Timing.of(sync_seconds).as_dict() if sync_seconds else None,
     }

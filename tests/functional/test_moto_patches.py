@@ -25,6 +25,8 @@ from moto import mock_aws
 from moto.core.responses import ActionResult
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.parsing import validators
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
 from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
 from moto.dynamodb.parsing.tokens import ExpressionTokenizer
 from moto.events.models import Rule
@@ -44,6 +46,7 @@ from ecscp.local.moto_patches import (
     dynamodb_expressions_parsed_once,
     dynamodb_item_copies,
     dynamodb_item_results,
+    dynamodb_update_validation,
     ecs_cloudformation_properties,
     ecs_describe_tasks_lookup,
     ecs_run_task_client_token,
@@ -652,6 +655,106 @@ def test_dynamodb_expressions_parsed_once(patched: Apply, monkeypatch: pytest.Mo
         for _ in range(2):
             with pytest.raises(ClientError, match="ValidationException"):
                 dynamodb.update_item(TableName="items", Key=_key("a"), UpdateExpression="SET colour ==")
+
+
+#: UpdateItems of every kind moto's validator handles: (expression, names, values).
+_UPDATES: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+    (
+        "SET #s = :s, tries = if_not_exists(tries, :zero) + :one, labels = list_append(labels, :t)",
+        {"#s": "state"},
+        {":s": {"S": "RUNNING"}, ":zero": {"N": "0"}, ":one": {"N": "1"}, ":t": {"L": [{"S": "x"}]}},
+    ),
+    (
+        "SET notes.nested = :v, labels[0] = :s REMOVE stale ADD tally :one",
+        {},
+        {":v": {"M": {}}, ":s": {"S": "y"}, ":one": {"N": "1"}},
+    ),
+    ("SET tally = tally - :one DELETE hues :c", {}, {":one": {"N": "1"}, ":c": {"SS": ["red"]}}),
+]
+_REFUSED: list[tuple[str, dict[str, Any]]] = [
+    ("SET tally = missing + :one", {":one": {"N": "1"}}),  # a path that does not exist
+    ("SET labels = list_append(:s, labels)", {":s": {"S": "not a list"}}),
+    ("SET pk = :s", {":s": {"S": "other"}}),  # the hash key
+    ("SET tally = :one, tally = :one", {":one": {"N": "1"}}),  # overlapping paths
+]
+
+
+def _updates_and_refusals(dynamodb: Any, pk: str) -> list[Any]:
+    dynamodb.put_item(
+        TableName="items",
+        Item={
+            "pk": {"S": pk},
+            "labels": {"L": []},
+            "notes": {"M": {}},
+            "stale": {"S": "g"},
+            "hues": {"SS": ["red", "blue"]},
+        },
+    )
+    outcomes: list[Any] = []
+    for expression, names, values in _UPDATES:
+        extra = {"ExpressionAttributeNames": names} if names else {}
+        outcomes.append(
+            dynamodb.update_item(
+                TableName="items",
+                Key=_key(pk),
+                UpdateExpression=expression,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                **extra,
+            )["Attributes"]
+        )
+    for expression, values in _REFUSED:
+        with pytest.raises(ClientError) as refused:
+            dynamodb.update_item(
+                TableName="items", Key=_key(pk), UpdateExpression=expression, ExpressionAttributeValues=values
+            )
+        outcomes.append(refused.value.response["Error"])
+    return outcomes
+
+
+def _subclasses(cls: type) -> set[type]:
+    found: set[type] = set(cls.__subclasses__())
+    return found.union(*(_subclasses(sub) for sub in found))
+
+
+def test_dynamodb_update_validation(patched: Apply, monkeypatch: pytest.MonkeyPatch) -> None:
+    deep_copies: list[str] = []
+    maps: list[str] = []
+    deepcopy = validators.deepcopy  # type: ignore[attr-defined]
+
+    def counting_deepcopy(value: Any, *args: Any) -> Any:
+        deep_copies.append(type(value).__name__)
+        return deepcopy(value, *args)
+
+    def counting(processing_map: Any) -> Any:
+        def counted(self: Any) -> Any:
+            maps.append(type(self).__name__)
+            return processing_map(self)
+
+        return counted
+
+    monkeypatch.setattr(validators, "deepcopy", counting_deepcopy)
+    for walk in _subclasses(DepthFirstTraverser):
+        if "_processing_map" in vars(walk):
+            monkeypatch.setattr(walk, "_processing_map", counting(vars(walk)["_processing_map"]))
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        _table(dynamodb)
+        # GIVEN moto as released THEN each UpdateItem deep-copies its tree, and its walks rebuild
+        # their processing map at every node
+        released = _updates_and_refusals(dynamodb, "a")
+        assert deep_copies.count("UpdateExpression") == len(_UPDATES) + len(_REFUSED)
+        maps_released = len(maps)
+        assert maps_released > 40 * len(_UPDATES)
+
+        # GIVEN the patch THEN the same items and the same refusals, with no deep copy of a tree
+        # and each walk's map read for its node types once
+        patched(dynamodb_update_validation)
+        deep_copies.clear()
+        maps.clear()
+        assert _updates_and_refusals(dynamodb, "a") == released
+        assert "UpdateExpression" not in deep_copies
+        assert len(maps) < maps_released / 3  # what is left: one per node a walk processes
 
 
 # --- SQS ---------------------------------------------------------------------------------------

@@ -17,16 +17,18 @@ it serves; the benchmarks' moto applies only the two cost fixes):
 6. :mod:`.dynamodb_item_results`: item results are dumped as the DynamoDB JSON they are.
 7. :mod:`.dynamodb_item_copies`: items are not deep-copied when only read.
 8. :mod:`.dynamodb_expressions_parsed_once`: an UpdateItem parses each expression once.
-9. :mod:`.sqs_no_lambda_invoke`: SendMessage never invokes moto's Lambda.
-10. :mod:`.sqs_send_attributes`: sending and receiving do not count the queue.
-11. :mod:`.ecs_task_lifecycle`: tasks start PROVISIONING, RunTask hands them to the local ECS,
+9. :mod:`.dynamodb_update_validation`: its validation copies the tree node by node and reads
+   each walk's node types once.
+10. :mod:`.sqs_no_lambda_invoke`: SendMessage never invokes moto's Lambda.
+11. :mod:`.sqs_send_attributes`: sending and receiving do not count the queue.
+12. :mod:`.ecs_task_lifecycle`: tasks start PROVISIONING, RunTask hands them to the local ECS,
     and they move only when the local ECS host says so.
-12. :mod:`.ecs_run_task_client_token`: RunTask honours ``clientToken``.
-13. :mod:`.ecs_stop_task`: StopTask asks for a stop; the host stops the container.
-14. :mod:`.ecs_describe_tasks_lookup`: DescribeTasks matches by ARN or id, by set look-up.
-15. :mod:`.ecs_cloudformation_properties`: CloudFormation's ECS clusters and task definitions
+13. :mod:`.ecs_run_task_client_token`: RunTask honours ``clientToken``.
+14. :mod:`.ecs_stop_task`: StopTask asks for a stop; the host stops the container.
+15. :mod:`.ecs_describe_tasks_lookup`: DescribeTasks matches by ARN or id, by set look-up.
+16. :mod:`.ecs_cloudformation_properties`: CloudFormation's ECS clusters and task definitions
     get every property (capacity providers, network mode, compatibilities, cpu, roles).
-16. :mod:`.ecs_task_level_memory`: RunTask starts a task definition with task-level memory only.
+17. :mod:`.ecs_task_level_memory`: RunTask starts a task definition with task-level memory only.
 
 The order matters only for 3 and 4, which both wrap ``Rule.send_to_targets``.
 """
@@ -39,6 +41,7 @@ from . import (
     dynamodb_expressions_parsed_once,
     dynamodb_item_copies,
     dynamodb_item_results,
+    dynamodb_update_validation,
     ecs_cloudformation_properties,
     ecs_describe_tasks_lookup,
     ecs_run_task_client_token,
@@ -62,6 +65,7 @@ PATCHES = (
     dynamodb_item_results,
     dynamodb_item_copies,
     dynamodb_expressions_parsed_once,
+    dynamodb_update_validation,
     sqs_no_lambda_invoke,
     sqs_send_attributes,
     ecs_task_lifecycle,
