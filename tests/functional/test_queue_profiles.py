@@ -252,7 +252,7 @@ def test_a_ready_profile_adds_no_problem(plane: MockedControlPlane) -> None:
 
 def test_a_retry_request_from_an_older_control_plane_has_no_fallback() -> None:
     body = run_request(queue="spot").model_dump(mode="json")
-    body.pop("fallback")
+    assert "fallback" not in body  # a false flag is not written: older readers refuse unknown keys
     assert RunRequest.model_validate(body).fallback is False
 
 
@@ -269,3 +269,91 @@ def test_an_attempt_after_the_fallback_failed_otherwise_stays_on_the_fallback(
 
     assert [c["capacityProviderStrategy"] for c in calls] == [SPOT, ON_DEMAND, ON_DEMAND]
     assert placements(plane, key) == [(1, "FARGATE_SPOT", False), (2, "FARGATE", True), (3, "FARGATE", True)]
+
+
+def test_the_fallback_holds_when_the_retry_message_is_lost_and_the_first_comes_back(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = fake_run_task(monkeypatch, spot_then_real())
+    key = task_key("send-failed")
+    request = run_request(key, queue="spot")
+    functions = control_plane()
+    real_send = functions.queue.send
+    sends = {"n": 0}
+
+    def first_send_fails(retry: RunRequest, delay_seconds: int = 0) -> None:
+        sends["n"] += 1
+        if sends["n"] == 1:
+            raise RuntimeError("SQS SendMessage failed")
+        real_send(retry, delay_seconds=delay_seconds)
+
+    monkeypatch.setattr(functions.queue, "send", first_send_fails)
+    # attempt 1 finds no Spot capacity, and the retry's message is never sent
+    with pytest.raises(RuntimeError):
+        functions.handle_request(request)
+    # SQS delivers the first message again: it starts attempt 2, which was put on the fallback
+    functions.handle_request(request)
+
+    assert [c["capacityProviderStrategy"] for c in calls] == [SPOT, ON_DEMAND]
+    assert placements(plane, key) == [(1, "FARGATE_SPOT", False), (2, "FARGATE", True)]
+
+
+def test_two_deliveries_of_one_start_record_its_placement_once(
+    plane: MockedControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = task_key("twice")
+    request = run_request(key, queue="spot")
+    real = control_plane().ecs._client.run_task
+    answered: dict[str, Any] = {}
+
+    def same_task_for_both(kwargs: dict[str, Any]) -> Any:
+        if not answered:
+            answered.update(real(**kwargs))
+            # the message's visibility ran out: a second delivery runs while this RunTask does
+            control_plane().handle_request(request)
+        return answered  # the same client token: ECS answers with the same task
+
+    fake_run_task(monkeypatch, same_task_for_both)
+    control_plane().handle_request(request)
+
+    assert placements(plane, key) == [(1, "FARGATE_SPOT", False)]
+    raw = plane.dynamodb.get_item(TableName=plane.table_name, Key={"key": {"S": key}})["Item"]
+    assert len(raw["placements"]["L"]) in (1, 2)  # stored twice at worst; read once
+
+
+def test_a_refused_task_names_its_queue_and_profile_on_its_item_and_alert(plane: MockedControlPlane) -> None:
+    key = task_key("refused-named")
+    send(plane, run_request(key, queue="large", executor_config={"tags": [{"key": "a", "value": "b"}]}))
+    plane.deliver()
+    item = plane.item(key)
+    assert (item.queue, item.profile) == ("large", "large")
+    (alert,) = plane.alerts()
+    assert alert["detail"]["profile"] == "large"
+    assert "(queue profile 'large')" in alert["detail"]["summary"]
+
+
+def test_a_family_the_profile_does_not_run_is_refused_naming_the_profile(plane: MockedControlPlane) -> None:
+    key = task_key("other-family")
+    config = {"overrides": {"memory": "8192"}, "capacityProviderStrategy": SPOT}
+    send(plane, run_request(key, queue="large", executor_config=config))
+    plane.deliver()
+    assert "'capacityProviderStrategy', which queue 'large' does not allow" in (plane.item(key).reason or "")
+
+
+def test_a_start_decided_for_one_attempt_does_not_fail_the_next(plane: MockedControlPlane) -> None:
+    # GIVEN a try that another invocation already moved on to attempt 2 (QUEUED, no task yet)
+    table = control_plane().table
+    key = task_key("moved-on")
+    table.create_queued(key, "scheduler-a", 1, "spot", {})
+    table.schedule_retry(key, 1, "no Spot capacity", next_on_fallback=True)
+
+    # WHEN an invocation that decided on attempt 1 (its token ran out, say) fails the try
+    failed = table.mark_failed(
+        key, "scheduler-a", "too late", attempt=1, start_failed=True, only_if_queued=True
+    )
+
+    # THEN nothing changes: attempt 2 goes on, on the fallback
+    assert failed is None
+    item = plane.item(key)
+    assert (item.state, item.attempt, item.attempt_on_fallback) == (TaskState.QUEUED, 2, True)
+    assert table.mark_failed(key, "scheduler-a", "too late", attempt=2, only_if_queued=True) is not None

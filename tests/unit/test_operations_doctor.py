@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -273,3 +274,16 @@ def test_the_printed_fixes_say_which_region_their_aws_commands_must_act_on() -> 
     text = console.export_text()
     assert "fix: aws events enable-rule --name prod-TaskState-1" in text
     assert "run the aws commands with --region eu-west-1" in text
+
+
+def test_a_run_task_call_ecs_would_refuse_fails_the_settings_check() -> None:
+    env = dict(healthy().function_env or {})
+    spot = {"taskDefinition": "airflow", "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT"}]}
+    env["ECSCP_QUEUE_PROFILES"] = json.dumps({"spot": spot})
+    assert verdicts(healthy(function_env=env))["function settings"][0] is Verdict.OK
+    env["ECSCP_RUN_TASK_KWARGS"] = '{"platformVersion": 3}'  # a number: botocore refuses the call
+
+    verdict, detail, _ = verdicts(healthy(function_env=env))["function settings"]
+
+    assert verdict is Verdict.FAIL, detail
+    assert "make a RunTask call ECS refuses" in detail

@@ -8,9 +8,10 @@ from typing import Any
 import boto3
 import pytest
 
-from ecs_control_plane.contract import RunRequest
+from ecs_control_plane.contract import RunRequest, TaskStateItem
 from ecs_control_plane.executor_config import EXECUTOR_CONFIG_KEY_PATHS, key_paths
-from ecs_control_plane.queue_profiles import describe_placement
+from ecs_control_plane.queue_profiles import CapacityProviderItem, describe_placement
+from ecs_control_plane.readiness import _fallback_problems
 from ecs_control_plane.run_task_call import RunTaskConfigError, build_run_task_call, check_run_task_shape
 from ecs_control_plane.settings import ControlPlaneSettings, SettingsError
 from tests.support.requests import run_request
@@ -311,3 +312,32 @@ def test_the_request_carries_the_fallback_flag_through_json() -> None:
     request = run_request(queue="spot", fallback=True)
     assert RunRequest.model_validate_json(request.model_dump_json()).fallback is True
     assert run_request().fallback is False
+
+
+def test_a_false_fallback_stays_out_of_the_message_so_older_readers_read_it() -> None:
+    assert "fallback" not in run_request(queue="spot").model_dump_json()
+    assert '"fallback":true' in run_request(queue="spot", fallback=True).model_dump_json()
+
+
+def test_an_item_reads_one_placement_per_attempt() -> None:
+    entry = {"attempt": 1, "placement": "FARGATE_SPOT"}
+    item = TaskStateItem.model_validate(
+        {"key": "k", "owner": "o", "state": "STARTING", "placements": [entry, entry, {**entry, "attempt": 2}]}
+    )
+    assert [p.attempt for p in item.placements] == [1, 2]
+
+
+def test_a_profile_queue_is_told_what_its_profile_lets_it_choose() -> None:
+    config = {"capacityProviderStrategy": [{"capacityProvider": "OTHER", "weight": 1}]}
+    with pytest.raises(RunTaskConfigError) as raised:
+        call_for(settings_with(), "spot", executor_config=config)
+    assert "queue 'spot''s profile" in str(raised.value)
+    assert "AllowedCapacityProviders" in str(raised.value)
+
+
+def test_readiness_refuses_a_fargate_fallback_for_an_ec2_only_task_definition() -> None:
+    strategy = [CapacityProviderItem(capacity_provider="FARGATE")]
+    ec2_only = {"family": "gpu", "revision": 2, "compatibilities": ["EC2"]}
+    (problem,) = _fallback_problems(strategy, ec2_only)
+    assert "gpu:2 cannot run on its fallback capacity (FARGATE)" in problem
+    assert _fallback_problems(strategy, {**ec2_only, "compatibilities": ["EC2", "FARGATE"]}) == []

@@ -305,8 +305,9 @@ class RunRequest(BaseModel):
     #: How many times ECS throttled this start attempt (v2): grows the jittered backoff.
     throttled: Annotated[int, Field(ge=0, le=MAX_ATTEMPT)] = 0
     #: Start this attempt on the queue profile's fallback capacity (set by the control plane
-    #: after a capacity failure; an executor never sets it).
-    fallback: bool = False
+    #: after a capacity failure; an executor never sets it). Left out of the message when false,
+    #: so readers of before the field (a stack not yet updated) still read every message.
+    fallback: bool = Field(default=False, exclude_if=lambda value: not value)
 
     @field_validator("key")
     @classmethod
@@ -429,6 +430,10 @@ class TaskStateItem(BaseModel):
     #: start attempt was placed, in order.
     profile: str | None = None
     placements: list[AttemptPlacement] = Field(default_factory=list)
+    #: The current attempt runs on the queue profile's fallback capacity: written with the
+    #: retry that scheduled it, so any message that starts the attempt (the retry, a redelivery,
+    #: a redrive) starts it there.
+    attempt_on_fallback: bool = False
     updated_at: int = Field(default_factory=now_ms)
     created_at: int | None = None
     expires_at: int | None = None
@@ -442,10 +447,12 @@ class TaskStateItem(BaseModel):
     def is_terminal(self) -> bool:
         return self.state.is_terminal
 
-    @property
-    def on_fallback(self) -> bool:
-        """Whether the try's latest attempt was placed on its profile's fallback capacity."""
-        return bool(self.placements) and self.placements[-1].fallback
+    @field_validator("placements", mode="after")
+    @classmethod
+    def _one_per_attempt(cls, value: list[AttemptPlacement]) -> list[AttemptPlacement]:
+        """One entry per attempt: two deliveries of one run request may both record its start."""
+        first = {p.attempt: p for p in reversed(value)}  # each attempt's first entry
+        return sorted(first.values(), key=value.index)
 
     def outcome(self) -> str:
         """Why this try failed, in one line: reason, exit code, stop code, ECS's stopped reason."""

@@ -168,6 +168,8 @@ class ExecutorConfigPolicy:
     task_role_arns: frozenset[str] = field(default_factory=frozenset)
     execution_role_arns: frozenset[str] = field(default_factory=frozenset)
     capacity_providers: frozenset[str] = field(default_factory=frozenset)
+    #: The queue whose profile this policy is (None: the stack's own), for the refusals' advice.
+    queue: str | None = None
 
 
 def task_definition_family(value: str) -> str:
@@ -268,9 +270,10 @@ def _check_policy(
     if parsed.taskDefinition is not None:
         family = task_definition_family(parsed.taskDefinition)
         if family not in policy.task_definition_families:
+            own = "the stack's" if policy.queue is None else f"queue {policy.queue!r}'s profile's"
             raise ExecutorConfigError(
-                f"{source} may not set 'taskDefinition' to family {family!r}: add it to the stack's "
-                "AllowedTaskDefinitionFamilies parameter to let tasks choose it"
+                f"{source} may not set 'taskDefinition' to family {family!r}: tasks may choose "
+                f"{own} own family, and those the stack's AllowedTaskDefinitionFamilies parameter names"
             )
     for attribute, allowed, parameter in (
         ("taskRoleArn", policy.task_role_arns, "AllowedTaskRoleArns"),
@@ -284,9 +287,14 @@ def _check_policy(
             )
     for item in parsed.capacityProviderStrategy or []:
         if item.capacityProvider not in policy.capacity_providers:
+            own = (
+                "the stack's CapacityProviderStrategy"
+                if policy.queue is None
+                else f"queue {policy.queue!r}'s profile (its strategy and fallback, QueueProfiles)"
+            )
             raise ExecutorConfigError(
-                f"{source} may not use capacity provider {item.capacityProvider!r}: add it to the stack's "
-                "AllowedCapacityProviders parameter (or its CapacityProviderStrategy)"
+                f"{source} may not use capacity provider {item.capacityProvider!r}: tasks may use those "
+                f"of {own}, and those the stack's AllowedCapacityProviders parameter names"
             )
 
 

@@ -259,6 +259,23 @@ def check_readiness(settings: ControlPlaneSettings, ecs: EcsReader, region: str 
     return report
 
 
+def _fallback_problems(strategy: list[Any], definition: Mapping[str, Any]) -> list[str]:
+    """A Fargate fallback for a task definition that cannot run on Fargate fails every fallback."""
+    providers = sorted({item.capacity_provider for item in strategy})
+    compatible = {
+        str(c) for c in definition.get("compatibilities") or definition.get("requiresCompatibilities") or []
+    }
+    if not providers or not compatible or "FARGATE" in compatible:
+        return []
+    if not set(providers) <= {"FARGATE", "FARGATE_SPOT"}:
+        return []
+    name = f"{definition.get('family')}:{definition.get('revision')}"
+    return [
+        f"task definition {name} cannot run on its fallback capacity ({', '.join(providers)}): it is "
+        f"compatible with {', '.join(sorted(compatible))}"
+    ]
+
+
 def _profile_problems(
     settings: ControlPlaneSettings, ecs: EcsReader, cluster: Mapping[str, Any] | None, fallback: str | None
 ) -> list[Problem]:
@@ -290,6 +307,7 @@ def _profile_problems(
             container = settings.container_name_for(profile)
             found += [p.message for p in _task_definition_problems(container, definition, launch_type)]
             found += [p.message for p in _network_problems(settings, kwargs, definition)]
+            found += _fallback_problems(profile.fallback_capacity_provider_strategy or [], definition)
             passable = {
                 settings.task_role_arn,
                 settings.execution_role_arn,

@@ -126,8 +126,10 @@ class RunRequests(PlaneBase):
 
     def _refused(self, request: RunRequest, reason: str) -> Result:
         """No start can serve this request (its run_task call, its item): a PERMANENT start failure."""
+        # The queue and its profile too: the item may not exist yet, and its alert names them.
+        queue: dict[str, object] = {"queue": request.queue, "profile": self._profile_name(request.queue)}
         failed = self.fail_start(
-            request.key, request.owner, reason, attempt=request.attempt, only_if_queued=True
+            request.key, request.owner, reason, attempt=request.attempt, only_if_queued=True, changes=queue
         )
         return replace(failed, start_failure=FailureClass.PERMANENT)
 
@@ -139,8 +141,10 @@ class RunRequests(PlaneBase):
             what = request.reason or "the run request waited too long"
             reason = self._token_expired_reason(attempt, what)
             return self.fail_start(key, owner, reason, attempt=attempt, only_if_queued=True)
-        if attempt != request.attempt:
-            request = request.model_copy(update={"attempt": attempt})
+        # The retry that scheduled this attempt put it on the fallback, whichever message starts it.
+        fallback = request.fallback or (item.attempt_on_fallback and item.attempt == attempt)
+        if attempt != request.attempt or fallback != request.fallback:
+            request = request.model_copy(update={"attempt": attempt, "fallback": fallback})
         call = build_run_task_call(
             self.settings, request, attempt, fallback_launch_type=self._fallback_launch_type()
         )
@@ -179,7 +183,10 @@ class RunRequests(PlaneBase):
                 return self.fail_start(
                     key, owner, reason, attempt=attempt, only_if_queued=True, placement=placement
                 )
-            if self.table.schedule_retry(key, attempt, why, placement=placement) is None:
+            scheduled = self.table.schedule_retry(
+                key, attempt, why, placement=placement, next_on_fallback=fallback
+            )
+            if scheduled is None:
                 # Another invocation started (or ended) the try meanwhile: its start stands.
                 logger.info("capacity retry not scheduled: the try moved on", extra={"key": key})
                 why = f"not retried, the try moved on: {why}"

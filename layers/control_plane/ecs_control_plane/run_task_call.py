@@ -89,12 +89,12 @@ def check_task_config(
 ) -> None:
     """The stack's allow-list for a task's executor_config (see executor_config.py), then its
     queue profile's (the keys that queue's tasks may set)."""
+    container = settings.container_name_for(profile)
     try:
-        check_executor_config(
-            config, settings.container_name_for(profile), settings.executor_config_policy_for(profile)
-        )
-        if profile is not None:
+        if profile is not None:  # what the queue allows first: its refusal is the one to act on
+            check_executor_config(config, container, None)
             profile.check_executor_config(config, str(queue))
+        check_executor_config(config, container, settings.executor_config_policy_for(profile, queue))
     except ExecutorConfigError as exc:
         raise RunTaskConfigError(str(exc)) from None
 

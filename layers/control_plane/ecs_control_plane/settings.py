@@ -375,7 +375,9 @@ class ControlPlaneSettings(BaseModel):
     def container_name_for(self, profile: QueueProfile | None) -> str:
         return (profile.container_name if profile else None) or self.container_name
 
-    def executor_config_policy_for(self, profile: QueueProfile | None) -> ExecutorConfigPolicy:
+    def executor_config_policy_for(
+        self, profile: QueueProfile | None, queue: str | None = None
+    ) -> ExecutorConfigPolicy:
         """What a task of ``profile``'s queue may choose: the profile's own family and capacity
         providers (fallback included) in place of the stack's, plus what the stack allows."""
         if profile is None:
@@ -386,6 +388,7 @@ class ControlPlaneSettings(BaseModel):
             task_role_arns=frozenset(self.allowed_task_role_arns),
             execution_role_arns=frozenset(self.allowed_execution_role_arns),
             capacity_providers=frozenset(profile.capacity_providers | set(self.allowed_capacity_providers)),
+            queue=queue,
         )
 
     def backoff_seconds(self, attempt: int) -> int:

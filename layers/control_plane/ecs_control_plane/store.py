@@ -383,6 +383,7 @@ class StateTable(StateTableReads):
         *,
         failed_task_arn: str | None = None,
         placement: AttemptPlacement | None = None,
+        next_on_fallback: bool = False,
     ) -> TaskStateItem | None:
         """Back to QUEUED with attempt + 1, forgetting the failed ECS task.
 
@@ -390,10 +391,12 @@ class StateTable(StateTableReads):
         the item must still be QUEUED with no task, so a concurrent invocation's recorded start
         is never undone; with it, the item's task (if it has one yet) must be that task.
         ``placement``: the failed attempt's, when RunTask started nothing (a started task's was
-        recorded with its start).
+        recorded with its start); ``next_on_fallback``: the next attempt runs on the queue
+        profile's fallback capacity, whichever message starts it.
         """
         u = _Update()
         _add_placement(u, placement)
+        u.set("attempt_on_fallback", True if next_on_fallback else None)
         u.set("state", TaskState.QUEUED.value)
         u.set("attempt", from_attempt + 1)
         u.set("reason", reason)
@@ -546,6 +549,11 @@ class StateTable(StateTableReads):
         if only_if_queued:
             u.values[":q"] = _ser.serialize(TaskState.QUEUED.value)
             condition = f"#state = :q AND attribute_not_exists({u.name('task_arn')})"
+            if attempt is not None:
+                # Still at the attempt the decision was made for: a concurrent invocation that
+                # scheduled the next one meanwhile is not undone.
+                u.values[":decided_at"] = _ser.serialize(attempt)
+                condition += f" AND {u.name('attempt')} = :decided_at"
             u.values.pop(":s")
             u.values.pop(":f")
         if expect_updated_at is not None:

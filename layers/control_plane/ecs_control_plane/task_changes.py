@@ -138,9 +138,9 @@ class TaskChanges(PlaneBase):
                 task_arn=task.task_arn,
             )
         fallback = self._next_on_fallback(
-            item.queue, item.on_fallback, is_capacity_stop(task.stop_code, task.stopped_reason)
+            item.queue, item.attempt_on_fallback, is_capacity_stop(task.stop_code, task.stopped_reason)
         )
-        if fallback and not item.on_fallback:
+        if fallback and not item.attempt_on_fallback:
             reason += "; the next attempt runs on the queue profile's fallback capacity"
         retry = RunRequest(
             kind="run",
@@ -163,6 +163,7 @@ class TaskChanges(PlaneBase):
             reason,
             {"stop_code": task.stop_code, "stopped_reason": task.stopped_reason},
             failed_task_arn=task.task_arn,
+            next_on_fallback=fallback,
         )
         if moved is None:
             return Result(Outcome.IGNORED, item.key, "another event moved the item first", task.task_arn)

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from ecs_control_plane.contract import now_ms
 from ecs_control_plane.readiness import ReadinessReport
+from ecs_control_plane.run_task_call import check_run_task_shape
 from ecs_control_plane.settings import (
     ENV_CLUSTER,
     ENV_CONTAINER_NAME,
@@ -275,8 +276,13 @@ def check_settings(facts: DoctorFacts) -> list[Check]:
     a stack CloudFormation deployed may still hold a setting every function refuses to start with."""
     if facts.function_env is None:
         return []  # check_ecs says there is no run_task function
+    from botocore.session import get_session  # noqa: PLC0415 - doctor only
+
     try:
-        ControlPlaneSettings.from_env(facts.function_env)
+        settings = ControlPlaneSettings.from_env(facts.function_env)
+        # As the functions' cold start: every call the stack (and each profile) makes, against
+        # ECS's API model.
+        check_run_task_shape(settings, get_session().get_service_model("ecs"))
     except SettingsError as exc:
         fix = "fix the stack parameter it names, then deploy"
         return [Check("function settings", Verdict.FAIL, f"the functions refuse to start: {exc}", fix)]
