@@ -13,10 +13,9 @@ from ecs_control_plane.contract import RunRequest, TaskState
 from ecs_control_plane.runtime import control_plane
 from tests.functional.test_run_task_handler import fake_run_task, send
 from tests.support.aws import CLUSTER, REGION, MockedControlPlane, mocked_control_plane
+from tests.support.queue_profiles import ON_DEMAND, SPOT
 from tests.support.requests import run_request, task_key
 
-SPOT = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
-ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1}]
 PROFILES = {
     "large": {
         "taskDefinition": "airflow-large",

@@ -12,6 +12,10 @@ from typing import Any, Final
 
 from tests.support.iam_policies import ACCOUNT
 
+#: Capacity provider strategies of one provider each, as profiles and RunTask calls carry them.
+SPOT: Final = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+ON_DEMAND: Final = [{"capacityProvider": "FARGATE", "weight": 1}]
+
 LARGE_FAMILY: Final = "airflow-large"
 LARGE_TASK_ROLE: Final = f"arn:aws:iam::{ACCOUNT}:role/airflow-large-task"
 

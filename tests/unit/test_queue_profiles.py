@@ -14,6 +14,7 @@ from ecs_control_plane.queue_profiles import CapacityProviderItem, describe_plac
 from ecs_control_plane.readiness import _fallback_problems
 from ecs_control_plane.run_task_call import RunTaskConfigError, build_run_task_call, check_run_task_shape
 from ecs_control_plane.settings import ControlPlaneSettings, SettingsError
+from tests.support.queue_profiles import ON_DEMAND, SPOT
 from tests.support.requests import run_request
 
 STACK_ENV = {
@@ -29,8 +30,6 @@ STACK_ENV = {
     "ECSCP_TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/task",
 }
 LARGE_ROLE = "arn:aws:iam::123456789012:role/large-task"
-SPOT = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
-ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1}]
 PROFILES = {
     "large": {
         "taskDefinition": "airflow-large:3",

@@ -451,8 +451,13 @@ class TaskStateItem(BaseModel):
     @classmethod
     def _one_per_attempt(cls, value: list[AttemptPlacement]) -> list[AttemptPlacement]:
         """One entry per attempt: two deliveries of one run request may both record its start."""
-        first = {p.attempt: p for p in reversed(value)}  # each attempt's first entry
-        return sorted(first.values(), key=value.index)
+        seen: set[int] = set()
+        kept = []
+        for placement in value:
+            if placement.attempt not in seen:
+                seen.add(placement.attempt)
+                kept.append(placement)
+        return kept
 
     def outcome(self) -> str:
         """Why this try failed, in one line: reason, exit code, stop code, ECS's stopped reason."""
