@@ -21,9 +21,9 @@ import pytest
 
 from ecs_control_plane.contract import InvalidTaskKeyError, TaskKey
 from ecscp.demo import starts_per_try, task_key
-from ecscp.local.airflow import LocalAirflow, marked_processes
+from ecscp.local.airflow import RUN_MARKER_ENV, LocalAirflow
 from ecscp.local.airflow_api import TERMINAL_RUN_STATES, TaskInstance
-from ecscp.local.processes import is_alive
+from ecscp.local.processes import is_alive, marked_processes
 from ecscp.local.stack import LocalStack, LocalStackConfig
 from ecscp.project import PROJECT_ROOT
 from tests.e2e.test_demo import processes_using
@@ -263,5 +263,5 @@ def test_nothing_is_left_running_after_the_replacement(replacement: Replacement)
     # THEN no process of the run is left: none using its state directory, none carrying its
     # marker, none of the stack's
     assert processes_using(replacement.state_dir) == []
-    assert marked_processes(replacement.run_marker) == []
+    assert marked_processes(RUN_MARKER_ENV, replacement.run_marker) == []
     assert [pid for pid in replacement.stack_pids if is_alive(pid)] == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ecscp.demo import DemoResult, RunOutcome, TaskOutcome, alert_summary, starts_per_try, try_key_of
-from ecscp.local.airflow import candidate_dag_files
+from ecscp.local.dag_files import candidate_dag_files
 
 
 def run(state: str) -> RunOutcome:

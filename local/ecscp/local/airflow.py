@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -29,8 +28,9 @@ from typing import IO, Any
 import psutil
 
 from .airflow_api import AirflowApi, AirflowError, DagRun, ParsedDags
+from .dag_files import candidate_dag_files
 from .endpoint import free_port
-from .processes import kill_tree, log_tail, process_tree, terminate, wait_until
+from .processes import kill_tree, log_tail, marked_processes, process_tree, terminate, wait_until
 
 #: Environment variable that marks every process of one local run (value: the run's id).
 RUN_MARKER_ENV = "ECSCP_LOCAL_RUN_ID"
@@ -49,38 +49,9 @@ _SERVICE_ARGS: dict[str, tuple[str, ...]] = {
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 
 _STOP_GRACE_SECONDS = 10.0
-# Airflow only parses files whose text contains both words (dag_processing "safe mode").
-_MIGHT_CONTAIN_DAG = (re.compile(rb"airflow", re.IGNORECASE), re.compile(rb"dag", re.IGNORECASE))
-
-
-def candidate_dag_files(dags_folder: Path) -> list[Path]:
-    """Python files under ``dags_folder`` that Airflow will parse (its safe-mode heuristic)."""
-    files = []
-    for path in sorted(dags_folder.rglob("*.py")):
-        if any(part.startswith((".", "__")) for part in path.relative_to(dags_folder).parts):
-            continue
-        content = path.read_bytes()
-        if all(pattern.search(content) for pattern in _MIGHT_CONTAIN_DAG):
-            files.append(path)
-    return files
-
-
 # ---------------------------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------------------------
-
-
-def marked_processes(marker: str) -> list[psutil.Process]:
-    """Processes of this user whose environment carries ``RUN_MARKER_ENV=marker``."""
-    found = []
-    me = os.getpid()
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == me:
-            continue
-        with contextlib.suppress(psutil.Error):
-            if proc.environ().get(RUN_MARKER_ENV) == marker:
-                found.append(proc)
-    return found
 
 
 @dataclass
@@ -362,7 +333,7 @@ class LocalAirflow:
         for service in services:
             for proc in process_tree(service.popen.pid):
                 processes[proc.pid] = proc
-        for proc in marked_processes(self.run_id):
+        for proc in marked_processes(RUN_MARKER_ENV, self.run_id):
             processes.setdefault(proc.pid, proc)
         # Services first (SIGTERM lets the scheduler end its executor), then stragglers.
         terminate(list(processes.values()), _STOP_GRACE_SECONDS)
@@ -372,7 +343,7 @@ class LocalAirflow:
             service.log_file.close()
         self._services.clear()
         self._migration = None
-        leftovers = marked_processes(self.run_id)
+        leftovers = marked_processes(RUN_MARKER_ENV, self.run_id)
         if leftovers:
             terminate(leftovers, grace_seconds=2)
 

@@ -188,3 +188,16 @@ def interrupts_deferred() -> Iterator[None]:
             signal.signal(signum, handler)
     if received:
         raise KeyboardInterrupt(f"signal {received[0]}")
+
+
+def marked_processes(variable: str, marker: str) -> list[psutil.Process]:
+    """Processes of this user (but this one) whose environment carries ``variable=marker``."""
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(variable) == marker:
+                found.append(proc)
+    return found
