@@ -2,7 +2,7 @@
 
 One module per moto behaviour, named after it. Each module's docstring says what moto does, what
 AWS does instead and why the difference matters here; each has one idempotent ``apply()``; and
-``tests/functional/test_moto_patches.py`` has a test per module that fails both when the patch
+``tests/functional/moto_patches/`` has a test per module that fails both when the patch
 stops working and when moto as released no longer behaves that way (then drop the module).
 
 :func:`apply_all` applies them in this order (the local stack's moto server calls it before
@@ -19,16 +19,23 @@ it serves; the benchmarks' moto applies only the two cost fixes):
 8. :mod:`.dynamodb_expressions_parsed_once`: an UpdateItem parses each expression once.
 9. :mod:`.dynamodb_update_validation`: its validation copies the tree node by node and reads
    each walk's node types once.
-10. :mod:`.sqs_no_lambda_invoke`: SendMessage never invokes moto's Lambda.
-11. :mod:`.sqs_send_attributes`: sending and receiving do not count the queue.
-12. :mod:`.ecs_task_lifecycle`: tasks start PROVISIONING, RunTask hands them to the local ECS,
+10. :mod:`.dynamodb_update_shape_checks`: an expression's shape is checked until it passes,
+    not at every request.
+11. :mod:`.dynamodb_query_sorting`: a Query sorts only what it keeps (not the whole table,
+    not the items that fail its sort-key condition).
+12. :mod:`.dynamodb_item_projection`: a projection converts only the attributes it names.
+13. :mod:`.sqs_no_lambda_invoke`: SendMessage never invokes moto's Lambda.
+14. :mod:`.sqs_send_attributes`: sending and receiving do not count the queue.
+15. :mod:`.sqs_message_scans`: receiving reads the clock once per scan; deleting finds the
+    message in one pass.
+16. :mod:`.ecs_task_lifecycle`: tasks start PROVISIONING, RunTask hands them to the local ECS,
     and they move only when the local ECS host says so.
-13. :mod:`.ecs_run_task_client_token`: RunTask honours ``clientToken``.
-14. :mod:`.ecs_stop_task`: StopTask asks for a stop; the host stops the container.
-15. :mod:`.ecs_describe_tasks_lookup`: DescribeTasks matches by ARN or id, by set look-up.
-16. :mod:`.ecs_cloudformation_properties`: CloudFormation's ECS clusters and task definitions
+17. :mod:`.ecs_run_task_client_token`: RunTask honours ``clientToken``.
+18. :mod:`.ecs_stop_task`: StopTask asks for a stop; the host stops the container.
+19. :mod:`.ecs_describe_tasks_lookup`: DescribeTasks matches by ARN or id, by set look-up.
+20. :mod:`.ecs_cloudformation_properties`: CloudFormation's ECS clusters and task definitions
     get every property (capacity providers, network mode, compatibilities, cpu, roles).
-17. :mod:`.ecs_task_level_memory`: RunTask starts a task definition with task-level memory only.
+21. :mod:`.ecs_task_level_memory`: RunTask starts a task definition with task-level memory only.
 
 The order matters only for 3 and 4, which both wrap ``Rule.send_to_targets``.
 """
@@ -40,7 +47,10 @@ from . import (
     dynamodb_atomic_requests,
     dynamodb_expressions_parsed_once,
     dynamodb_item_copies,
+    dynamodb_item_projection,
     dynamodb_item_results,
+    dynamodb_query_sorting,
+    dynamodb_update_shape_checks,
     dynamodb_update_validation,
     ecs_cloudformation_properties,
     ecs_describe_tasks_lookup,
@@ -51,6 +61,7 @@ from . import (
     events_default_input_account,
     events_schedule_and_disabled_rules,
     events_targets,
+    sqs_message_scans,
     sqs_no_lambda_invoke,
     sqs_send_attributes,
 )
@@ -66,8 +77,12 @@ PATCHES = (
     dynamodb_item_copies,
     dynamodb_expressions_parsed_once,
     dynamodb_update_validation,
+    dynamodb_update_shape_checks,
+    dynamodb_query_sorting,
+    dynamodb_item_projection,
     sqs_no_lambda_invoke,
     sqs_send_attributes,
+    sqs_message_scans,
     ecs_task_lifecycle,
     ecs_run_task_client_token,
     ecs_stop_task,

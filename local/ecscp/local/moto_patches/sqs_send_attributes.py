@@ -5,14 +5,15 @@ every message, two clock reads each), on every SendMessage just to read
 ``ContentBasedDeduplication``, and on ReceiveMessage for every message it returns (to read
 ``MessageRetentionPeriod``). SendMessageBatch slowed from about 60 ms to 600 ms per call as
 1,000 messages accumulated. SQS's answers are the same; only the cost grows with the queue.
-Patched: the send and retention paths read the static attributes only; GetQueueAttributes
-counts as before. The benchmarks' moto applies it too.
+Patched: the send and retention paths read the static attributes only (each attribute's name
+converted once, not at every read); GetQueueAttributes counts as before. The benchmarks' moto applies it too.
 """
 
 # ruff: noqa: PLC0415
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,8 @@ def apply() -> None:
     from moto.core.utils import camelcase_to_underscores
     from moto.sqs.models import Queue, SQSBackend
 
+    attribute_of = functools.lru_cache(maxsize=None)(camelcase_to_underscores)
+
     def make_attributes(full_attributes: property) -> property:
         def attributes(self: Queue) -> dict[str, Any]:
             if not getattr(_sending, "depth", 0):
@@ -44,7 +47,7 @@ def apply() -> None:
             result: dict[str, Any] = {}
             for name in self.BASE_ATTRIBUTES + (self.FIFO_ATTRIBUTES if self.fifo_queue else []):
                 if not name.startswith("Approximate"):
-                    value = getattr(self, camelcase_to_underscores(name))
+                    value = getattr(self, attribute_of(name))
                     result[name] = str(value).lower() if isinstance(value, bool) else value
             return result
 
