@@ -162,6 +162,22 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 },
             }
         )
+    drain = results.get("throughput", {})
+    if drain.get("tasks", 0) >= 1000 and "tasks_per_s" in drain:
+        out.append(
+            {
+                "target": ">=25 tasks/s draining 1,000 tasks locally, 0 lost, 0 started twice (issue 11)",
+                "met": (drain.get("tasks_per_s") or 0) >= 25
+                and drain.get("lost") == 0
+                and drain.get("keys_started_more_than_once") == 0,
+                "figure": {
+                    "tasks_per_s": drain.get("tasks_per_s"),
+                    "lost": drain.get("lost"),
+                    "started_twice": drain.get("keys_started_more_than_once"),
+                    "moto_calls_per_task": (drain.get("moto_requests_per_task") or {}).get("total"),
+                },
+            }
+        )
     out.extend(aws_latency_targets(results))
     coldstart = results.get("coldstart")
     if coldstart:
