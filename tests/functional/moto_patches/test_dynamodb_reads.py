@@ -100,6 +100,11 @@ def _queries(dynamodb: Any) -> list[Any]:
             ExpressionAttributeNames={"#o": "owner", "#a": "at", "#s": "state"},
         ),
         _query_pages(dynamodb, "#a < :n", {":n": {"N": "0"}}),  # nothing meets it
+        # a page that ends on the last item meeting the condition, with items after it that do
+        # not: moto still gives a LastEvaluatedKey (and the next page is empty), both ways
+        _query_pages(dynamodb, "#a < :n", {":n": {"N": "3"}}, Limit=3),
+        _query_pages(dynamodb, "#a > :n", after, Limit=5, ScanIndexForward=False),
+        _query_pages(dynamodb, "#a BETWEEN :lo AND :hi", {":lo": {"N": "3"}, ":hi": {"N": "5"}}, Limit=6),
         dynamodb.query(
             TableName="indexed",
             KeyConditionExpression="pk = :pk",
@@ -144,8 +149,9 @@ def test_dynamodb_query_sorting(patched: Apply, monkeypatch: pytest.MonkeyPatch)
         table_sorts.clear()
         assert _queries(dynamodb) == released
         meets_first_condition = sum(1 for n in range(ITEMS_PER_OWNER) if n % 25 > 19)
-        assert sorted_sizes[0] == meets_first_condition
+        assert sorted_sizes[0] == meets_first_condition + 2  # and the first and last that do not
         assert max(sorted_sizes) < ITEMS_PER_OWNER
+        assert [len(pages) for pages in released[6:9]] == [3, 2, 2]
         assert table_sorts == [everything]  # the Scan's
 
 

@@ -10,7 +10,9 @@ to return 700. DynamoDB returns the same attributes; the work is what differs.
 Patched: when every path is one top-level attribute (as in an index's projection and in the
 control plane's projection expressions), only the named attributes are converted, once each,
 and the projected item is built from them as moto builds it. Paths into maps or lists
-(``a.b``, ``a[0]``) go the way moto released them.
+(``a.b``, ``a[0]``) go the way moto released them. One difference: moto stores a number of more
+than 38 digits (DynamoDB refuses it at the write) and then fails every projection of its item;
+patched, only those that name it.
 """
 
 # ruff: noqa: PLC0415

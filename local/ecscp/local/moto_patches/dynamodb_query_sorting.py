@@ -12,10 +12,15 @@ largest DynamoDB cost of the local stack after UpdateItem.
 Patched, within a Query only (a Scan still walks the table in key order): the table's items are
 not sorted first, since the Query sorts what it keeps by a key that ends in the table's own
 unique key; and on an index with a sort-key condition (and no legacy ``QueryFilter``), the items
-that fail the condition are dropped before the sort. The sort is total and the condition is per
-item, so the same items come back in the same order, with the same ``Limit`` and
-``ExclusiveStartKey`` pages. One difference, toward DynamoDB: moto as released stops a page
-when an item that fails the condition would have taken it over 1 MB.
+that fail the condition are dropped before the sort, but for the first and the last of them
+in sort order (moto gives a page that ends on its ``Limit``-th result a LastEvaluatedKey when
+any item follows it, met or not). The sort is total and the condition is per item, so the same
+items come back in the same order, with the same ``Limit`` and ``ExclusiveStartKey`` pages.
+Differences, all where moto as released is not DynamoDB: it stops a page when an item that
+fails the condition would have taken it over 1 MB; it fails (HTTP 500) on an item whose index
+key has the wrong type, or on an ``ExclusiveStartKey`` without the index's keys, when such an
+item or key meets only dropped items; and ties (a key attribute named ``None``, which moto
+leaves out of its sort) keep the table's order, not its key order.
 """
 
 # ruff: noqa: PLC0415
@@ -65,6 +70,27 @@ def _sort_key_condition(table: Any, arguments: dict[str, Any]) -> Callable[[Any]
     return meets
 
 
+def _meeting_and_bounds(
+    table: Any, keep: Callable[[Any], bool], hash_key_attrs: Any, range_key_attrs: Any, items: list[Any]
+) -> list[Any]:
+    """The items that meet the condition, and the first and last (in sort order) of those that
+    do not: moto ends a page with a LastEvaluatedKey when any item follows the ``Limit``-th
+    result, whether or not it meets the condition; the extremes are there to follow it."""
+    meeting: list[Any] = []
+    failing: list[Any] = []
+    for item in items:
+        (meeting if keep(item) else failing).append(item)
+    if failing:
+        attributes = table._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
+
+        def sort_key(item: Any) -> tuple[Any, ...]:
+            return tuple(item.attrs[name] for name in attributes)
+
+        bounds = {id(item): item for item in (min(failing, key=sort_key), max(failing, key=sort_key))}
+        meeting.extend(bounds.values())
+    return meeting
+
+
 def apply() -> None:
     from moto.dynamodb.models import table
 
@@ -96,7 +122,7 @@ def apply() -> None:
             running = getattr(_state, "query", None)
             keep = running[0] if running else None
             if keep is not None:
-                items = [item for item in items if keep(item)]
+                items = _meeting_and_bounds(self, keep, hash_key_attrs, range_key_attrs, items)
             return sorted_items(self, hash_key_attrs, range_key_attrs, items)
 
         return sorted_items_meeting_the_condition
